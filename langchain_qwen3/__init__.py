@@ -1,0 +1,1 @@
+"""LangChain integration for qwen3-rag (see issue: LangChain adapter)."""

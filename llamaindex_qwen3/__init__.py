@@ -1,0 +1,1 @@
+"""LlamaIndex integration for qwen3-rag (see issue: LlamaIndex adapter)."""

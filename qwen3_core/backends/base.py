@@ -1,0 +1,30 @@
+"""The two things a backend does; the engine classes do everything else."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from qwen3_core.tokenization import RerankPrompt, TokenIds
+
+
+class EmbeddingBackend(Protocol):
+    """Runs the embedding model."""
+
+    @property
+    def hidden_size(self) -> int: ...
+
+    def embed(self, sequences: Sequence[TokenIds]) -> np.ndarray:
+        """The last position's hidden state of each sequence: float32 (n, hidden_size),
+        not normalised, in input order."""
+        ...
+
+
+class RerankBackend(Protocol):
+    """Runs the reranker."""
+
+    def score(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
+        """P(yes) for each prompt: float32 (n,), in input order."""
+        ...

@@ -1,0 +1,1 @@
+"""Seed 003's two-stage search, as the ``qwen3-rag demo`` command."""

@@ -1,0 +1,73 @@
+"""Seed 003's 18-document sample corpus and its two test queries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SAMPLE_DOCUMENTS: tuple[str, ...] = (
+    # The capital of China
+    "北京是中华人民共和国的首都，也是中国的政治、文化和教育中心。北京有着三千多年的历史，是中国四大古都之一。",
+    "中国的首都是北京，北京位于华北地区，是全国的政治中心。天安门广场和故宫都位于北京。",
+    "Beijing is the capital city of China and serves as the political and cultural center of the country.",
+    # Physics
+    "万有引力定律是由牛顿发现的，它描述了宇宙中任何两个物体之间都存在相互吸引的力。这个力与两物体质量的乘积成正比，与距离的平方成反比。",
+    "重力是地球对物体的吸引力，使物体有重量。重力加速度在地球表面约为9.8米每秒的平方。",
+    "Gravity is a fundamental force of nature that causes objects with mass to attract each other. On Earth, gravity gives weight to physical objects.",
+    # Artificial intelligence
+    "人工智能(AI)是计算机科学的一个分支，旨在创建能够执行通常需要人类智能的任务的系统。",
+    "机器学习是人工智能的一个子领域，它使计算机能够在没有明确编程的情况下学习和改进。",
+    "Large Language Models (LLMs) are AI systems trained on vast amounts of text data to understand and generate human-like text.",
+    # Programming
+    "Python是一种高级编程语言，以其简洁的语法和强大的功能而闻名。它广泛用于数据科学、Web开发和人工智能。",
+    "JavaScript是一种编程语言，主要用于Web开发，可以在浏览器和服务器端运行。",
+    "深度学习框架如PyTorch和TensorFlow为研究人员和开发者提供了构建神经网络的工具。",
+    # History
+    "中国有五千年的悠久历史，创造了灿烂的古代文明。从夏朝开始，中国经历了多个朝代的更替。",
+    "长城是中国古代的军事防御工程，是中国古代文明的象征，也是世界文化遗产。",
+    "The Great Wall of China is one of the most famous landmarks in the world and represents ancient Chinese civilization.",
+    # Technology
+    "量子计算是一种利用量子力学原理进行信息处理的计算方式，有潜力解决传统计算机无法处理的复杂问题。",
+    "5G技术是第五代移动通信技术，提供更快的数据传输速度和更低的延迟。",
+    "区块链技术是一种分布式账本技术，最初为比特币等加密货币提供支持，现在应用于多个领域。",
+)
+
+SAMPLE_QUERIES: tuple[str, ...] = ("中国的首都是哪里？", "什么是重力？")
+
+
+class CorpusError(ValueError):
+    """A corpus file that cannot be used, with the reason."""
+
+
+def load_corpus_file(path: str | Path) -> list[str]:
+    """Documents from a file: JSONL with a "text" field per line (``.jsonl`` files, or any file
+    whose first non-empty line is a JSON object), else one document per non-empty line."""
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise CorpusError(f"corpus file '{file}' does not exist")
+    if not file.is_file():
+        raise CorpusError(f"corpus path '{file}' is not a file")
+    raw = file.read_bytes()
+    if b"\x00" in raw:
+        raise CorpusError(f"corpus file '{file}' looks binary (it contains NUL bytes)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"corpus file '{file}' is not UTF-8 text ({exc.reason})") from exc
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines:
+        raise CorpusError(f"corpus file '{file}' has no documents")
+    if file.suffix == ".jsonl" or lines[0][1].lstrip().startswith("{"):
+        return [_jsonl_text(file, number, line) for number, line in lines]
+    return [line.strip() for _, line in lines]
+
+
+def _jsonl_text(file: Path, number: int, line: str) -> str:
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        raise CorpusError(f"{file}:{number}: not a JSON object ({exc})") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        raise CorpusError(f'{file}:{number}: expected a JSON object with a "text" string')
+    text: str = record["text"]
+    return text

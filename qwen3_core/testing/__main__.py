@@ -1,0 +1,25 @@
+"""``python -m qwen3_core.testing DIR``: write the offline test models."""
+
+from __future__ import annotations
+
+import argparse
+
+from qwen3_core.testing.models import SHAPES, build_test_models
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m qwen3_core.testing",
+        description="Write deterministic random Qwen3 embedding and reranker checkpoints "
+        "with the real Qwen3 tokenizer (no network needed).",
+    )
+    parser.add_argument("folder", help="where to write them")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
+    args = parser.parse_args()
+    models = build_test_models(args.folder, args.shape)
+    print(f"embedding model: {models.embedding}")
+    print(f"reranker model:  {models.reranker}")
+
+
+if __name__ == "__main__":
+    main()

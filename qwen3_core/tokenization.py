@@ -1,0 +1,166 @@
+"""Token ids for embedding and reranking, built from the canonical prompts.
+
+User text (queries, documents, instructions) is tokenised literally: a document that
+contains ``<|im_end|>`` gets the characters' tokens, never the special token, so it cannot
+close the prompt and answer for the model. Only the template's own special tokens are special.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from qwen3_core import prompts
+
+TokenIds = np.ndarray  # one sequence: int64 ids, 1-d
+
+
+@dataclass(frozen=True)
+class RerankPrompt:
+    """One reranker input: ``head + tail`` is the whole prompt.
+
+    ``head`` (prefix, instruction and query) is the same for every document of a query, so a
+    backend may run it once and reuse it; ``tail`` is the document and the suffix.
+    """
+
+    head: TokenIds
+    tail: TokenIds
+
+    @property
+    def ids(self) -> TokenIds:
+        return np.concatenate([self.head, self.tail])
+
+    def __len__(self) -> int:
+        return len(self.head) + len(self.tail)
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """How many inputs of one call were cut to fit ``max_length``."""
+
+    truncated: int
+    total: int
+
+
+class LiteralTokenizer:
+    """Encodes user text literally and template text with its special tokens."""
+
+    def __init__(self, hf_tokenizer: Any) -> None:
+        backend: Tokenizer = hf_tokenizer.backend_tokenizer
+        self._template = Tokenizer.from_str(backend.to_str())
+        self._template.no_truncation()
+        self._template.no_padding()
+        # A private copy with special-token matching off: set once here, never toggled per
+        # call, so concurrent callers cannot see each other's setting.
+        self._literal = Tokenizer.from_str(self._template.to_str())
+        self._literal.encode_special_tokens = True
+
+    def encode_template(self, text: str) -> list[int]:
+        """Template text: its special tokens are special."""
+        ids: list[int] = self._template.encode(text, add_special_tokens=False).ids
+        return ids
+
+    def encode_literal(self, texts: Sequence[str]) -> list[TokenIds]:
+        """User text: every character is text, nothing is added."""
+        encodings = self._literal.encode_batch(list(texts), add_special_tokens=False)
+        return [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+
+    def single_token_id(self, token: str) -> int | None:
+        """The id of ``token`` if it is encoded as exactly one token."""
+        ids = self._template.encode(token, add_special_tokens=False).ids
+        return ids[0] if len(ids) == 1 else None
+
+
+class EmbeddingTokenizer:
+    """Builds embedding-model inputs: text truncated to ``max_length - 1``, then ``<|endoftext|>``.
+
+    The official Qwen3-Embedding tokenizer appends ``<|endoftext|>`` after truncation; the
+    engine does the same itself, so the result does not depend on the tokenizer's
+    post-processor and the last token is never cut off.
+    """
+
+    def __init__(self, tokenizer: LiteralTokenizer, max_length: int) -> None:
+        eos = tokenizer.single_token_id(prompts.EMBEDDING_EOS_TOKEN)
+        if eos is None:
+            raise ValueError(
+                f"the tokenizer has no single {prompts.EMBEDDING_EOS_TOKEN!r} token: "
+                "this is not a Qwen3 tokenizer"
+            )
+        if max_length < 2:
+            raise ValueError(
+                f"max_length must be at least 2 (text + <|endoftext|>), got {max_length}"
+            )
+        self._tokenizer = tokenizer
+        self._eos = np.asarray([eos], dtype=np.int64)
+        self.max_length = max_length
+
+    def encode(self, texts: Sequence[str]) -> tuple[list[TokenIds], Truncation]:
+        limit = self.max_length - 1
+        out: list[TokenIds] = []
+        truncated = 0
+        for ids in self._tokenizer.encode_literal(texts):
+            if len(ids) > limit:
+                truncated += 1
+                ids = ids[:limit]
+            out.append(np.concatenate([ids, self._eos]))
+        return out, Truncation(truncated, len(out))
+
+
+class RerankTokenizer:
+    """Builds reranker inputs: ``prefix + (head + document)[:budget] + suffix``.
+
+    Only the body is truncated, from its end, so the whole prompt fits ``max_length``; this is
+    the official truncation (the body's tokens cut, then prefix and suffix added).
+    """
+
+    def __init__(self, tokenizer: LiteralTokenizer, max_length: int) -> None:
+        self._tokenizer = tokenizer
+        self.prefix = np.asarray(tokenizer.encode_template(prompts.RERANK_PREFIX), dtype=np.int64)
+        self.suffix = np.asarray(tokenizer.encode_template(prompts.RERANK_SUFFIX), dtype=np.int64)
+        overhead = (
+            len(self.prefix)
+            + len(self.suffix)
+            + len(tokenizer.encode_literal([prompts.rerank_body_text("", "", "")])[0])
+        )
+        if max_length <= overhead:
+            raise ValueError(
+                f"max_length={max_length} leaves no room for text: the reranker prompt template "
+                f"alone takes {overhead} tokens"
+            )
+        self.max_length = max_length
+        self.body_budget = max_length - len(self.prefix) - len(self.suffix)
+        yes = tokenizer.single_token_id(prompts.YES_TOKEN)
+        no = tokenizer.single_token_id(prompts.NO_TOKEN)
+        if yes is None or no is None:
+            raise ValueError(
+                'the reranker tokenizer does not encode "yes" and "no" as single tokens: '
+                "this is not a Qwen3 reranker tokenizer"
+            )
+        self.yes_id = yes
+        self.no_id = no
+
+    def encode(
+        self, pairs: Sequence[tuple[str, str]], instruction: str
+    ) -> tuple[list[RerankPrompt], Truncation]:
+        # Each distinct query's head is tokenised once and shared by its documents.
+        heads: dict[str, TokenIds] = {}
+        for query in dict.fromkeys(q for q, _ in pairs):
+            head = self._tokenizer.encode_literal([prompts.rerank_head_text(instruction, query)])[0]
+            heads[query] = np.concatenate([self.prefix, head[: self.body_budget]])
+        documents = self._tokenizer.encode_literal(
+            [prompts.rerank_document_text(d) for _, d in pairs]
+        )
+        out: list[RerankPrompt] = []
+        truncated = 0
+        for (query, _), doc in zip(pairs, documents, strict=True):
+            head = heads[query]
+            room = self.body_budget - (len(head) - len(self.prefix))
+            if len(doc) > room:
+                truncated += 1
+                doc = doc[:room]
+            out.append(RerankPrompt(head=head, tail=np.concatenate([doc, self.suffix])))
+        return out, Truncation(truncated, len(out))

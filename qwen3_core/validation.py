@@ -1,0 +1,77 @@
+"""Argument checks that run before any model work, with errors that name the argument."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def check_text(name: str, value: Any) -> str:
+    """``value`` must be a str."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {_type_name(value)}")
+    return value
+
+
+def check_texts(name: str, value: Any) -> list[str]:
+    """``value`` must be a list (or tuple, or other sequence) of str, not a bare string."""
+    if isinstance(value, (str, bytes, bytearray)):
+        raise TypeError(
+            f"{name} must be a list of str, got a bare {_type_name(value)} "
+            f"(wrap a single text in a list: [{name[:-1] if name.endswith('s') else name}])"
+        )
+    if not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a list of str, got {_type_name(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise TypeError(f"{name}[{index}] must be a str, got {_type_name(item)}")
+    return list(value)
+
+
+def check_pairs(name: str, value: Any) -> list[tuple[str, str]]:
+    """``value`` must be a sequence of (query, document) pairs of str."""
+    if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"{name} must be a list of (query, document) pairs, got {_type_name(value)}"
+        )
+    pairs: list[tuple[str, str]] = []
+    for index, item in enumerate(value):
+        if isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) != 2:
+            raise TypeError(f"{name}[{index}] must be a (query, document) pair, got {item!r:.60}")
+        query, document = item
+        if not isinstance(query, str):
+            raise TypeError(
+                f"{name}[{index}][0] (the query) must be a str, got {_type_name(query)}"
+            )
+        if not isinstance(document, str):
+            raise TypeError(
+                f"{name}[{index}][1] (the document) must be a str, got {_type_name(document)}"
+            )
+        pairs.append((query, document))
+    return pairs
+
+
+def check_optional_int(
+    name: str, value: Any, *, minimum: int, maximum: int | None = None
+) -> int | None:
+    """``value`` must be None or an int within [minimum, maximum]."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {_type_name(value)}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ValueError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def check_int(name: str, value: Any, *, minimum: int) -> int:
+    """``value`` must be an int >= minimum."""
+    checked = check_optional_int(name, value, minimum=minimum)
+    if checked is None:
+        raise TypeError(f"{name} must be an int, got None")
+    return checked

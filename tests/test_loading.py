@@ -1,0 +1,73 @@
+"""Finding and checking model folders: clear errors, never a crash deep in transformers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from qwen3_core import ModelKindError, ModelNotFoundError, Qwen3Embedder, Qwen3Reranker
+from qwen3_core.testing import ModelPaths
+
+
+def test_missing_folder_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such-model"
+    with pytest.raises(ModelNotFoundError, match=str(missing)):
+        Qwen3Embedder(missing)
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        Qwen3Reranker("./not-here/model")
+
+
+def test_file_instead_of_folder(tmp_path: Path) -> None:
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"0")
+    with pytest.raises(ModelNotFoundError, match="is a file"):
+        Qwen3Embedder(path)
+
+
+def test_unreachable_hub_id_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelNotFoundError, match=r"could not be fetched from the Hugging Face Hub"):
+        Qwen3Embedder("Qwen/Qwen3-Embedding-0.6B-does-not-exist")
+
+
+def test_embedding_model_given_to_reranker(test_models: ModelPaths) -> None:
+    with pytest.raises(ModelKindError, match=r"looks like a Qwen3 embedding model.*Qwen3Embedder"):
+        Qwen3Reranker(test_models.embedding)
+
+
+def test_reranker_given_to_embedder(test_models: ModelPaths) -> None:
+    with pytest.raises(ModelKindError, match=r"looks like a Qwen3 reranker.*Qwen3Reranker"):
+        Qwen3Embedder(test_models.reranker)
+
+
+def test_not_a_qwen3_model(test_models: ModelPaths, tmp_path: Path) -> None:
+    folder = tmp_path / "bert"
+    shutil.copytree(test_models.embedding, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "bert"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelKindError, match=r"not a Qwen3 model.*model_type='bert'"):
+        Qwen3Embedder(folder)
+
+
+def test_folder_without_config(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelKindError, match=r"has no config\.json"):
+        Qwen3Reranker(tmp_path / "empty")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_a_gpu(test_models: ModelPaths) -> None:
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        Qwen3Embedder(test_models.embedding, device="cuda")
+
+
+def test_cpu_defaults_to_float32(embedder: Qwen3Embedder) -> None:
+    assert embedder.device == torch.device("cpu") and embedder.dtype == torch.float32
