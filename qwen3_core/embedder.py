@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -18,6 +19,7 @@ from qwen3_core.tokenization import EmbeddingTokenizer, LiteralTokenizer, Trunca
 from qwen3_core.validation import check_int, check_optional_int, check_text, check_texts
 
 logger = logging.getLogger("qwen3_core")
+
 
 def warn_truncation(truncation: Truncation, max_length: int, what: str) -> None:
     """One warning per call that cut anything."""
