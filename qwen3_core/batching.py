@@ -1,13 +1,21 @@
-"""Token-budget batching: sort by length, cut batches by padded tokens, restore input order."""
+"""Token-budget batching: sort by length, cut batches by padded tokens, restore input order.
+
+An allocation failure halves the batch and retries instead of failing the call.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
+
+logger = logging.getLogger("qwen3_core")
 
 T = TypeVar("T", bound=Hashable)
 
@@ -40,11 +48,53 @@ def token_budget_batches(
     return batches
 
 
-def show_progress_default(show_progress: bool | None, n_batches: int) -> bool:
-    """By default a bar only for more than one batch, and only on a terminal."""
-    if show_progress is not None:
-        return show_progress
-    return n_batches > 1 and sys.stderr.isatty()
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A CUDA or CPU allocation failure (torch reports CPU ones as a RuntimeError)."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+class OutOfMemoryBackoff:
+    """Runs a batch, halving it on allocation failure; tells the log once per instance."""
+
+    def __init__(self) -> None:
+        self.logged = False
+
+    def run(self, batch: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        try:
+            return fn(batch)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            if len(batch) == 1:
+                raise MemoryError(
+                    "a single input does not fit in memory even alone: lower max_length"
+                ) from exc
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if not self.logged:
+            self.logged = True
+            logger.warning(
+                "out of memory on a batch of %d inputs: halving it and retrying (lower "
+                "max_batch_tokens to avoid this)",
+                len(batch),
+            )
+        half = len(batch) // 2
+        return np.concatenate([self.run(batch[:half], fn), self.run(batch[half:], fn)])
+
+
+@contextmanager
+def progress_bar(
+    total: int, show_progress: bool | None, *, many_batches: bool, description: str
+) -> Iterator[tqdm]:  # type: ignore[type-arg]
+    """A tqdm bar; by default only for more than one batch, and only on a terminal."""
+    show = show_progress if show_progress is not None else many_batches and sys.stderr.isatty()
+    with tqdm(total=total, desc=description, unit="text", disable=not show) as bar:
+        yield bar
 
 
 def run_batched(
@@ -54,14 +104,12 @@ def run_batched(
     *,
     max_batch_tokens: int,
     max_batch_size: int,
-    show_progress: bool | None,
-    description: str,
+    backoff: OutOfMemoryBackoff,
+    bar: tqdm | None = None,  # type: ignore[type-arg]
 ) -> np.ndarray:
     """Fill ``out[i]`` for every input i with ``run(batch_indices)``, batch by batch."""
-    batches = token_budget_batches(lengths, max_batch_tokens, max_batch_size)
-    show = show_progress_default(show_progress, len(batches))
-    with tqdm(total=len(lengths), desc=description, unit="text", disable=not show) as bar:
-        for batch in batches:
-            out[batch] = run(batch)
+    for batch in token_budget_batches(lengths, max_batch_tokens, max_batch_size):
+        out[batch] = backoff.run(batch, run)
+        if bar is not None:
             bar.update(len(batch))
     return out

@@ -43,7 +43,8 @@ class Qwen3Reranker:
 
     The prompt is the official one (system turn, ``<Instruct>/<Query>/<Document>`` user turn,
     empty think block); the score is the softmax over the "no" and "yes" logits at the last
-    position, P(yes) in [0, 1].
+    position, P(yes) in [0, 1]. With ``share_prefix`` (the default) the tokens shared by one
+    query's documents run once and their key/value cache is reused; scores are unchanged.
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class Qwen3Reranker:
         instruction: str = prompts.DEFAULT_INSTRUCTION,
         max_batch_tokens: int | None = None,
         show_progress: bool | None = None,
+        share_prefix: bool = True,
         backend: Backend = "transformers",
     ) -> None:
         self.instruction = check_text("instruction", instruction)
@@ -78,6 +80,7 @@ class Qwen3Reranker:
             no_id=self._tokenizer.no_id,
             max_batch_tokens=max_batch_tokens,
             show_progress=show_progress,
+            share_prefix=share_prefix,
         )
 
     def score(

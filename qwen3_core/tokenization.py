@@ -16,7 +16,8 @@ from tokenizers import Tokenizer
 
 from qwen3_core import prompts
 
-TokenIds = np.ndarray  # one sequence: int64 ids, 1-d
+TokenIds = np.ndarray  # one sequence: integer ids, 1-d
+_ENCODE_CHUNK = 512
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,13 @@ class LiteralTokenizer:
 
     def encode_literal(self, texts: Sequence[str]) -> list[TokenIds]:
         """User text: every character is text, nothing is added."""
-        encodings = self._literal.encode_batch(list(texts), add_special_tokens=False)
-        return [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+        out: list[TokenIds] = []
+        # In chunks: an Encoding also holds token strings and offsets, many times the ids.
+        for start in range(0, len(texts), _ENCODE_CHUNK):
+            chunk = list(texts[start : start + _ENCODE_CHUNK])
+            encodings = self._literal.encode_batch(chunk, add_special_tokens=False)
+            out.extend(np.asarray(e.ids, dtype=np.int32) for e in encodings)
+        return out
 
     def single_token_id(self, token: str) -> int | None:
         """The id of ``token`` if it is encoded as exactly one token."""
@@ -95,7 +101,7 @@ class EmbeddingTokenizer:
                 f"max_length must be at least 2 (text + <|endoftext|>), got {max_length}"
             )
         self._tokenizer = tokenizer
-        self._eos = np.asarray([eos], dtype=np.int64)
+        self._eos = np.asarray([eos], dtype=np.int32)
         self.max_length = max_length
 
     def encode(self, texts: Sequence[str]) -> tuple[list[TokenIds], Truncation]:
@@ -119,8 +125,8 @@ class RerankTokenizer:
 
     def __init__(self, tokenizer: LiteralTokenizer, max_length: int) -> None:
         self._tokenizer = tokenizer
-        self.prefix = np.asarray(tokenizer.encode_template(prompts.RERANK_PREFIX), dtype=np.int64)
-        self.suffix = np.asarray(tokenizer.encode_template(prompts.RERANK_SUFFIX), dtype=np.int64)
+        self.prefix = np.asarray(tokenizer.encode_template(prompts.RERANK_PREFIX), dtype=np.int32)
+        self.suffix = np.asarray(tokenizer.encode_template(prompts.RERANK_SUFFIX), dtype=np.int32)
         overhead = (
             len(self.prefix)
             + len(self.suffix)

@@ -3,16 +3,22 @@
 Batches are right-padded and run without an attention mask: under the causal mask no real
 token can see the padding that follows it, so each sequence's result does not depend on its
 batch, and SDPA takes its mask-free causal kernel. Only the last real position is read.
+
+Reranking shares work between the documents of one query: the prompt prefix, instruction
+and query are the same tokens for each, so they run once and their key/value cache is
+reused for every batch of documents.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from qwen3_core.batching import run_batched
+from qwen3_core.batching import OutOfMemoryBackoff, progress_bar, run_batched
 from qwen3_core.loading import LoadedModel
 from qwen3_core.tokenization import RerankPrompt, TokenIds
 
@@ -20,6 +26,8 @@ from qwen3_core.tokenization import RerankPrompt, TokenIds
 # large batches to fill its units.
 DEFAULT_MAX_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 DEFAULT_MAX_BATCH_SIZE = 256
+
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def default_max_batch_tokens(device: torch.device) -> int:
@@ -44,30 +52,64 @@ class _TorchRunner:
         self.max_batch_tokens = max_batch_tokens or default_max_batch_tokens(loaded.device)
         self.max_batch_size = max_batch_size
         self.show_progress = show_progress
+        self.backoff = OutOfMemoryBackoff()
+        self.model_config: Any = loaded.model.config
         pad = loaded.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else 0)
 
-    def last_hidden(self, sequences: Sequence[TokenIds]) -> torch.Tensor:
-        """Hidden states (after the final norm) at each sequence's last position: (B, hidden)."""
+    def _padded(self, sequences: Sequence[TokenIds]) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = torch.tensor([len(s) for s in sequences])
         ids = torch.full((len(sequences), int(lengths.max())), self.pad_id, dtype=torch.long)
         for row, seq in enumerate(sequences):
             ids[row, : len(seq)] = torch.from_numpy(seq)
         if self.device.type == "cuda":
             ids = ids.pin_memory()
-        ids = ids.to(self.device, non_blocking=True)
+        return ids.to(self.device, non_blocking=True), lengths.to(self.device)
+
+    def last_hidden(
+        self, sequences: Sequence[TokenIds], prefix: KVCache | None = None
+    ) -> torch.Tensor:
+        """Hidden states (after the final norm) at each sequence's last position: (B, hidden).
+        With ``prefix``, the sequences continue that cached prefix."""
+        ids, lengths = self._padded(sequences)
+        kwargs: dict[str, object] = {"use_cache": False}
+        if prefix is not None:
+            from transformers import DynamicCache
+
+            batch = len(sequences)
+            # Views, not copies: the cache concatenates new keys onto them.
+            kwargs = {
+                "use_cache": True,
+                "past_key_values": DynamicCache(
+                    ddp_cache_data=[
+                        (k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))
+                        for k, v in prefix
+                    ],
+                    config=self.model_config,
+                ),
+            }
         with torch.inference_mode():
-            hidden = self.decoder(input_ids=ids, use_cache=False).last_hidden_state
+            hidden = self.decoder(input_ids=ids, **kwargs).last_hidden_state
             rows = torch.arange(len(sequences), device=self.device)
-            last: torch.Tensor = hidden[rows, lengths.to(self.device) - 1]
+            last: torch.Tensor = hidden[rows, lengths - 1]
             return last
+
+    def prefix_cache(self, ids: TokenIds) -> KVCache:
+        """Run a prefix once and keep its keys and values."""
+        tensor, _ = self._padded([ids])
+        with torch.inference_mode():
+            cache = self.decoder(input_ids=tensor, use_cache=True).past_key_values
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    def total_tokens_exceed_one_batch(self, lengths: Sequence[int]) -> bool:
+        return len(lengths) > self.max_batch_size or sum(lengths) > self.max_batch_tokens
 
     def run(
         self,
         lengths: Sequence[int],
         fn: Callable[[np.ndarray], np.ndarray],
         out: np.ndarray,
-        description: str,
+        bar: object = None,
     ) -> np.ndarray:
         return run_batched(
             lengths,
@@ -75,8 +117,8 @@ class _TorchRunner:
             out,
             max_batch_tokens=self.max_batch_tokens,
             max_batch_size=self.max_batch_size,
-            show_progress=self.show_progress,
-            description=description,
+            backoff=self.backoff,
+            bar=bar,  # type: ignore[arg-type]
         )
 
 
@@ -106,12 +148,17 @@ class TransformersEmbeddingBackend:
 
     def embed(self, sequences: Sequence[TokenIds]) -> np.ndarray:
         out = np.empty((len(sequences), self._hidden_size), dtype=np.float32)
+        lengths = [len(s) for s in sequences]
 
         def run(batch: np.ndarray) -> np.ndarray:
             states = self._runner.last_hidden([sequences[i] for i in batch])
             return states.float().cpu().numpy()
 
-        return self._runner.run([len(s) for s in sequences], run, out, "embedding")
+        many = self._runner.total_tokens_exceed_one_batch(lengths)
+        with progress_bar(
+            len(sequences), self._runner.show_progress, many_batches=many, description="embedding"
+        ) as bar:
+            return self._runner.run(lengths, run, out, bar)
 
 
 class TransformersRerankBackend:
@@ -127,6 +174,7 @@ class TransformersRerankBackend:
         max_batch_tokens: int | None = None,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         show_progress: bool | None = None,
+        share_prefix: bool = True,
     ) -> None:
         model = loaded.model
         self._runner = _TorchRunner(
@@ -139,13 +187,54 @@ class TransformersRerankBackend:
         head = model.get_output_embeddings()  # type: ignore[operator]
         # Rows [no, yes], kept in float32 so the two logits are exact for the hidden state.
         self._rows = head.weight[[no_id, yes_id]].detach().float()
+        self.share_prefix = share_prefix
+
+    def _p_yes(self, states: torch.Tensor) -> np.ndarray:
+        logits = states.float() @ self._rows.T  # (B, 2): [no, yes]
+        return torch.log_softmax(logits, dim=-1)[:, 1].exp().cpu().numpy()
 
     def score(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
         out = np.empty(len(prompts), dtype=np.float32)
+        shared: list[list[int]] = []
+        alone = list(range(len(prompts)))
+        if self.share_prefix:
+            groups: dict[bytes, list[int]] = defaultdict(list)
+            for index, prompt in enumerate(prompts):
+                groups[prompt.head.tobytes()].append(index)
+            shared = [g for g in groups.values() if len(g) > 1]
+            alone = [g[0] for g in groups.values() if len(g) == 1]
+        lengths = [len(p) for p in prompts]
+        many = self._runner.total_tokens_exceed_one_batch(lengths)
+        with progress_bar(
+            len(prompts), self._runner.show_progress, many_batches=many, description="reranking"
+        ) as bar:
+            for group in shared:
+                out[group] = self._score_shared(
+                    prompts[group[0]].head, [prompts[i] for i in group], bar
+                )
+            if alone:
+                out[alone] = self._score_whole([prompts[i] for i in alone], bar)
+        return out
+
+    def _score_whole(self, prompts: Sequence[RerankPrompt], bar: object) -> np.ndarray:
+        """Each prompt run from its first token."""
+        sequences = [p.ids for p in prompts]
 
         def run(batch: np.ndarray) -> np.ndarray:
-            states = self._runner.last_hidden([prompts[i].ids for i in batch])
-            logits = states.float() @ self._rows.T  # (B, 2): [no, yes]
-            return torch.log_softmax(logits, dim=-1)[:, 1].exp().cpu().numpy()
+            return self._p_yes(self._runner.last_hidden([sequences[i] for i in batch]))
 
-        return self._runner.run([len(p) for p in prompts], run, out, "reranking")
+        out = np.empty(len(prompts), dtype=np.float32)
+        return self._runner.run([len(s) for s in sequences], run, out, bar)
+
+    def _score_shared(
+        self, head: TokenIds, prompts: Sequence[RerankPrompt], bar: object
+    ) -> np.ndarray:
+        """One query's prompts: the head runs once, then only documents and suffix."""
+        prefix = self._runner.prefix_cache(head)
+        tails = [p.tail for p in prompts]
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return self._p_yes(self._runner.last_hidden([tails[i] for i in batch], prefix))
+
+        out = np.empty(len(prompts), dtype=np.float32)
+        return self._runner.run([len(t) for t in tails], run, out, bar)
