@@ -109,7 +109,7 @@ def test_matches_sentence_transformers(
     from sentence_transformers import SentenceTransformer, models
 
     transformer = models.Transformer(str(test_models.embedding), max_seq_length=8192)
-    pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="lasttoken")
+    pooling = models.Pooling(embedder.dimension, pooling_mode="lasttoken")
     st_model = SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu")
     want = st_model.encode(corpus, batch_size=4, convert_to_numpy=True)
     np.testing.assert_allclose(embedder.embed_documents(corpus), want, atol=1e-5, rtol=0)

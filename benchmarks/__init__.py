@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m benchmarks.bench_embed`` and ``python -m benchmarks.bench_rerank``."""

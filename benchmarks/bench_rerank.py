@@ -1,0 +1,141 @@
+"""Reranking throughput: qwen3-rag (shared query prefix, and whole prompts) against seed
+000's loop (full-vocabulary logits, left padding, fixed batches of 16).
+
+Workloads: 1 query x 64 documents of 64 to 512 tokens, and 8 queries x 16 documents, on a
+random model of the chosen shape (``--shape 0.6b`` is the exact Qwen3-Reranker-0.6B shape):
+
+    python -m benchmarks.bench_rerank --shape small
+    python -m benchmarks.bench_rerank --shape 0.6b
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+from benchmarks.common import (
+    base_arguments,
+    make_texts,
+    matmul_peak_flops,
+    measure,
+    model_folders,
+    print_table,
+    sequence_flops,
+)
+
+SEED_BATCH = 16
+INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+def _dtype(device: str) -> torch.dtype:
+    return torch.float32 if device == "cpu" else torch.bfloat16
+
+
+def setup_qwen3_rag(
+    path: str, pairs: list[tuple[str, str]], device: str, share_prefix: bool = True
+) -> Any:
+    from qwen3_core import Qwen3Reranker
+
+    reranker = Qwen3Reranker(path, device=device, share_prefix=share_prefix, show_progress=False)
+
+    def run() -> Any:
+        return reranker.score_pairs(pairs)
+
+    run.warmup = lambda: reranker.score_pairs(pairs[:2])  # type: ignore[attr-defined]
+    return run
+
+
+def setup_whole_prompts(path: str, pairs: list[tuple[str, str]], device: str) -> Any:
+    return setup_qwen3_rag(path, pairs, device, share_prefix=False)
+
+
+def setup_seed_loop(path: str, pairs: list[tuple[str, str]], device: str) -> Any:
+    """Seed 000: format, tokenise with truncation, add prefix/suffix ids, left-pad each batch
+    of 16, full logits, [no, yes] at the last position, log_softmax, exp."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from qwen3_core import prompts
+
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(device)).to(device).eval()
+    prefix = tokenizer.encode(prompts.RERANK_PREFIX, add_special_tokens=False)
+    suffix = tokenizer.encode(prompts.RERANK_SUFFIX, add_special_tokens=False)
+    yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
+
+    def compute(batch: list[tuple[str, str]]) -> list[float]:
+        texts = [f"<Instruct>: {INSTRUCTION}\n<Query>: {q}\n<Document>: {d}" for q, d in batch]
+        out = tokenizer(
+            texts,
+            padding=False,
+            truncation="longest_first",
+            return_attention_mask=False,
+            max_length=8192 - len(prefix) - len(suffix),
+        )
+        out["input_ids"] = [prefix + ids + suffix for ids in out["input_ids"]]
+        inputs = tokenizer.pad(out, padding=True, return_tensors="pt").to(device)
+        with torch.no_grad():
+            logits = model(**inputs).logits[:, -1, :]
+        pair = torch.stack([logits[:, no], logits[:, yes]], dim=1).float()
+        return torch.log_softmax(pair, dim=1)[:, 1].exp().tolist()
+
+    def run() -> Any:
+        return [
+            s for i in range(0, len(pairs), SEED_BATCH) for s in compute(pairs[i : i + SEED_BATCH])
+        ]
+
+    run.warmup = lambda: compute(pairs[:2])  # type: ignore[attr-defined]
+    return run
+
+
+METHODS = {
+    "qwen3-rag": "benchmarks.bench_rerank.setup_qwen3_rag",
+    "qwen3-rag, whole prompts": "benchmarks.bench_rerank.setup_whole_prompts",
+    "seed 000 loop": "benchmarks.bench_rerank.setup_seed_loop",
+}
+
+
+def main() -> None:
+    args = base_arguments("Reranking throughput").parse_args()
+    from transformers import AutoTokenizer
+
+    from qwen3_core import Qwen3Reranker
+
+    folders = model_folders(args.shape)
+    path = str(folders.reranker)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    config = json.loads((folders.reranker / "config.json").read_text())
+    # Exact prompt lengths from the engine's own tokenizer (no model work).
+    prompt_tokens = Qwen3Reranker(path, device="cpu")._tokenizer
+    print(f"rerank: shape {args.shape}, device {args.device}, {torch.get_num_threads()} threads")
+    peak = matmul_peak_flops(args.device)
+    for n_queries, n_docs in [(1, 64), (8, 16)]:
+        n_docs = max(2, int(n_docs * args.scale))
+        queries = make_texts(tokenizer, n_queries, 8, 24, seed=10 + n_queries)
+        docs = make_texts(tokenizer, n_queries * n_docs, 64, 512, seed=20 + n_queries)
+        pairs = [(queries[i // n_docs], d) for i, d in enumerate(docs)]
+        encoded, _ = prompt_tokens.encode(pairs, INSTRUCTION)
+        lengths = [len(p) for p in encoded]
+        rows = [
+            measure(
+                name, target, args.device, {"path": path, "pairs": pairs, "device": args.device}
+            )
+            for name, target in METHODS.items()
+            if not args.only or name in args.only
+        ]
+        shared = len(encoded[0].head)
+        print_table(
+            f"Reranking {n_queries} x {n_docs} (documents of 64-512 tokens; {shared} prompt "
+            f"tokens shared per query; {args.shape} shape, {args.device})",
+            rows,
+            items=len(pairs),
+            tokens=sum(lengths),
+            flops=sum(sequence_flops(config, n) for n in lengths),
+            peak_flops=peak,
+            baselines=["seed 000 loop", "qwen3-rag, whole prompts"],
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""What the benchmarks share: models, workloads, isolated timing, FLOP counts, the table.
+
+Each method runs in a fresh spawned process, so its peak memory is its own: on CPU the peak
+resident set above the loaded model, on GPU the peak allocated memory above the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def model_folders(shape: str) -> Any:
+    """The offline random models of ``shape`` (built once under .bench-models/)."""
+    from qwen3_core.testing import build_test_models
+
+    root = Path(os.environ.get("QWEN3_RAG_BENCH_MODELS", REPO / ".bench-models"))
+    return build_test_models(root, shape)
+
+
+def base_arguments(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--shape",
+        default="small",
+        choices=["tiny", "small", "0.6b"],
+        help="model shape: 0.6b is the exact Qwen3-0.6B shape (minutes on CPU); small is quick",
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the workload")
+    parser.add_argument("--only", nargs="*", help="run only these methods")
+    return parser
+
+
+# ---------------------------------------------------------------- workloads
+
+
+def _word_ids(tokenizer: Any) -> list[int]:
+    """Ids whose text is ' word' (lowercase ASCII): joined with spaces, n such words are
+    exactly n tokens, so workloads have exact token lengths."""
+    words = []
+    for token, index in tokenizer.get_vocab().items():
+        text = tokenizer.convert_tokens_to_string([token])
+        if re.fullmatch(r" [a-z]{3,9}", text) and index < 151643:
+            words.append(index)
+    return sorted(words)[:4000]
+
+
+def make_texts(tokenizer: Any, count: int, low: int, high: int, seed: int) -> list[str]:
+    """``count`` texts of exactly ``low``..``high`` tokens each (uniform, fixed seed)."""
+    rng = np.random.default_rng(seed)
+    words = _word_ids(tokenizer)
+    lengths = rng.integers(low, high + 1, size=count)
+    return [tokenizer.decode(rng.choice(words, size=int(n)).tolist()).lstrip() for n in lengths]
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def matmul_peak_flops(device: str) -> float:
+    """This machine's dense matmul rate: float32 on CPU, bfloat16 on GPU (FLOP/s)."""
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    n = 2048 if device == "cpu" else 8192
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    repeats = 5 if device == "cpu" else 50
+    if device != "cpu":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if device != "cpu":
+        torch.cuda.synchronize()
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def sequence_flops(config: dict[str, Any], length: int) -> float:
+    """Forward FLOPs of one causal sequence: matmul weights (lm_head excluded) plus attention
+    scores and values over the causal context."""
+    hidden, inter = config["hidden_size"], config["intermediate_size"]
+    heads, kv, hd = config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]
+    per_layer = hidden * heads * hd * 2 + hidden * kv * hd * 2 + 3 * hidden * inter
+    attention = 2 * 2 * heads * hd * length * (length + 1) / 2
+    return float(config["num_hidden_layers"] * (2 * per_layer * length + attention))
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class Measurement:
+    method: str
+    seconds: float
+    peak_extra_bytes: int
+    note: str = ""
+
+
+def _worker(target: str, name: str, kwargs: dict[str, Any], device: str, queue: Any) -> None:
+    try:
+        module, function = target.rsplit(".", 1)
+        setup: Callable[..., Callable[[], Any]] = getattr(
+            __import__(module, fromlist=[function]), function
+        )
+        run = setup(**kwargs)  # loads the model; returns the timed workload
+        run_small = getattr(run, "warmup", None)
+        if run_small is not None:
+            run_small()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        else:
+            base = _rss_bytes()
+        start = time.perf_counter()
+        run()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        if device.startswith("cuda"):
+            peak = torch.cuda.max_memory_allocated() - base
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        queue.put(json.dumps({"seconds": seconds, "peak": max(int(peak), 0)}))
+    except Exception as exc:  # reported as a row, not a crash of the whole benchmark
+        queue.put(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:300]}))
+
+
+def measure(name: str, target: str, device: str, kwargs: dict[str, Any]) -> Measurement:
+    """Run ``target(**kwargs)()`` in a fresh process and time the returned workload."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_worker, args=(target, name, kwargs, device, queue))
+    process.start()
+    result = json.loads(queue.get())
+    process.join()
+    if "error" in result:
+        print(f"  {name}: failed: {result['error']}", flush=True)
+        return Measurement(name, float("nan"), 0, note=result["error"])
+    print(f"  {name}: {result['seconds']:.2f} s", flush=True)
+    return Measurement(name, result["seconds"], result["peak"])
+
+
+def print_table(
+    title: str,
+    rows: Sequence[Measurement],
+    *,
+    items: int,
+    tokens: int,
+    flops: float,
+    peak_flops: float,
+    baselines: Sequence[str],
+) -> None:
+    """Throughput, memory, ratios against each baseline of the same run, share of peak."""
+    by_name = {r.method: r for r in rows}
+    print(f"\n{title}")
+    print(f"{items} items, {tokens} tokens; matmul peak {peak_flops / 1e9:.0f} GFLOP/s")
+    header = "| method | s | tokens/s | items/s | peak MiB | % of peak |"
+    ratio_names = [b for b in baselines if b in by_name]
+    header += "".join(f" x {b} |" for b in ratio_names)
+    print(header)
+    print("|" + "---|" * (6 + len(ratio_names)))
+    for row in rows:
+        line = (
+            f"| {row.method} | {row.seconds:.2f} | {tokens / row.seconds:,.0f} | "
+            f"{items / row.seconds:.2f} | {row.peak_extra_bytes / 2**20:,.0f} | "
+            f"{100 * flops / row.seconds / peak_flops:.0f}% |"
+        )
+        for base in ratio_names:
+            line += f" {by_name[base].seconds / row.seconds:.2f} |"
+        print(line)
