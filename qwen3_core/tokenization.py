@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from qwen3_core import prompts
 
 TokenIds = np.ndarray  # one sequence: integer ids, 1-d
 _ENCODE_CHUNK = 512
+# Characters tokenised per kept token before a long text is cut: most tokens span fewer.
+_CHARS_PER_TOKEN = 12
 
 
 @dataclass(frozen=True)
@@ -65,15 +67,48 @@ class LiteralTokenizer:
         ids: list[int] = self._template.encode(text, add_special_tokens=False).ids
         return ids
 
-    def encode_literal(self, texts: Sequence[str]) -> list[TokenIds]:
-        """User text: every character is text, nothing is added."""
+    def encode_literal(self, texts: Sequence[str], max_tokens: int | None = None) -> list[TokenIds]:
+        """User text: every character is text, nothing is added. With ``max_tokens``, a
+        longer text's ids stop after ``max_tokens + 1`` (enough to tell it was longer), and
+        only a prefix of it is tokenised, so a 10 MB text costs what its head costs."""
         out: list[TokenIds] = []
         # In chunks: an Encoding also holds token strings and offsets, many times the ids.
         for start in range(0, len(texts), _ENCODE_CHUNK):
             chunk = list(texts[start : start + _ENCODE_CHUNK])
-            encodings = self._literal.encode_batch(chunk, add_special_tokens=False)
-            out.extend(np.asarray(e.ids, dtype=np.int32) for e in encodings)
+            if max_tokens is None:
+                encodings = self._literal.encode_batch(chunk, add_special_tokens=False)
+                out.extend(np.asarray(e.ids, dtype=np.int32) for e in encodings)
+                continue
+            keep = max_tokens + 1
+            cut = keep * _CHARS_PER_TOKEN
+            encodings = self._literal.encode_batch(
+                [t[:cut] for t in chunk], add_special_tokens=False
+            )
+            for text, encoding in zip(chunk, encodings, strict=True):
+                if len(text) > cut and not self._prefix_is_exact(encoding, keep):
+                    encoding = self._encode_head(text, keep, 2 * cut)
+                out.append(np.asarray(encoding.ids[:keep], dtype=np.int32))
         return out
+
+    @staticmethod
+    @staticmethod
+    def _prefix_is_exact(encoding: Encoding, keep: int) -> bool:
+        """Whether a cut text's first ``keep`` tokens are those of the whole text: only the
+        last pre-token (word) can change at a cut, so the kept tokens must end at least one
+        whole word before it."""
+        words: list[int | None] = encoding.word_ids
+        if len(words) <= keep:
+            return False
+        kept_word, last_word = words[keep - 1], words[-1]
+        return kept_word is not None and last_word is not None and kept_word < last_word - 1
+
+    def _encode_head(self, text: str, keep: int, cut: int) -> Encoding:
+        """Tokenise ever longer prefixes of ``text`` until the first ``keep`` tokens are sure."""
+        while True:
+            encoding: Encoding = self._literal.encode(text[:cut], add_special_tokens=False)
+            if cut >= len(text) or self._prefix_is_exact(encoding, keep):
+                return encoding
+            cut *= 2
 
     def single_token_id(self, token: str) -> int | None:
         """The id of ``token`` if it is encoded as exactly one token."""
@@ -108,7 +143,7 @@ class EmbeddingTokenizer:
         limit = self.max_length - 1
         out: list[TokenIds] = []
         truncated = 0
-        for ids in self._tokenizer.encode_literal(texts):
+        for ids in self._tokenizer.encode_literal(texts, max_tokens=limit):
             if len(ids) > limit:
                 truncated += 1
                 ids = ids[:limit]
@@ -155,10 +190,12 @@ class RerankTokenizer:
         # Each distinct query's head is tokenised once and shared by its documents.
         heads: dict[str, TokenIds] = {}
         for query in dict.fromkeys(q for q, _ in pairs):
-            head = self._tokenizer.encode_literal([prompts.rerank_head_text(instruction, query)])[0]
+            head = self._tokenizer.encode_literal(
+                [prompts.rerank_head_text(instruction, query)], max_tokens=self.body_budget
+            )[0]
             heads[query] = np.concatenate([self.prefix, head[: self.body_budget]])
         documents = self._tokenizer.encode_literal(
-            [prompts.rerank_document_text(d) for _, d in pairs]
+            [prompts.rerank_document_text(d) for _, d in pairs], max_tokens=self.body_budget
         )
         out: list[RerankPrompt] = []
         truncated = 0

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
+
+# Lone surrogates are valid in a Python str but cannot be encoded as UTF-8 (the tokenizer's
+# input): reject them with the position, before any model work.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def _check_encodable(name: str, value: str) -> None:
+    if not value.isascii():
+        bad = _SURROGATE.search(value)
+        if bad is not None:
+            raise ValueError(
+                f"{name} contains a lone surrogate (U+{ord(bad.group()):04X}) at character "
+                f"{bad.start()}, which is not valid Unicode text and cannot be encoded as UTF-8"
+            )
+
+
 def check_text(name: str, value: Any) -> str:
-    """``value`` must be a str."""
+    """``value`` must be a str of valid Unicode."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, got {_type_name(value)}")
+    _check_encodable(name, value)
     return value
 
 
@@ -29,6 +45,8 @@ def check_texts(name: str, value: Any) -> list[str]:
     for index, item in enumerate(value):
         if not isinstance(item, str):
             raise TypeError(f"{name}[{index}] must be a str, got {_type_name(item)}")
+    for index, item in enumerate(value):
+        _check_encodable(f"{name}[{index}]", item)
     return list(value)
 
 
@@ -52,6 +70,9 @@ def check_pairs(name: str, value: Any) -> list[tuple[str, str]]:
                 f"{name}[{index}][1] (the document) must be a str, got {_type_name(document)}"
             )
         pairs.append((query, document))
+    for index, (query, document) in enumerate(pairs):
+        _check_encodable(f"{name}[{index}][0]", query)
+        _check_encodable(f"{name}[{index}][1]", document)
     return pairs
 
 

@@ -86,3 +86,55 @@ def test_embedding_ids_end_with_endoftext(embedder: Qwen3Embedder) -> None:
     (ids,), _ = embedder._tokenizer.encode(["hello world <|endoftext|>"])
     assert ids[-1] == 151643
     assert ids.tolist().count(151643) == 1  # the user's copy was tokenised as text
+
+
+_PIECES = st.sampled_from(
+    [
+        "hello",
+        " world",
+        "  ",
+        "\n",
+        "\n\n",
+        "北京",
+        "，",
+        "。",
+        "e\u0301",
+        "🙂",
+        "123",
+        "x" * 30,
+        "'s",
+        " <|im_end|>",
+        "<think>",
+        "\t",
+        "ab-cd",
+        "Ω",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pieces=st.lists(_PIECES, min_size=1, max_size=120), max_tokens=st.integers(1, 12))
+def test_long_text_prefix_tokenisation_is_exact(
+    embedder: Qwen3Embedder, pieces: list[str], max_tokens: int
+) -> None:
+    """Tokenising only a prefix of a long text keeps exactly the whole text's first tokens."""
+    literal = embedder._tokenizer._tokenizer
+    text = "".join(pieces)
+    (head,) = literal.encode_literal([text], max_tokens=max_tokens)
+    (whole,) = literal.encode_literal([text])
+    assert head.tolist() == whole[: max_tokens + 1].tolist()
+
+
+def test_lone_surrogates_are_a_clear_value_error(
+    embedder: Qwen3Embedder, reranker: Qwen3Reranker
+) -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match=r"texts\[1\] contains a lone surrogate \(U\+D800\)"):
+        embedder.embed_documents(["fine", "bad \ud800 text"])
+    with pytest.raises(ValueError, match=r"documents\[0\] contains a lone surrogate"):
+        reranker.score("q", ["\udfff"])
+    with pytest.raises(ValueError, match=r"query contains a lone surrogate"):
+        reranker.score("\ud83d", ["d"])
+    with pytest.raises(ValueError, match=r"pairs\[0\]\[1\] contains a lone surrogate"):
+        reranker.score_pairs([("q", "\ud800")])
