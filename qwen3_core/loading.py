@@ -124,6 +124,31 @@ def check_model_folder(folder: Path, kind: ModelKind) -> dict[str, Any]:
 
 
 @dataclass(eq=False)
+class Checkpoint:
+    """A checked Qwen3 checkpoint folder with its config and tokenizer (no weights loaded)."""
+
+    folder: Path
+    kind: ModelKind
+    config: dict[str, Any]
+    tokenizer: Any
+
+
+def _open_folder(folder: Path, kind: ModelKind) -> Checkpoint:
+    from transformers import AutoTokenizer
+
+    config = check_model_folder(folder, kind)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelKindError(f"'{folder}' has no fast (tokenizer.json) tokenizer")
+    return Checkpoint(folder, kind, config, tokenizer)
+
+
+def open_checkpoint(model: str | os.PathLike[str], kind: ModelKind) -> Checkpoint:
+    """Find and check a checkpoint, for backends that load the weights themselves (vLLM)."""
+    return _open_folder(resolve_model_folder(model), kind)
+
+
+@dataclass(eq=False)
 class LoadedModel:
     """A tokenizer and a model in eval mode on one device; shared by everyone who asks for it."""
 
@@ -142,12 +167,9 @@ _key_locks: dict[tuple[str, ...], threading.Lock] = {}
 
 
 def _load(folder: Path, kind: ModelKind, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModel, AutoModelForCausalLM
 
-    config = check_model_folder(folder, kind)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
-    if not getattr(tokenizer, "is_fast", False):
-        raise ModelKindError(f"'{folder}' has no fast (tokenizer.json) tokenizer")
+    checkpoint = _open_folder(folder, kind)
     loader = AutoModel if kind == "embedding" else AutoModelForCausalLM
     model: torch.nn.Module = loader.from_pretrained(
         str(folder),
@@ -157,7 +179,7 @@ def _load(folder: Path, kind: ModelKind, device: torch.device, dtype: torch.dtyp
         **({"device_map": str(device)} if device.type == "cuda" else {}),
     )
     model.to(device).eval().requires_grad_(False)
-    return LoadedModel(folder, kind, device, dtype, tokenizer, model, config)
+    return LoadedModel(folder, kind, device, dtype, checkpoint.tokenizer, model, checkpoint.config)
 
 
 def load_model(

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from qwen3_core import prompts
-from qwen3_core.backends import Backend, check_backend
+from qwen3_core.backends import Backend
 from qwen3_core.backends.base import RerankBackend
 from qwen3_core.batching import unique_with_inverse
-from qwen3_core.devices import resolve_device, resolve_dtype
-from qwen3_core.embedder import check_finite, warn_truncation
-from qwen3_core.loading import load_model
+from qwen3_core.engine import EngineBase, check_finite, open_model, vllm_options, warn_truncation
 from qwen3_core.tokenization import LiteralTokenizer, RerankTokenizer
 from qwen3_core.validation import (
     check_int,
@@ -38,13 +37,16 @@ class RerankResult:
     """The document text."""
 
 
-class Qwen3Reranker:
+class Qwen3Reranker(EngineBase[RerankBackend]):
     """Scores (query, document) pairs with a Qwen3-Reranker model.
 
     The prompt is the official one (system turn, ``<Instruct>/<Query>/<Document>`` user turn,
     empty think block); the score is the softmax over the "no" and "yes" logits at the last
     position, P(yes) in [0, 1]. With ``share_prefix`` (the default) the tokens shared by one
     query's documents run once and their key/value cache is reused; scores are unchanged.
+    ``backend="vllm"`` runs the model on vLLM (``tensor_parallel_size``,
+    ``gpu_memory_utilization``, ``max_model_len`` and ``vllm_kwargs`` apply to it only; vLLM
+    shares prefixes through its own prefix cache).
     """
 
     def __init__(
@@ -59,29 +61,47 @@ class Qwen3Reranker:
         show_progress: bool | None = None,
         share_prefix: bool = True,
         backend: Backend = "transformers",
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.8,
+        max_model_len: int | None = None,
+        vllm_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
+        self._backend_or_none = None
         self.instruction = check_text("instruction", instruction)
         self.max_length = check_int("max_length", max_length, minimum=1)
         check_optional_int("max_batch_tokens", max_batch_tokens, minimum=1)
-        check_backend(backend)
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        loaded = load_model(model, "reranker", self.device, self.dtype)
-        limit = loaded.config.get("max_position_embeddings")
-        if isinstance(limit, int) and max_length > limit:
-            raise ValueError(f"max_length={max_length} exceeds the model's {limit} positions")
-        self.model_path = loaded.folder
-        self._tokenizer = RerankTokenizer(LiteralTokenizer(loaded.tokenizer), self.max_length)
-        from qwen3_core.backends.transformers import TransformersRerankBackend
-
-        self._backend: RerankBackend = TransformersRerankBackend(
-            loaded,
-            yes_id=self._tokenizer.yes_id,
-            no_id=self._tokenizer.no_id,
-            max_batch_tokens=max_batch_tokens,
-            show_progress=show_progress,
-            share_prefix=share_prefix,
+        opened = open_model(
+            model, "reranker", backend=backend, device=device, dtype=dtype, max_length=max_length
         )
+        self.device, self.dtype = opened.device, opened.dtype
+        self.model_path = opened.checkpoint.folder
+        self.backend = backend
+        self.max_batch_tokens = max_batch_tokens
+        self._tokenizer = RerankTokenizer(
+            LiteralTokenizer.of(opened.checkpoint.tokenizer), self.max_length
+        )
+        if opened.loaded is not None:
+            from qwen3_core.backends.transformers import TransformersRerankBackend
+
+            self._backend_or_none = TransformersRerankBackend(
+                opened.loaded,
+                yes_id=self._tokenizer.yes_id,
+                no_id=self._tokenizer.no_id,
+                max_batch_tokens=max_batch_tokens,
+                show_progress=show_progress,
+                share_prefix=share_prefix,
+            )
+        else:
+            from qwen3_core.backends.vllm import VllmRerankBackend
+
+            self._backend_or_none = VllmRerankBackend(
+                opened.checkpoint.folder,
+                dtype=self.dtype,
+                max_length=self.max_length,
+                options=vllm_options(
+                    tensor_parallel_size, gpu_memory_utilization, max_model_len, vllm_kwargs
+                ),
+            )
 
     def score(
         self, query: str, documents: Sequence[str], instruction: str | None = None
@@ -112,16 +132,18 @@ class Qwen3Reranker:
 
     def _score(self, pairs: list[tuple[str, str]], instruction: str | None) -> np.ndarray:
         task = self.instruction if instruction is None else check_text("instruction", instruction)
+        backend = self._backend
         if not pairs:
             return np.zeros(0, dtype=np.float32)
         distinct, inverse = unique_with_inverse(pairs)
         prompts_, truncation = self._tokenizer.encode(distinct, task)
         warn_truncation(truncation, self.max_length, "distinct query-document pairs")
-        scores = check_finite(self._backend.score(prompts_), "scores")
+        scores = check_finite(backend.score(prompts_), "scores")
         return np.asarray(scores[inverse], dtype=np.float32)
 
     def __repr__(self) -> str:
         return (
-            f"Qwen3Reranker({str(self.model_path)!r}, device={str(self.device)!r}, "
+            f"Qwen3Reranker({str(self.model_path)!r}, backend={self.backend!r}, "
+            f"device={str(self.device)!r}, "
             f"dtype={str(self.dtype).removeprefix('torch.')!r})"
         )

@@ -7,9 +7,11 @@ close the prompt and answer for the model. Only the template's own special token
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
@@ -50,7 +52,24 @@ class Truncation:
 
 
 class LiteralTokenizer:
-    """Encodes user text literally and template text with its special tokens."""
+    """Encodes user text literally and template text with its special tokens.
+
+    ``LiteralTokenizer.of(hf_tokenizer)`` shares one instance per loaded tokenizer: building
+    one copies the 18 MB tokenizer twice, which would cost every new engine a second or two.
+    """
+
+    _shared: ClassVar[weakref.WeakKeyDictionary[Any, LiteralTokenizer]] = (
+        weakref.WeakKeyDictionary()
+    )
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def of(cls, hf_tokenizer: Any) -> LiteralTokenizer:
+        with cls._shared_lock:
+            literal = cls._shared.get(hf_tokenizer)
+            if literal is None:
+                literal = cls._shared[hf_tokenizer] = cls(hf_tokenizer)
+            return literal
 
     def __init__(self, hf_tokenizer: Any) -> None:
         backend: Tokenizer = hf_tokenizer.backend_tokenizer

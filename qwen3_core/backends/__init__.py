@@ -4,7 +4,7 @@ from typing import Literal, get_args
 
 from qwen3_core.backends.base import EmbeddingBackend, RerankBackend
 
-Backend = Literal["transformers"]
+Backend = Literal["transformers", "vllm"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 
 

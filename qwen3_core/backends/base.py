@@ -17,8 +17,12 @@ class EmbeddingBackend(Protocol):
     def hidden_size(self) -> int: ...
 
     def embed(self, sequences: Sequence[TokenIds]) -> np.ndarray:
-        """The last position's hidden state of each sequence: float32 (n, hidden_size),
-        not normalised, in input order."""
+        """The last position's hidden state of each sequence (or that state normalised):
+        float32 (n, hidden_size), in input order."""
+        ...
+
+    def close(self) -> None:
+        """Free the model; the backend is unusable afterwards."""
         ...
 
 
@@ -27,4 +31,8 @@ class RerankBackend(Protocol):
 
     def score(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
         """P(yes) for each prompt: float32 (n,), in input order."""
+        ...
+
+    def close(self) -> None:
+        """Free the model; the backend is unusable afterwards."""
         ...

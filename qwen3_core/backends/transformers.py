@@ -57,6 +57,13 @@ class _TorchRunner:
         pad = loaded.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else 0)
 
+    def close(self) -> None:
+        """Drop this runner's references to the model, so the shared copy can be freed once
+        no other engine holds it."""
+        self.decoder = torch.nn.Identity()
+        self.model_config = None
+        del self.loaded
+
     def _padded(self, sequences: Sequence[TokenIds]) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = torch.tensor([len(s) for s in sequences])
         ids = torch.full((len(sequences), int(lengths.max())), self.pad_id, dtype=torch.long)
@@ -146,6 +153,9 @@ class TransformersEmbeddingBackend:
     def hidden_size(self) -> int:
         return self._hidden_size
 
+    def close(self) -> None:
+        self._runner.close()
+
     def embed(self, sequences: Sequence[TokenIds]) -> np.ndarray:
         out = np.empty((len(sequences), self._hidden_size), dtype=np.float32)
         lengths = [len(s) for s in sequences]
@@ -188,6 +198,9 @@ class TransformersRerankBackend:
         # Rows [no, yes], kept in float32 so the two logits are exact for the hidden state.
         self._rows = head.weight[[no_id, yes_id]].detach().float()
         self.share_prefix = share_prefix
+
+    def close(self) -> None:
+        self._runner.close()
 
     def _p_yes(self, states: torch.Tensor) -> np.ndarray:
         logits = states.float() @ self._rows.T  # (B, 2): [no, yes]

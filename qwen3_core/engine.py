@@ -1,0 +1,133 @@
+"""What the two engine classes share: opening a model on a backend, output checks, closing."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import torch
+
+from qwen3_core.backends import Backend, check_backend
+from qwen3_core.devices import resolve_device, resolve_dtype
+from qwen3_core.loading import Checkpoint, LoadedModel, ModelKind, load_model, open_checkpoint
+from qwen3_core.tokenization import Truncation
+
+logger = logging.getLogger("qwen3_core")
+
+B = TypeVar("B")
+
+
+@dataclass
+class Opened:
+    """A model opened for a backend: its checkpoint, and the torch model if transformers."""
+
+    checkpoint: Checkpoint
+    loaded: LoadedModel | None
+    device: torch.device
+    dtype: torch.dtype
+
+
+def open_model(
+    model: str | os.PathLike[str],
+    kind: ModelKind,
+    *,
+    backend: Backend,
+    device: str | torch.device | None,
+    dtype: str | torch.dtype | None,
+    max_length: int,
+) -> Opened:
+    check_backend(backend)
+    if backend == "vllm" and device is not None:
+        raise ValueError(
+            "device= is not used with backend='vllm': vLLM places the model itself "
+            "(choose GPUs with CUDA_VISIBLE_DEVICES and tensor_parallel_size)"
+        )
+    resolved_device = resolve_device(device)
+    resolved_dtype = resolve_dtype(dtype, resolved_device)
+    loaded: LoadedModel | None = None
+    if backend == "transformers":
+        loaded = load_model(model, kind, resolved_device, resolved_dtype)
+        checkpoint = Checkpoint(loaded.folder, kind, loaded.config, loaded.tokenizer)
+    else:
+        checkpoint = open_checkpoint(model, kind)
+    limit = checkpoint.config.get("max_position_embeddings")
+    if isinstance(limit, int) and max_length > limit:
+        raise ValueError(f"max_length={max_length} exceeds the model's {limit} positions")
+    return Opened(checkpoint, loaded, resolved_device, resolved_dtype)
+
+
+def vllm_options(
+    tensor_parallel_size: int,
+    gpu_memory_utilization: float,
+    max_model_len: int | None,
+    vllm_kwargs: Mapping[str, Any] | None,
+) -> Any:
+    from qwen3_core.backends.vllm import VllmOptions
+
+    return VllmOptions(
+        tensor_parallel_size=tensor_parallel_size,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_model_len=max_model_len,
+        extra=dict(vllm_kwargs or {}),
+    )
+
+
+def warn_truncation(truncation: Truncation, max_length: int, what: str) -> None:
+    """One warning per call that cut anything."""
+    if truncation.truncated:
+        logger.warning(
+            "%d of %d %s exceeded max_length=%d tokens and were truncated (their first tokens "
+            "were kept)",
+            truncation.truncated,
+            truncation.total,
+            what,
+            max_length,
+        )
+
+
+def check_finite(values: np.ndarray, what: str) -> np.ndarray:
+    """Model output must be finite: NaN or inf (float16 overflow, broken weights) would give a
+    silently wrong ranking, so it is an error."""
+    if not np.isfinite(values).all():
+        rows = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+        raise FloatingPointError(
+            f"the model produced NaN or inf {what} for input(s) {rows[:10].tolist()}; "
+            "float16 can overflow: use dtype='float32' or 'bfloat16'"
+        )
+    return values
+
+
+class EngineBase(Generic[B]):
+    """Closing and use as a context manager, for an engine around a backend of type B."""
+
+    _backend_or_none: B | None
+
+    @property
+    def _backend(self) -> B:
+        backend = self._backend_or_none
+        if backend is None:
+            raise RuntimeError(f"this {type(self).__name__} is closed")
+        return backend
+
+    def close(self) -> None:
+        """Free the model (for vLLM: the engine and its GPU memory). Idempotent; the
+        instance cannot be used afterwards."""
+        backend, self._backend_or_none = self._backend_or_none, None
+        if backend is not None:
+            backend.close()  # type: ignore[attr-defined]
+
+    def __enter__(self: Any) -> Any:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

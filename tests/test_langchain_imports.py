@@ -1,0 +1,64 @@
+"""langchain_qwen3 works with only langchain-core: no llama-index, no langchain-classic or
+langchain-community, no vector store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from qwen3_core.testing import ModelPaths
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A None entry in sys.modules makes `import name` raise ImportError, as if not installed.
+BLOCKED = ["llama_index", "langchain_classic", "langchain_community", "langchain", "faiss"]
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    for name in sys.argv[3:]:
+        sys.modules[name] = None
+    from langchain_core.cross_encoders import BaseCrossEncoder
+    from langchain_core.embeddings import Embeddings
+
+    from langchain_qwen3 import Qwen3CrossEncoder, Qwen3Embeddings, Qwen3Rerank
+
+    # The embedding model runs (its lazy imports happen on first use); the reranker adapters
+    # share this module's imports, so constructing them is enough.
+    emb = Qwen3Embeddings(model=sys.argv[1], device="cpu")
+    rerank = Qwen3Rerank(model=sys.argv[2], device="cpu", top_n=1)
+    cross = Qwen3CrossEncoder(model=sys.argv[2], device="cpu")
+    print(json.dumps({
+        "dimension": len(emb.embed_query("capital of China?")),
+        "empty": [rerank.compress_documents([], "q"), cross.score([])],
+        "interfaces": isinstance(emb, Embeddings)
+        and issubclass(Qwen3CrossEncoder, BaseCrossEncoder),
+        "leaked": sorted(n for n in sys.argv[3:] if sys.modules.get(n) is not None),
+    }))
+    """
+)
+
+
+def test_imports_and_runs_with_only_langchain_core(test_models: ModelPaths) -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            str(test_models.embedding),
+            str(test_models.reranker),
+            *BLOCKED,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["dimension"] == 64 and result["empty"] == [[], []]
+    assert result["interfaces"] and result["leaked"] == []

@@ -1,0 +1,50 @@
+"""docs/notebooks/llamaindex_two_stage.ipynb runs top to bottom on the tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from qwen3_core.testing import ModelPaths
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "notebooks" / "llamaindex_two_stage.ipynb"
+
+
+def test_notebook_is_stored_without_outputs() -> None:
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(notebook)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(not cell.outputs and cell.execution_count is None for cell in code)
+    # The real models are one line away from the tiny ones.
+    first = code[0].source
+    assert "USE_TINY_MODELS = True" in first
+    assert "Qwen/Qwen3-Embedding-0.6B" in first and "Qwen/Qwen3-Reranker-0.6B" in first
+
+
+@pytest.mark.timeout(300)
+def test_notebook_runs_on_the_tiny_models(
+    test_models: ModelPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel inherits this environment: it reuses the suite's models, fetches nothing.
+    monkeypatch.setenv("QWEN3_RAG_TEST_MODELS", str(test_models.embedding.parents[1]))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=180,  # per cell
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()  # raises CellExecutionError, with the cell and traceback, on failure
+    text = "\n".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
+    assert "loaded at construction: False" in text
+    assert "P(yes)=" in text
