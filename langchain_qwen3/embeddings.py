@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
@@ -57,6 +57,9 @@ class Qwen3Embeddings(LazyEngineAdapter, Embeddings):
     """Progress bar over batches; None: only for large inputs."""
     backend: Backend = "transformers"
     """Where the model runs."""
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+    """Further engine arguments for the backend: for vLLM ``tensor_parallel_size``,
+    ``gpu_memory_utilization``, ``max_model_len`` and ``vllm_kwargs``."""
     engine: Qwen3Embedder | None = Field(default=None, exclude=True, repr=False)
     """A ready engine to use instead of building one from the settings above."""
 
@@ -69,6 +72,7 @@ class Qwen3Embeddings(LazyEngineAdapter, Embeddings):
         "max_batch_tokens",
         "show_progress",
         "backend",
+        "backend_options",
     )
     _engine: LazyEngine[Qwen3Embedder] = PrivateAttr()
 
@@ -83,6 +87,7 @@ class Qwen3Embeddings(LazyEngineAdapter, Embeddings):
             max_batch_tokens=self.max_batch_tokens,
             show_progress=self.show_progress,
             backend=self.backend,
+            **self.backend_options,
         )
 
     def _describe_engine(self, engine: Qwen3Embedder) -> None:

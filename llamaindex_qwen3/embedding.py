@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -86,6 +87,11 @@ class Qwen3Embedding(BaseEmbedding):
         description="Padded tokens per forward pass; None: the engine's default for the device.",
     )
     backend: Backend = Field(default="transformers", description="Where the model runs.")
+    backend_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further engine arguments for the backend: for vLLM tensor_parallel_size, "
+        "gpu_memory_utilization, max_model_len and vllm_kwargs.",
+    )
 
     _engine: LazyEngine[Qwen3Embedder] = PrivateAttr()
 
@@ -101,6 +107,7 @@ class Qwen3Embedding(BaseEmbedding):
         max_length: int = DEFAULT_MAX_LENGTH,
         max_batch_tokens: int | None = None,
         backend: Backend = "transformers",
+        backend_options: Mapping[str, Any] | None = None,
         engine: Qwen3Embedder | None = None,
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
@@ -121,6 +128,7 @@ class Qwen3Embedding(BaseEmbedding):
                         "max_length": (max_length, DEFAULT_MAX_LENGTH),
                         "max_batch_tokens": (max_batch_tokens, None),
                         "backend": (backend, "transformers"),
+                        "backend_options": (backend_options, None),
                     }
                 ),
                 "Qwen3Embedder",
@@ -145,6 +153,7 @@ class Qwen3Embedding(BaseEmbedding):
             "max_length": max_length,
             "max_batch_tokens": max_batch_tokens,
             "backend": backend,
+            "backend_options": dict(backend_options or {}),
         }
         super().__init__(**fields, **kwargs)
         if engine is not None:
@@ -161,6 +170,7 @@ class Qwen3Embedding(BaseEmbedding):
                     dimensions=self.dimensions,
                     max_batch_tokens=self.max_batch_tokens,
                     backend=self.backend,
+                    **self.backend_options,
                 )
             )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -90,6 +91,11 @@ class Qwen3Rerank(BaseNodePostprocessor):
         description="Padded tokens per forward pass; None: the engine's default for the device.",
     )
     backend: Backend = Field(default="transformers", description="Where the model runs.")
+    backend_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further engine arguments for the backend: for vLLM tensor_parallel_size, "
+        "gpu_memory_utilization, max_model_len and vllm_kwargs.",
+    )
 
     _engine: LazyEngine[Qwen3Reranker] = PrivateAttr()
 
@@ -105,6 +111,7 @@ class Qwen3Rerank(BaseNodePostprocessor):
         max_length: int = DEFAULT_MAX_LENGTH,
         max_batch_tokens: int | None = None,
         backend: Backend = "transformers",
+        backend_options: Mapping[str, Any] | None = None,
         engine: Qwen3Reranker | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
@@ -122,6 +129,7 @@ class Qwen3Rerank(BaseNodePostprocessor):
                         "max_length": (max_length, DEFAULT_MAX_LENGTH),
                         "max_batch_tokens": (max_batch_tokens, None),
                         "backend": (backend, "transformers"),
+                        "backend_options": (backend_options, None),
                     }
                 ),
                 "Qwen3Reranker",
@@ -142,6 +150,7 @@ class Qwen3Rerank(BaseNodePostprocessor):
             "max_length": max_length,
             "max_batch_tokens": max_batch_tokens,
             "backend": backend,
+            "backend_options": dict(backend_options or {}),
         }
         if callback_manager is not None:
             fields["callback_manager"] = callback_manager
@@ -159,6 +168,7 @@ class Qwen3Rerank(BaseNodePostprocessor):
                     instruction=self.instruction,
                     max_batch_tokens=self.max_batch_tokens,
                     backend=self.backend,
+                    **self.backend_options,
                 )
             )
 

@@ -38,3 +38,19 @@ def test_close_and_context_manager(test_models: ModelPaths, corpus: list[str]) -
     embedder.close()
     with pytest.raises(RuntimeError, match="this Qwen3Embedder is closed"):
         embedder.embed_queries(["q"])
+
+
+def test_adapters_pass_backend_options_to_the_engine(test_models: ModelPaths) -> None:
+    from langchain_qwen3 import Qwen3Rerank as LangChainRerank
+    from llamaindex_qwen3 import Qwen3Rerank as LlamaIndexRerank
+
+    for adapter in (
+        LangChainRerank(model=str(test_models.reranker), backend_options={"share_prefix": False}),
+        LlamaIndexRerank(model=str(test_models.reranker), backend_options={"share_prefix": False}),
+    ):
+        engine = adapter._engine.get()
+        assert engine._backend.share_prefix is False  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="no_such_option"):
+        LangChainRerank(
+            model=str(test_models.reranker), backend_options={"no_such_option": 1}
+        )._engine.get()
