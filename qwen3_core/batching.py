@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -90,7 +90,7 @@ class OutOfMemoryBackoff:
 @contextmanager
 def progress_bar(
     total: int, show_progress: bool | None, *, many_batches: bool, description: str
-) -> Iterator[tqdm]:  # type: ignore[type-arg]
+) -> Iterator[tqdm[Any]]:
     """A tqdm bar; by default only for more than one batch, and only on a terminal."""
     show = show_progress if show_progress is not None else many_batches and sys.stderr.isatty()
     with tqdm(total=total, desc=description, unit="text", disable=not show) as bar:
@@ -105,7 +105,7 @@ def run_batched(
     max_batch_tokens: int,
     max_batch_size: int,
     backoff: OutOfMemoryBackoff,
-    bar: tqdm | None = None,  # type: ignore[type-arg]
+    bar: tqdm[Any] | None = None,
 ) -> np.ndarray:
     """Fill ``out[i]`` for every input i with ``run(batch_indices)``, batch by batch."""
     for batch in token_budget_batches(lengths, max_batch_tokens, max_batch_size):

@@ -110,7 +110,6 @@ class LiteralTokenizer:
         return out
 
     @staticmethod
-    @staticmethod
     def _prefix_is_exact(encoding: Encoding, keep: int) -> bool:
         """Whether a cut text's first ``keep`` tokens are those of the whole text: only the
         last pre-token (word) can change at a cut, so the kept tokens must end at least one

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from qwen3_core.batching import OutOfMemoryBackoff, progress_bar, run_batched
 from qwen3_core.loading import LoadedModel
@@ -116,7 +117,7 @@ class _TorchRunner:
         lengths: Sequence[int],
         fn: Callable[[np.ndarray], np.ndarray],
         out: np.ndarray,
-        bar: object = None,
+        bar: tqdm[Any] | None = None,
     ) -> np.ndarray:
         return run_batched(
             lengths,
@@ -125,7 +126,7 @@ class _TorchRunner:
             max_batch_tokens=self.max_batch_tokens,
             max_batch_size=self.max_batch_size,
             backoff=self.backoff,
-            bar=bar,  # type: ignore[arg-type]
+            bar=bar,
         )
 
 
@@ -222,32 +223,21 @@ class TransformersRerankBackend:
             len(prompts), self._runner.show_progress, many_batches=many, description="reranking"
         ) as bar:
             for group in shared:
-                out[group] = self._score_shared(
-                    prompts[group[0]].head, [prompts[i] for i in group], bar
-                )
+                prefix = self._runner.prefix_cache(prompts[group[0]].head)
+                tails = [prompts[i].tail for i in group]
+                out[group] = self._score_sequences(tails, bar, prefix)
             if alone:
-                out[alone] = self._score_whole([prompts[i] for i in alone], bar)
+                out[alone] = self._score_sequences([prompts[i].ids for i in alone], bar)
         return out
 
-    def _score_whole(self, prompts: Sequence[RerankPrompt], bar: object) -> np.ndarray:
-        """Each prompt run from its first token."""
-        sequences = [p.ids for p in prompts]
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            return self._p_yes(self._runner.last_hidden([sequences[i] for i in batch]))
-
-        out = np.empty(len(prompts), dtype=np.float32)
-        return self._runner.run([len(s) for s in sequences], run, out, bar)
-
-    def _score_shared(
-        self, head: TokenIds, prompts: Sequence[RerankPrompt], bar: object
+    def _score_sequences(
+        self, sequences: Sequence[TokenIds], bar: tqdm[Any], prefix: KVCache | None = None
     ) -> np.ndarray:
-        """One query's prompts: the head runs once, then only documents and suffix."""
-        prefix = self._runner.prefix_cache(head)
-        tails = [p.tail for p in prompts]
+        """P(yes) of each sequence: whole prompts, or (with ``prefix``, the cached head of
+        one query) that query's documents and suffix."""
 
         def run(batch: np.ndarray) -> np.ndarray:
-            return self._p_yes(self._runner.last_hidden([tails[i] for i in batch], prefix))
+            return self._p_yes(self._runner.last_hidden([sequences[i] for i in batch], prefix))
 
-        out = np.empty(len(prompts), dtype=np.float32)
-        return self._runner.run([len(t) for t in tails], run, out, bar)
+        out = np.empty(len(sequences), dtype=np.float32)
+        return self._runner.run([len(s) for s in sequences], run, out, bar)
