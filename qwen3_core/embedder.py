@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,10 +12,17 @@ import torch
 
 from qwen3_core import prompts
 from qwen3_core.backends import Backend
-from qwen3_core.backends.base import EmbeddingBackend
+from qwen3_core.backends.base import AsyncEmbeddingBackend, EmbeddingBackend
 from qwen3_core.batching import unique_with_inverse
-from qwen3_core.engine import EngineBase, check_finite, open_model, vllm_options, warn_truncation
-from qwen3_core.tokenization import EmbeddingTokenizer, LiteralTokenizer
+from qwen3_core.engine import (
+    EngineBase,
+    check_finite,
+    open_model,
+    server_pool,
+    vllm_options,
+    warn_truncation,
+)
+from qwen3_core.tokenization import EmbeddingTokenizer, LiteralTokenizer, TokenIds
 from qwen3_core.validation import check_int, check_optional_int, check_text, check_texts
 
 
@@ -24,7 +32,11 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
     Last-token pooling, optional Matryoshka cut to ``dimensions``, L2 normalisation; queries
     are prefixed ``Instruct: {instruction}\\nQuery:`` and documents are embedded as they are.
     ``backend="vllm"`` runs the model on vLLM (``tensor_parallel_size``,
-    ``gpu_memory_utilization``, ``max_model_len`` and ``vllm_kwargs`` apply to it only).
+    ``gpu_memory_utilization``, ``max_model_len`` and ``vllm_kwargs`` apply to it only);
+    ``backend="server"`` sends the token ids to vLLM servers at ``base_url`` (one address or a
+    list, used round-robin; ``api_key``, ``timeout`` in seconds, ``max_concurrency`` requests
+    in flight, ``max_retries``; see docs/serving.md). The ``a``-methods are the async forms:
+    on the server backend they wait on the network without a thread.
     """
 
     def __init__(
@@ -43,18 +55,26 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         gpu_memory_utilization: float = 0.8,
         max_model_len: int | None = None,
         vllm_kwargs: Mapping[str, Any] | None = None,
+        base_url: str | Sequence[str] | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_concurrency: int = 8,
+        max_retries: int = 5,
     ) -> None:
         self._backend_or_none = None
         self.instruction = check_text("instruction", instruction)
         self.max_length = check_int("max_length", max_length, minimum=2)
         check_optional_int("dimensions", dimensions, minimum=1)
         check_optional_int("max_batch_tokens", max_batch_tokens, minimum=1)
+        pool = server_pool(backend, base_url, api_key, timeout, max_concurrency, max_retries)
         opened = open_model(
             model, "embedding", backend=backend, device=device, dtype=dtype, max_length=max_length
         )
         self.device, self.dtype = opened.device, opened.dtype
+        self._checkpoint = opened.checkpoint  # keeps the shared tokenizer cached
         self.model_path = opened.checkpoint.folder
         self.backend = backend
+        self.base_url = None if pool is None else pool.urls
         self.max_batch_tokens = max_batch_tokens
         self._tokenizer = EmbeddingTokenizer(
             LiteralTokenizer.of(opened.checkpoint.tokenizer), self.max_length
@@ -68,6 +88,12 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
 
             self._backend_or_none = TransformersEmbeddingBackend(
                 opened.loaded, max_batch_tokens=max_batch_tokens, show_progress=show_progress
+            )
+        elif pool is not None:
+            from qwen3_core.backends.server import ServerEmbeddingBackend
+
+            self._backend_or_none = ServerEmbeddingBackend(
+                pool, os.fspath(model), hidden_size=hidden_size
             )
         else:
             from qwen3_core.backends.vllm import VllmEmbeddingBackend
@@ -99,21 +125,48 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         task = self.instruction if instruction is None else check_text("instruction", instruction)
         return self._embed([prompts.embedding_query_text(task, q) for q in checked])
 
+    async def aembed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """``embed_documents``, awaitable."""
+        return await self._aembed(check_texts("texts", texts))
+
+    async def aembed_queries(
+        self, queries: Sequence[str], instruction: str | None = None
+    ) -> np.ndarray:
+        """``embed_queries``, awaitable."""
+        checked = check_texts("queries", queries)
+        task = self.instruction if instruction is None else check_text("instruction", instruction)
+        return await self._aembed([prompts.embedding_query_text(task, q) for q in checked])
+
+    def _tokenize(self, texts: list[str]) -> tuple[list[TokenIds], np.ndarray]:
+        distinct, inverse = unique_with_inverse(texts)
+        sequences, truncation = self._tokenizer.encode(distinct)
+        warn_truncation(truncation, self.max_length, "distinct texts")
+        return sequences, inverse
+
+    def _pool(self, states: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+        states = check_finite(states[:, : self.dimension], "embeddings")
+        norms = np.linalg.norm(states, axis=1, keepdims=True)
+        return np.asarray((states / np.maximum(norms, 1e-12))[inverse], dtype=np.float32)
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         backend = self._backend
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        distinct, inverse = unique_with_inverse(texts)
-        sequences, truncation = self._tokenizer.encode(distinct)
-        warn_truncation(truncation, self.max_length, "distinct texts")
-        states = backend.embed(sequences)[:, : self.dimension]
-        check_finite(states, "embeddings")
-        norms = np.linalg.norm(states, axis=1, keepdims=True)
-        return np.asarray((states / np.maximum(norms, 1e-12))[inverse], dtype=np.float32)
+        sequences, inverse = self._tokenize(texts)
+        return self._pool(backend.embed(sequences), inverse)
+
+    async def _aembed(self, texts: list[str]) -> np.ndarray:
+        backend = self._backend
+        if not isinstance(backend, AsyncEmbeddingBackend):
+            # Local compute: in a worker thread, so the event loop keeps serving meanwhile.
+            return await asyncio.to_thread(self._embed, texts)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        sequences, inverse = await asyncio.to_thread(self._tokenize, texts)
+        return self._pool(await backend.aembed(sequences), inverse)
 
     def __repr__(self) -> str:
         return (
             f"Qwen3Embedder({str(self.model_path)!r}, backend={self.backend!r}, "
-            f"device={str(self.device)!r}, dtype={str(self.dtype).removeprefix('torch.')!r}, "
-            f"dimension={self.dimension})"
+            f"{self._placement()}, dimension={self.dimension})"
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -13,9 +13,11 @@ import numpy as np
 import torch
 
 from qwen3_core.backends import Backend, check_backend
+from qwen3_core.backends.http import ServerPool
 from qwen3_core.devices import resolve_device, resolve_dtype
 from qwen3_core.loading import Checkpoint, LoadedModel, ModelKind, load_model, open_checkpoint
 from qwen3_core.tokenization import Truncation
+from qwen3_core.validation import check_int
 
 logger = logging.getLogger("qwen3_core")
 
@@ -47,6 +49,11 @@ def open_model(
             "device= is not used with backend='vllm': vLLM places the model itself "
             "(choose GPUs with CUDA_VISIBLE_DEVICES and tensor_parallel_size)"
         )
+    if backend == "server" and (device is not None or dtype is not None):
+        raise ValueError(
+            "device= and dtype= are not used with backend='server': the server's own flags "
+            "(--dtype, --tensor-parallel-size) decide them"
+        )
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
     loaded: LoadedModel | None = None
@@ -54,7 +61,8 @@ def open_model(
         loaded = load_model(model, kind, resolved_device, resolved_dtype)
         checkpoint = Checkpoint(loaded.folder, kind, loaded.config, loaded.tokenizer)
     else:
-        checkpoint = open_checkpoint(model, kind)
+        # vLLM reads the weights itself; a server client needs only tokenizer and config.
+        checkpoint = open_checkpoint(model, kind, weights=backend == "vllm")
     limit = checkpoint.config.get("max_position_embeddings")
     if isinstance(limit, int) and max_length > limit:
         raise ValueError(f"max_length={max_length} exceeds the model's {limit} positions")
@@ -74,6 +82,31 @@ def vllm_options(
         gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len,
         extra=dict(vllm_kwargs or {}),
+    )
+
+
+def server_pool(
+    backend: Backend,
+    base_url: str | Sequence[str] | None,
+    api_key: str | None,
+    timeout: float,
+    max_concurrency: int,
+    max_retries: int,
+) -> ServerPool | None:
+    """The connections of ``backend='server'``; for the other backends, None, after checking
+    that no server setting was given to them (it would be silently ignored)."""
+    if backend != "server":
+        if base_url is not None or api_key is not None:
+            raise ValueError(f"base_url= and api_key= apply to backend='server', not {backend!r}")
+        return None
+    if not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return ServerPool(
+        base_url,
+        api_key=api_key,
+        timeout=float(timeout),
+        max_concurrency=check_int("max_concurrency", max_concurrency, minimum=1),
+        max_retries=check_int("max_retries", max_retries, minimum=0),
     )
 
 
@@ -106,6 +139,17 @@ class EngineBase(Generic[B]):
     """Closing and use as a context manager, for an engine around a backend of type B."""
 
     _backend_or_none: B | None
+    backend: Backend
+    device: torch.device
+    dtype: torch.dtype
+    base_url: list[str] | None = None
+    """The server addresses of ``backend='server'``."""
+
+    def _placement(self) -> str:
+        """Where the model runs, for ``repr``."""
+        if self.base_url is not None:
+            return f"base_url={self.base_url!r}"
+        return f"device={str(self.device)!r}, dtype={str(self.dtype).removeprefix('torch.')!r}"
 
     @property
     def _backend(self) -> B:

@@ -20,7 +20,8 @@ import torch
 
 ModelKind = Literal["embedding", "reranker"]
 
-_WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+_TOKENIZER_PATTERNS = ["*.json", "*.txt", "*.model", "*.tiktoken"]
+_WEIGHT_PATTERNS = [*_TOKENIZER_PATTERNS, "*.safetensors"]
 
 
 class ModelNotFoundError(OSError):
@@ -40,8 +41,10 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
-def resolve_model_folder(model: str | os.PathLike[str]) -> Path:
-    """A local folder as it is; a hub id downloaded (or found in the local hub cache)."""
+def resolve_model_folder(model: str | os.PathLike[str], *, weights: bool = True) -> Path:
+    """A local folder as it is; a hub id downloaded (or found in the local hub cache), without
+    its weights when ``weights`` is False (a client of a model server needs only the tokenizer
+    and config)."""
     name = os.fspath(model)
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"model must be a hub id or a folder path, got {model!r}")
@@ -55,7 +58,11 @@ def resolve_model_folder(model: str | os.PathLike[str]) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id=name, allow_patterns=_WEIGHT_PATTERNS))
+        return Path(
+            snapshot_download(
+                repo_id=name, allow_patterns=_WEIGHT_PATTERNS if weights else _TOKENIZER_PATTERNS
+            )
+        )
     except Exception as exc:  # hub errors come in many types: report them all alike
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelNotFoundError(
@@ -143,9 +150,27 @@ def _open_folder(folder: Path, kind: ModelKind) -> Checkpoint:
     return Checkpoint(folder, kind, config, tokenizer)
 
 
-def open_checkpoint(model: str | os.PathLike[str], kind: ModelKind) -> Checkpoint:
-    """Find and check a checkpoint, for backends that load the weights themselves (vLLM)."""
-    return _open_folder(resolve_model_folder(model), kind)
+def open_checkpoint(
+    model: str | os.PathLike[str], kind: ModelKind, *, weights: bool = True
+) -> Checkpoint:
+    """Find and check a checkpoint, for backends that load the weights themselves (vLLM) or
+    that need none (a server client: ``weights=False``). Shared while anyone holds it: loading
+    the 151k-token tokenizer takes seconds, and server clients are cheap to make otherwise."""
+    folder = resolve_model_folder(model, weights=weights)
+    key = (str(folder.resolve()), kind)
+    with _checkpoints_lock:
+        hit = _checkpoints.get(key)
+    if hit is None:
+        hit = _open_folder(folder, kind)
+        with _checkpoints_lock:
+            hit = _checkpoints.setdefault(key, hit)
+    return hit
+
+
+_checkpoints: weakref.WeakValueDictionary[tuple[str, str], Checkpoint] = (
+    weakref.WeakValueDictionary()
+)
+_checkpoints_lock = threading.Lock()
 
 
 @dataclass(eq=False)

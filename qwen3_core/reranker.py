@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,10 +13,17 @@ import torch
 
 from qwen3_core import prompts
 from qwen3_core.backends import Backend
-from qwen3_core.backends.base import RerankBackend
+from qwen3_core.backends.base import AsyncRerankBackend, RerankBackend
 from qwen3_core.batching import unique_with_inverse
-from qwen3_core.engine import EngineBase, check_finite, open_model, vllm_options, warn_truncation
-from qwen3_core.tokenization import LiteralTokenizer, RerankTokenizer
+from qwen3_core.engine import (
+    EngineBase,
+    check_finite,
+    open_model,
+    server_pool,
+    vllm_options,
+    warn_truncation,
+)
+from qwen3_core.tokenization import LiteralTokenizer, RerankPrompt, RerankTokenizer
 from qwen3_core.validation import (
     check_int,
     check_optional_int,
@@ -46,7 +54,11 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
     query's documents run once and their key/value cache is reused; scores are unchanged.
     ``backend="vllm"`` runs the model on vLLM (``tensor_parallel_size``,
     ``gpu_memory_utilization``, ``max_model_len`` and ``vllm_kwargs`` apply to it only; vLLM
-    shares prefixes through its own prefix cache).
+    shares prefixes through its own prefix cache); ``backend="server"`` sends the prompts'
+    token ids to vLLM servers at ``base_url`` (one address or a list, used round-robin;
+    ``api_key``, ``timeout`` in seconds, ``max_concurrency`` requests in flight,
+    ``max_retries``; see docs/serving.md). The ``a``-methods are the async forms: on the server
+    backend they wait on the network without a thread.
     """
 
     def __init__(
@@ -65,17 +77,25 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         gpu_memory_utilization: float = 0.8,
         max_model_len: int | None = None,
         vllm_kwargs: Mapping[str, Any] | None = None,
+        base_url: str | Sequence[str] | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_concurrency: int = 8,
+        max_retries: int = 5,
     ) -> None:
         self._backend_or_none = None
         self.instruction = check_text("instruction", instruction)
         self.max_length = check_int("max_length", max_length, minimum=1)
         check_optional_int("max_batch_tokens", max_batch_tokens, minimum=1)
+        pool = server_pool(backend, base_url, api_key, timeout, max_concurrency, max_retries)
         opened = open_model(
             model, "reranker", backend=backend, device=device, dtype=dtype, max_length=max_length
         )
         self.device, self.dtype = opened.device, opened.dtype
+        self._checkpoint = opened.checkpoint  # keeps the shared tokenizer cached
         self.model_path = opened.checkpoint.folder
         self.backend = backend
+        self.base_url = None if pool is None else pool.urls
         self.max_batch_tokens = max_batch_tokens
         self._tokenizer = RerankTokenizer(
             LiteralTokenizer.of(opened.checkpoint.tokenizer), self.max_length
@@ -91,6 +111,10 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
                 show_progress=show_progress,
                 share_prefix=share_prefix,
             )
+        elif pool is not None:
+            from qwen3_core.backends.server import ServerRerankBackend
+
+            self._backend_or_none = ServerRerankBackend(pool, os.fspath(model))
         else:
             from qwen3_core.backends.vllm import VllmRerankBackend
 
@@ -126,24 +150,76 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
     ) -> list[RerankResult]:
         """The documents best first (ties keep input order), at most ``top_n`` of them."""
         check_optional_int("top_n", top_n, minimum=0)
-        scores = self.score(query, documents, instruction)
+        return self._ranked(documents, self.score(query, documents, instruction), top_n)
+
+    async def ascore(
+        self, query: str, documents: Sequence[str], instruction: str | None = None
+    ) -> np.ndarray:
+        """``score``, awaitable."""
+        check_text("query", query)
+        docs = check_texts("documents", documents)
+        return await self._ascore([(query, d) for d in docs], instruction)
+
+    async def ascore_pairs(
+        self, pairs: Sequence[tuple[str, str]], instruction: str | None = None
+    ) -> np.ndarray:
+        """``score_pairs``, awaitable."""
+        return await self._ascore(check_pairs("pairs", pairs), instruction)
+
+    async def arerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        instruction: str | None = None,
+    ) -> list[RerankResult]:
+        """``rerank``, awaitable."""
+        check_optional_int("top_n", top_n, minimum=0)
+        return self._ranked(documents, await self.ascore(query, documents, instruction), top_n)
+
+    @staticmethod
+    def _ranked(
+        documents: Sequence[str], scores: np.ndarray, top_n: int | None
+    ) -> list[RerankResult]:
         order = np.argsort(-scores, kind="stable")[:top_n]
         return [RerankResult(int(i), float(scores[i]), documents[i]) for i in order]
 
-    def _score(self, pairs: list[tuple[str, str]], instruction: str | None) -> np.ndarray:
-        task = self.instruction if instruction is None else check_text("instruction", instruction)
-        backend = self._backend
-        if not pairs:
-            return np.zeros(0, dtype=np.float32)
+    def _task(self, instruction: str | None) -> str:
+        return self.instruction if instruction is None else check_text("instruction", instruction)
+
+    def _tokenize(
+        self, pairs: list[tuple[str, str]], task: str
+    ) -> tuple[list[RerankPrompt], np.ndarray]:
         distinct, inverse = unique_with_inverse(pairs)
         prompts_, truncation = self._tokenizer.encode(distinct, task)
         warn_truncation(truncation, self.max_length, "distinct query-document pairs")
-        scores = check_finite(backend.score(prompts_), "scores")
-        return np.asarray(scores[inverse], dtype=np.float32)
+        return prompts_, inverse
+
+    @staticmethod
+    def _spread(scores: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+        return np.asarray(check_finite(scores, "scores")[inverse], dtype=np.float32)
+
+    def _score(self, pairs: list[tuple[str, str]], instruction: str | None) -> np.ndarray:
+        task = self._task(instruction)
+        backend = self._backend
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        prompts_, inverse = self._tokenize(pairs, task)
+        return self._spread(backend.score(prompts_), inverse)
+
+    async def _ascore(self, pairs: list[tuple[str, str]], instruction: str | None) -> np.ndarray:
+        task = self._task(instruction)
+        backend = self._backend
+        if not isinstance(backend, AsyncRerankBackend):
+            # Local compute: in a worker thread, so the event loop keeps serving meanwhile.
+            return await asyncio.to_thread(self._score, pairs, task)
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        prompts_, inverse = await asyncio.to_thread(self._tokenize, pairs, task)
+        return self._spread(await backend.ascore(prompts_), inverse)
 
     def __repr__(self) -> str:
         return (
             f"Qwen3Reranker({str(self.model_path)!r}, backend={self.backend!r}, "
-            f"device={str(self.device)!r}, "
-            f"dtype={str(self.dtype).removeprefix('torch.')!r})"
+            f"{self._placement()})"
         )

@@ -2,9 +2,14 @@
 
 from typing import Literal, get_args
 
-from qwen3_core.backends.base import EmbeddingBackend, RerankBackend
+from qwen3_core.backends.base import (
+    AsyncEmbeddingBackend,
+    AsyncRerankBackend,
+    EmbeddingBackend,
+    RerankBackend,
+)
 
-Backend = Literal["transformers", "vllm"]
+Backend = Literal["transformers", "vllm", "server"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
@@ -13,4 +18,12 @@ def check_backend(backend: str) -> None:
         raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "Backend", "EmbeddingBackend", "RerankBackend", "check_backend"]
+__all__ = [
+    "BACKENDS",
+    "AsyncEmbeddingBackend",
+    "AsyncRerankBackend",
+    "Backend",
+    "EmbeddingBackend",
+    "RerankBackend",
+    "check_backend",
+]

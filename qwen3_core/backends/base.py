@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -35,4 +35,22 @@ class RerankBackend(Protocol):
 
     def close(self) -> None:
         """Free the model; the backend is unusable afterwards."""
+        ...
+
+
+@runtime_checkable
+class AsyncEmbeddingBackend(EmbeddingBackend, Protocol):
+    """An embedding backend that can also wait without a thread (a network client)."""
+
+    async def aembed(self, sequences: Sequence[TokenIds]) -> np.ndarray:
+        """``embed`` on the running event loop."""
+        ...
+
+
+@runtime_checkable
+class AsyncRerankBackend(RerankBackend, Protocol):
+    """A rerank backend that can also wait without a thread (a network client)."""
+
+    async def ascore(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
+        """``score`` on the running event loop."""
         ...

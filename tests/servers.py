@@ -1,0 +1,199 @@
+"""Model servers for the server-backend tests.
+
+- ``StandInServer``: a small HTTP server speaking the two vLLM endpoints the client uses
+  (``/v1/embeddings``, ``/classify``), computing with the real tiny models through the
+  transformers backend. It can be told to answer with faults (a status, headers, a raw body)
+  and be stopped and restarted on the same port, which a real server cannot do in seconds.
+- ``VllmServer``: vLLM's own OpenAI-compatible server in a subprocess, for equality tests in
+  the vLLM CI step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import torch
+
+from qwen3_core.backends.transformers import TransformersEmbeddingBackend, TransformersRerankBackend
+from qwen3_core.backends.vllm import RERANKER_OVERRIDES
+from qwen3_core.loading import load_model
+from qwen3_core.tokenization import RerankPrompt
+
+
+@dataclass
+class Fault:
+    """One scripted answer instead of the computed one."""
+
+    status: int = 200
+    body: bytes | None = None
+    """Raw body; None: the computed answer (e.g. a 200 after a delay)."""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class StandInServer:
+    """``/v1/embeddings`` and ``/classify`` on the real tiny models, with scripted faults."""
+
+    def __init__(self, embedding: Path, reranker: Path, *, port: int | None = None) -> None:
+        cpu = torch.device("cpu")
+        self.embedding_name, self.reranker_name = str(embedding), str(reranker)
+        loaded = load_model(reranker, "reranker", cpu, torch.float32)
+        self._embed = TransformersEmbeddingBackend(
+            load_model(embedding, "embedding", cpu, torch.float32), show_progress=False
+        )
+        tokens = loaded.tokenizer.convert_tokens_to_ids(["yes", "no"])
+        self._rerank = TransformersRerankBackend(
+            loaded, yes_id=tokens[0], no_id=tokens[1], show_progress=False, share_prefix=False
+        )
+        self.faults: deque[Fault] = deque()
+        self.requests: list[tuple[str, int]] = []  # (path, inputs) of every POST answered
+        self.port = port or free_port()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> StandInServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server._lock:
+                    fault = server.faults.popleft() if server.faults else None
+                if fault is not None:
+                    time.sleep(fault.delay_s)
+                    if fault.body is not None or fault.status != 200:
+                        self._send(fault.status, fault.body or b"{}", fault.headers)
+                        return
+                status, answer = server.answer(self.path, body)
+                self._send(status, json.dumps(answer).encode(), {})
+
+            def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        httpd.daemon_threads = True
+        self._httpd = httpd
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+
+    def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """What vLLM answers, as far as the client reads it."""
+        inputs = [np.asarray(ids, dtype=np.int64) for ids in body["input"]]
+        with self._lock:
+            self.requests.append((path, len(inputs)))
+        if path == "/v1/embeddings" and body["model"] == self.embedding_name:
+            states = self._embed.embed(inputs)
+            states /= np.linalg.norm(states, axis=1, keepdims=True)  # vLLM normalises
+            data = [{"index": i, "embedding": v.tolist()} for i, v in enumerate(states)]
+            return 200, {"object": "list", "data": data}
+        if path == "/classify" and body["model"] == self.reranker_name:
+            empty = np.zeros(0, dtype=np.int64)
+            probs = self._rerank.score([RerankPrompt(empty, ids) for ids in inputs])
+            data = [
+                {"index": i, "probs": [float(p)], "num_classes": 1} for i, p in enumerate(probs)
+            ]
+            return 200, {"object": "list", "data": data}
+        message = f"The model `{body['model']}` does not exist."
+        return 404, {"error": {"message": message, "type": "NotFoundError", "code": 404}}
+
+
+class VllmServer:
+    """``python -m vllm.entrypoints.openai.api_server`` on 127.0.0.1, stopped by its pid."""
+
+    def __init__(self, model: Path, *, reranker: bool, scratch: Path, max_model_len: int) -> None:
+        self.model, self.port = model, free_port()
+        self.args = [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            *("--model", str(model), "--runner", "pooling", "--dtype", "float32"),
+            *("--enforce-eager", "--max-model-len", str(max_model_len)),
+            *("--host", "127.0.0.1", "--port", str(self.port)),
+            *(("--hf-overrides", json.dumps(RERANKER_OVERRIDES)) if reranker else ()),
+        ]
+        scratch.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "TMPDIR": str(scratch),
+            "VLLM_CACHE_ROOT": str(scratch / "cache"),
+        }
+        self.log = scratch / f"server-{self.port}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 240.0) -> VllmServer:
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(
+                self.args,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"vLLM server exited: see {self.log}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        self.stop()
+        raise RuntimeError(f"vLLM server not healthy after {timeout_s} s: see {self.log}")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)  # its own session: the engine core goes too
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
