@@ -59,7 +59,7 @@ test-vllm: install-vllm
 	mkdir -p $(VLLM_SCRATCH)
 	QWEN3_RAG_REQUIRE_VLLM=1 VLLM_ENABLE_V1_MULTIPROCESSING=0 TMPDIR=$(VLLM_SCRATCH) \
 		VLLM_CACHE_ROOT=$(VLLM_SCRATCH)/cache \
-		$(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_vllm_backend.py tests/test_backends.py
+		$(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_vllm_backend.py tests/test_vllm_server.py tests/test_backends.py
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_SCRATCH) .test-models .pytest_cache .mypy_cache .ruff_cache

@@ -152,8 +152,9 @@ class VllmServer:
             *(("--hf-overrides", json.dumps(RERANKER_OVERRIDES)) if reranker else ()),
         ]
         scratch.mkdir(parents=True, exist_ok=True)
+        # The server's engine runs in its own process, as in production.
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"},
             "VLLM_CPU_KVCACHE_SPACE": "1",
             "TMPDIR": str(scratch),
             "VLLM_CACHE_ROOT": str(scratch / "cache"),
@@ -165,7 +166,8 @@ class VllmServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 240.0) -> VllmServer:
+    def launch(self) -> VllmServer:
+        """Start the process without waiting (servers start in parallel: each takes 30-100 s)."""
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
                 self.args,
@@ -174,9 +176,12 @@ class VllmServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        return self
+
+    def wait_healthy(self, timeout_s: float = 300.0) -> VllmServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+            if self._process is None or self._process.poll() is not None:
                 raise RuntimeError(f"vLLM server exited: see {self.log}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
@@ -186,6 +191,16 @@ class VllmServer:
             time.sleep(1)
         self.stop()
         raise RuntimeError(f"vLLM server not healthy after {timeout_s} s: see {self.log}")
+
+    def start(self) -> VllmServer:
+        return self.launch().wait_healthy()
+
+    def crash(self) -> None:
+        """SIGKILL to the server and its engine process: connections drop mid-request."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
     def stop(self) -> None:
         process, self._process = self._process, None

@@ -310,3 +310,24 @@ def test_bad_server_settings(test_models: ModelPaths) -> None:
         Qwen3Reranker(test_models.reranker, backend="server", base_url=DEAD, timeout=0)
     with pytest.raises(ValueError, match="max_concurrency"):
         Qwen3Reranker(test_models.reranker, backend="server", base_url=DEAD, max_concurrency=0)
+
+
+def test_serving_docs_start_the_reranker_as_the_client_expects() -> None:
+    """The compose file and docs/serving.md give the server the yes/no classifier overrides the
+    client's scores depend on (a server without them is refused, see above)."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from qwen3_core.backends.vllm import RERANKER_OVERRIDES
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    compose = yaml.safe_load((docs / "serving" / "compose.yaml").read_text())
+    for name in ("reranker-1", "reranker-2"):
+        flags = compose["services"][name]["command"]
+        (overrides,) = [f.removeprefix("--hf-overrides=") for f in flags if "hf-overrides" in f]
+        assert json.loads(overrides) == RERANKER_OVERRIDES
+        assert "--runner=pooling" in flags
+    assert "--runner=pooling" in compose["services"]["embedding-1"]["command"]
+    assert f"--hf-overrides '{json.dumps(RERANKER_OVERRIDES)}'" in (docs / "serving.md").read_text()
