@@ -1,21 +1,16 @@
-"""Model servers for the server-backend tests.
+"""A stand-in model server for the server-backend tests of the main suite.
 
-- ``StandInServer``: a small HTTP server speaking the two vLLM endpoints the client uses
-  (``/v1/embeddings``, ``/classify``), computing with the real tiny models through the
-  transformers backend. It can be told to answer with faults (a status, headers, a raw body)
-  and be stopped and restarted on the same port, which a real server cannot do in seconds.
-- ``VllmServer``: vLLM's own OpenAI-compatible server in a subprocess, for equality tests in
-  the vLLM CI step.
+``StandInServer`` is a small HTTP server speaking the two vLLM endpoints the client uses
+(``/v1/embeddings``, ``/classify``), computing with the real tiny models through the
+transformers backend. It can be told to answer with faults (a status, headers, a raw body)
+and be stopped and restarted on the same port, which a real server cannot do in seconds.
+vLLM's own server, for the equality tests of the vLLM CI step, is
+``qwen3_core.testing.VllmServer``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -24,13 +19,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import torch
 
 from qwen3_core.backends.transformers import TransformersEmbeddingBackend, TransformersRerankBackend
-from qwen3_core.backends.vllm import RERANKER_OVERRIDES
 from qwen3_core.loading import load_model
+from qwen3_core.testing import free_port
 from qwen3_core.tokenization import RerankPrompt
 
 
@@ -43,13 +37,6 @@ class Fault:
     """Raw body; None: the computed answer (e.g. a 200 after a delay)."""
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class StandInServer:
@@ -135,80 +122,3 @@ class StandInServer:
             return 200, {"object": "list", "data": data}
         message = f"The model `{body['model']}` does not exist."
         return 404, {"error": {"message": message, "type": "NotFoundError", "code": 404}}
-
-
-class VllmServer:
-    """``python -m vllm.entrypoints.openai.api_server`` on 127.0.0.1, stopped by its pid."""
-
-    def __init__(self, model: Path, *, reranker: bool, scratch: Path, max_model_len: int) -> None:
-        self.model, self.port = model, free_port()
-        self.args = [
-            sys.executable,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            *("--model", str(model), "--runner", "pooling", "--dtype", "float32"),
-            *("--enforce-eager", "--max-model-len", str(max_model_len)),
-            *("--host", "127.0.0.1", "--port", str(self.port)),
-            *(("--hf-overrides", json.dumps(RERANKER_OVERRIDES)) if reranker else ()),
-        ]
-        scratch.mkdir(parents=True, exist_ok=True)
-        # The server's engine runs in its own process, as in production.
-        self.env = {
-            **{k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"},
-            "VLLM_CPU_KVCACHE_SPACE": "1",
-            "TMPDIR": str(scratch),
-            "VLLM_CACHE_ROOT": str(scratch / "cache"),
-        }
-        self.log = scratch / f"server-{self.port}.log"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def launch(self) -> VllmServer:
-        """Start the process without waiting (servers start in parallel: each takes 30-100 s)."""
-        with self.log.open("ab") as log:
-            self._process = subprocess.Popen(
-                self.args,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    def wait_healthy(self, timeout_s: float = 300.0) -> VllmServer:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process is None or self._process.poll() is not None:
-                raise RuntimeError(f"vLLM server exited: see {self.log}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
-        self.stop()
-        raise RuntimeError(f"vLLM server not healthy after {timeout_s} s: see {self.log}")
-
-    def start(self) -> VllmServer:
-        return self.launch().wait_healthy()
-
-    def crash(self) -> None:
-        """SIGKILL to the server and its engine process: connections drop mid-request."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)  # its own session: the engine core goes too
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()

@@ -16,8 +16,8 @@ from langchain_core.documents import Document
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
 from qwen3_core.backends.http import ServerError
 from qwen3_core.backends.server import MAX_INPUTS_PER_REQUEST
-from qwen3_core.testing import ModelPaths
-from tests.servers import Fault, StandInServer, free_port
+from qwen3_core.testing import ModelPaths, free_port
+from tests.servers import Fault, StandInServer
 
 DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens there
 

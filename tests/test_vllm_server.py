@@ -22,8 +22,7 @@ from langchain_core.documents import Document
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
 from qwen3_core.backends.http import ServerError
-from qwen3_core.testing import ModelPaths
-from tests.servers import VllmServer
+from qwen3_core.testing import ModelPaths, VllmServer
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -12,12 +12,15 @@ from qwen3_core.testing.models import (
     build_reranker_model,
     build_test_models,
 )
+from qwen3_core.testing.vllm_server import VllmServer, free_port
 
 __all__ = [
     "SHAPES",
     "ModelPaths",
     "ModelShape",
+    "VllmServer",
     "build_embedding_model",
     "build_reranker_model",
     "build_test_models",
+    "free_port",
 ]
