@@ -1,0 +1,20 @@
+"""Ray Data is an optional extra: it is imported only when a batch job is built, so
+``import qwen3_core`` (and ``qwen3_core.batch``) never pays for it or needs it."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+EXTRA_HINT = "pip install 'qwen3-rag[ray]' (or: pip install 'ray[data]')"
+
+
+def import_ray_data() -> ModuleType:
+    """``ray.data``, or an ImportError that names the extra to install."""
+    try:
+        import pyarrow  # noqa: F401  (ray without its [data] extra lacks it)
+        import ray.data
+    except ImportError as exc:
+        raise ImportError(
+            f"qwen3_core.batch runs on Ray Data, which is not installed ({exc}): {EXTRA_HINT}"
+        ) from exc
+    return ray.data
