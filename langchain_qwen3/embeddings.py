@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from langchain_core.embeddings import Embeddings
-from langchain_core.runnables.config import run_in_executor
 from pydantic import Field, PrivateAttr
 
 from langchain_qwen3._common import DeviceName, DtypeName, LazyEngineAdapter
@@ -114,12 +113,21 @@ class Qwen3Embeddings(LazyEngineAdapter, Embeddings):
         vector: list[float] = engine.embed_queries([text], self.query_instruction)[0].tolist()
         return vector
 
-    # The engine is synchronous CPU/GPU work (and the first call loads weights): both run in
-    # a worker thread, so the event loop keeps serving other tasks meanwhile.
+    # The engine's async methods: on the server backend they await the network; locally
+    # they run the model in a worker thread, so the event loop keeps serving meanwhile.
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        """``embed_documents`` in a worker thread."""
-        return await run_in_executor(None, self.embed_documents, texts)
+        """``embed_documents`` without blocking the event loop."""
+        checked = check_texts("texts", texts)
+        if not checked:
+            return []
+        engine = await self._engine.aget()
+        vectors: list[list[float]] = (await engine.aembed_documents(checked)).tolist()
+        return vectors
 
     async def aembed_query(self, text: str) -> list[float]:
-        """``embed_query`` in a worker thread."""
-        return await run_in_executor(None, self.embed_query, text)
+        """``embed_query`` without blocking the event loop."""
+        check_text("text", text)
+        engine = await self._engine.aget()
+        vectors = await engine.aembed_queries([text], self.query_instruction)
+        vector: list[float] = vectors[0].tolist()
+        return vector

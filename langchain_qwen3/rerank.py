@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from langchain_core.runnables.config import run_in_executor
 from pydantic import Field
 
 from langchain_qwen3._common import page_contents, with_score
 from langchain_qwen3._reranker_settings import Qwen3RerankerSettings
+from qwen3_core import RerankResult
 from qwen3_core.validation import check_text
 
 
@@ -49,23 +49,30 @@ class Qwen3Rerank(Qwen3RerankerSettings, BaseDocumentCompressor):
         check_text("query", query)
         if not texts:
             return []
-        hits = self._engine.get().rerank(
-            query, texts, top_n=self.top_n, instruction=self.instruction
-        )
-        threshold = self.score_threshold
-        return [
-            with_score(documents[hit.index], hit.score)
-            for hit in hits
-            if threshold is None or hit.score >= threshold
-        ]
+        engine = self._engine.get()
+        hits = engine.rerank(query, texts, top_n=self.top_n, instruction=self.instruction)
+        return self._kept(documents, hits)
 
-    # Explicit rather than inherited: the guarantee that scoring (and the first call's weight
-    # loading) never blocks the event loop should not rest on a base-class default.
     async def acompress_documents(
         self,
         documents: Sequence[Document],
         query: str,
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
-        """``compress_documents`` in a worker thread."""
-        return await run_in_executor(None, self.compress_documents, documents, query, callbacks)
+        """``compress_documents`` without blocking the event loop: on the server backend it
+        awaits the network; locally the model runs in a worker thread."""
+        texts = page_contents(documents)
+        check_text("query", query)
+        if not texts:
+            return []
+        engine = await self._engine.aget()
+        hits = await engine.arerank(query, texts, top_n=self.top_n, instruction=self.instruction)
+        return self._kept(documents, hits)
+
+    def _kept(self, documents: Sequence[Document], hits: list[RerankResult]) -> list[Document]:
+        threshold = self.score_threshold
+        return [
+            with_score(documents[hit.index], hit.score)
+            for hit in hits
+            if threshold is None or hit.score >= threshold
+        ]

@@ -3,6 +3,7 @@ are constructed (LangChain's unit-test template runs with sockets disabled)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -38,3 +39,9 @@ class LazyEngine(Generic[T]):
                     self._value = self._factory()
                 value = self._value
         return value
+
+    async def aget(self) -> T:
+        """``get`` for async code: a first build (which loads weights) runs in a worker thread,
+        so the event loop keeps serving meanwhile."""
+        value = self._value
+        return value if value is not None else await asyncio.to_thread(self.get)
