@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,13 +33,24 @@ def _dtype(device: str) -> torch.dtype:
     return torch.float32 if device == "cpu" else torch.bfloat16
 
 
-def setup_qwen3_rag(path: str, texts: list[str], device: str, backend: str = "transformers") -> Any:
+def setup_qwen3_rag(
+    path: str,
+    texts: list[str],
+    device: str,
+    backend: str = "transformers",
+    quantization: Literal["int8"] | None = None,
+) -> Any:
     from qwen3_core import Qwen3Embedder
 
     if backend == "vllm":
         embedder = Qwen3Embedder(path, backend="vllm", max_length=1024)
     else:
-        embedder = Qwen3Embedder(path, device=device, show_progress=False)
+        embedder = Qwen3Embedder(
+            path,
+            device=device,
+            show_progress=False,
+            quantization=quantization,
+        )
 
     def run() -> Any:
         return embedder.embed_documents(texts)
@@ -50,6 +61,10 @@ def setup_qwen3_rag(path: str, texts: list[str], device: str, backend: str = "tr
 
 def setup_vllm(path: str, texts: list[str], device: str) -> Any:
     return setup_qwen3_rag(path, texts, device, backend="vllm")
+
+
+def setup_int8(path: str, texts: list[str], device: str) -> Any:
+    return setup_qwen3_rag(path, texts, device, quantization="int8")
 
 
 def setup_seed_loop(path: str, texts: list[str], device: str) -> Any:
@@ -101,6 +116,8 @@ def setup_sentence_transformers(path: str, texts: list[str], device: str) -> Any
 
 METHODS = {
     "qwen3-rag": "benchmarks.bench_embed.setup_qwen3_rag",
+    # CPU only: int8 decoder weights on VNNI (not exact; see docs/performance.md).
+    "qwen3-rag, int8": "benchmarks.bench_embed.setup_int8",
     "seed 002 loop": "benchmarks.bench_embed.setup_seed_loop",
     "sentence-transformers": "benchmarks.bench_embed.setup_sentence_transformers",
     # Where vLLM is installed (its CPU build keeps one of the cores for itself).
@@ -124,7 +141,7 @@ def main() -> None:
     rows = [
         measure(name, target, args.device, {"path": path, "texts": texts, "device": args.device})
         for name, target in METHODS.items()
-        if not args.only or name in args.only
+        if (not args.only or name in args.only) and (args.device == "cpu" or "int8" not in name)
     ]
     print_table(
         f"Embedding {len(texts)} documents of 16-512 tokens ({args.shape} shape, {args.device})",

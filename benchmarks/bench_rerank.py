@@ -11,7 +11,7 @@ random model of the chosen shape (``--shape 0.6b`` is the exact Qwen3-Reranker-0
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -34,12 +34,26 @@ def _dtype(device: str) -> torch.dtype:
 
 
 def setup_qwen3_rag(
-    path: str, pairs: list[tuple[str, str]], device: str, share_prefix: bool = True
+    path: str,
+    pairs: list[tuple[str, str]],
+    device: str,
+    share_prefix: bool = True,
+    quantization: Literal["int8"] | None = None,
 ) -> Any:
     from qwen3_core import Qwen3Reranker
 
-    reranker = Qwen3Reranker(path, device=device, share_prefix=share_prefix, show_progress=False)
+    reranker = Qwen3Reranker(
+        path,
+        device=device,
+        share_prefix=share_prefix,
+        show_progress=False,
+        quantization=quantization,
+    )
     return _timed(reranker, pairs)
+
+
+def setup_int8(path: str, pairs: list[tuple[str, str]], device: str) -> Any:
+    return setup_qwen3_rag(path, pairs, device, quantization="int8")
 
 
 def setup_vllm(path: str, pairs: list[tuple[str, str]], device: str) -> Any:
@@ -101,6 +115,8 @@ def setup_seed_loop(path: str, pairs: list[tuple[str, str]], device: str) -> Any
 
 METHODS = {
     "qwen3-rag": "benchmarks.bench_rerank.setup_qwen3_rag",
+    # CPU only: int8 decoder weights on VNNI (not exact; see docs/performance.md).
+    "qwen3-rag, int8": "benchmarks.bench_rerank.setup_int8",
     "qwen3-rag, whole prompts": "benchmarks.bench_rerank.setup_whole_prompts",
     "seed 000 loop": "benchmarks.bench_rerank.setup_seed_loop",
     # Where vLLM is installed (its CPU build keeps one of the cores for itself).
@@ -134,7 +150,7 @@ def main() -> None:
                 name, target, args.device, {"path": path, "pairs": pairs, "device": args.device}
             )
             for name, target in METHODS.items()
-            if not args.only or name in args.only
+            if (not args.only or name in args.only) and (args.device == "cpu" or "int8" not in name)
         ]
         shared = len(encoded[0].head)
         print_table(

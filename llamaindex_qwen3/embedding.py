@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from qwen3_core.adapters import device_name, dtype_name, reject_settings_beside_
 from qwen3_core.backends import Backend
 from qwen3_core.lazy import LazyEngine
 from qwen3_core.prompts import DEFAULT_EMBEDDING_MODEL, DEFAULT_INSTRUCTION
+from qwen3_core.validation import check_text, check_texts
 
 # LlamaIndex's default of 10 texts per call starves a GPU; the engine splits each call into
 # token-budget batches itself, so a LlamaIndex batch only bounds the texts held at once.
@@ -188,6 +188,33 @@ class Qwen3Embedding(BaseEmbedding):
         """Whether the engine has been built yet."""
         return self._engine.loaded
 
+    # The public entry points check their input first: before the engine is built, before
+    # LlamaIndex batches a list (its batches would renumber the items, and it would embed a
+    # bare string character by character) and with the caller's argument names.
+    def get_query_embedding(self, query: str) -> Embedding:
+        return super().get_query_embedding(check_text("query", query))
+
+    async def aget_query_embedding(self, query: str) -> Embedding:
+        return await super().aget_query_embedding(check_text("query", query))
+
+    def get_text_embedding(self, text: str) -> Embedding:
+        return super().get_text_embedding(check_text("text", text))
+
+    async def aget_text_embedding(self, text: str) -> Embedding:
+        return await super().aget_text_embedding(check_text("text", text))
+
+    def get_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        checked = check_texts("texts", texts)
+        return super().get_text_embedding_batch(checked, show_progress, **kwargs)
+
+    async def aget_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        checked = check_texts("texts", texts)
+        return await super().aget_text_embedding_batch(checked, show_progress, **kwargs)
+
     def _get_query_embedding(self, query: str) -> Embedding:
         vector: Embedding = self.engine.embed_queries([query], self.query_instruction)[0].tolist()
         return vector
@@ -201,16 +228,23 @@ class Qwen3Embedding(BaseEmbedding):
         vectors: list[Embedding] = self.engine.embed_documents(texts).tolist()
         return vectors
 
-    # The engine is synchronous CPU/GPU work (and the first call loads weights): it runs in a
-    # worker thread so the event loop keeps serving other tasks meanwhile.
+    # The engine's async methods: on the server backend they await the network; locally they
+    # run the model in a worker thread (as does a first build, which loads weights), so the
+    # event loop keeps serving meanwhile.
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        return await asyncio.to_thread(self._get_query_embedding, query)
+        engine = await self._engine.aget()
+        vectors = await engine.aembed_queries([query], self.query_instruction)
+        vector: Embedding = vectors[0].tolist()
+        return vector
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
-        return await asyncio.to_thread(self._get_text_embedding, text)
+        vectors = await self._aget_text_embeddings([text])
+        return vectors[0]
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return await asyncio.to_thread(self._get_text_embeddings, texts)
+        engine = await self._engine.aget()
+        vectors: list[Embedding] = (await engine.aembed_documents(texts)).tolist()
+        return vectors
 
     def __getstate__(self) -> dict[str, Any]:
         return state_without_engine(self)

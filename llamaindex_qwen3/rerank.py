@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -16,11 +17,12 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from llamaindex_qwen3._common import changed_settings, model_id, state_without_engine
-from qwen3_core import Qwen3Reranker
+from qwen3_core import Qwen3Reranker, RerankResult
 from qwen3_core.adapters import device_name, dtype_name, reject_settings_beside_engine
 from qwen3_core.backends import Backend
 from qwen3_core.lazy import LazyEngine
 from qwen3_core.prompts import DEFAULT_INSTRUCTION, DEFAULT_RERANKER_MODEL
+from qwen3_core.validation import check_text, check_texts
 
 # (The type: ignore above: llama_index re-exports get_dispatcher without marking it public.)
 dispatcher = get_dispatcher(__name__)
@@ -28,6 +30,15 @@ dispatcher = get_dispatcher(__name__)
 DEFAULT_TOP_N = 3
 DEFAULT_MAX_LENGTH = 8192
 RETRIEVAL_SCORE_KEY = "retrieval_score"  # the metadata key SentenceTransformerRerank uses
+
+
+def check_nodes(nodes: Any) -> None:
+    """``nodes`` must be a list of ``NodeWithScore``: a TypeError names the first that is not."""
+    if isinstance(nodes, (str, bytes)) or not isinstance(nodes, Sequence):
+        raise TypeError(f"nodes must be a list of NodeWithScore, got {type(nodes).__name__}")
+    for index, node in enumerate(nodes):
+        if not isinstance(node, NodeWithScore):
+            raise TypeError(f"nodes[{index}] must be a NodeWithScore, got {type(node).__name__}")
 
 
 class Qwen3Rerank(BaseNodePostprocessor):
@@ -191,21 +202,61 @@ class Qwen3Rerank(BaseNodePostprocessor):
         nodes: list[NodeWithScore],
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
-        # The async path is BaseNodePostprocessor's: this method in a worker thread.
+        query, texts = self._checked(nodes, query_bundle)
+        if not nodes:
+            return []
+        with self._reranking(nodes, query_bundle) as finish:  # type: ignore[arg-type]
+            return finish(
+                self.engine.rerank(query, texts, top_n=self.top_n, instruction=self.instruction)
+            )
+
+    @dispatcher.span  # LlamaIndex wraps only the sync method in a span by itself
+    async def _apostprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        # The engine's async method: on the server backend it awaits the network; locally the
+        # model (and a first build, which loads weights) runs in a worker thread.
+        query, texts = self._checked(nodes, query_bundle)
+        if not nodes:
+            return []
+        engine = await self._engine.aget()
+        with self._reranking(nodes, query_bundle) as finish:  # type: ignore[arg-type]
+            return finish(
+                await engine.arerank(query, texts, top_n=self.top_n, instruction=self.instruction)
+            )
+
+    def _checked(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
+    ) -> tuple[str, list[str]]:
+        """The query and the nodes' texts, checked before the engine is built and before
+        LlamaIndex's events see the input."""
         if query_bundle is None:
             raise ValueError(
                 "Qwen3Rerank needs a query: call postprocess_nodes(nodes, query_str=...) or "
                 "pass query_bundle=QueryBundle(...)"
             )
-        if not nodes:
-            return []
+        check_nodes(nodes)
+        query = check_text("query_str", query_bundle.query_str)
+        # The text LlamaIndex's own rerankers score: the content with its embed metadata.
+        texts = check_texts(
+            "nodes", [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+        )
+        return query, texts
+
+    @contextmanager
+    def _reranking(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle
+    ) -> Iterator[Callable[[list[RerankResult]], list[NodeWithScore]]]:
+        """LlamaIndex's rerank events around one call; the caller passes the engine's hits to
+        the yielded function, which returns the reranked nodes."""
         dispatcher.event(
             ReRankStartEvent(
                 query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model
             )
         )
-        # The text LlamaIndex's own rerankers score: the content with its embed metadata.
-        texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+        reranked: list[NodeWithScore] = []
         with self.callback_manager.event(
             CBEventType.RERANKING,
             payload={
@@ -215,13 +266,14 @@ class Qwen3Rerank(BaseNodePostprocessor):
                 EventPayload.TOP_K: self.top_n,
             },
         ) as event:
-            hits = self.engine.rerank(
-                query_bundle.query_str, texts, top_n=self.top_n, instruction=self.instruction
-            )
-            reranked = [self._with_score(nodes[hit.index], hit.score) for hit in hits]
-            event.on_end(payload={EventPayload.NODES: reranked})
+
+            def finish(hits: list[RerankResult]) -> list[NodeWithScore]:
+                reranked.extend(self._with_score(nodes[hit.index], hit.score) for hit in hits)
+                event.on_end(payload={EventPayload.NODES: reranked})
+                return reranked
+
+            yield finish
         dispatcher.event(ReRankEndEvent(nodes=reranked))
-        return reranked
 
     def _with_score(self, retrieved: NodeWithScore, score: float) -> NodeWithScore:
         node = retrieved.node

@@ -15,7 +15,14 @@ import torch
 from qwen3_core.backends import Backend, check_backend
 from qwen3_core.backends.http import ServerPool
 from qwen3_core.devices import resolve_device, resolve_dtype
-from qwen3_core.loading import Checkpoint, LoadedModel, ModelKind, load_model, open_checkpoint
+from qwen3_core.loading import (
+    Checkpoint,
+    LoadedModel,
+    ModelKind,
+    load_model,
+    open_checkpoint,
+)
+from qwen3_core.quantization import Quantization, check_int8_supported
 from qwen3_core.tokenization import Truncation
 from qwen3_core.validation import check_int
 
@@ -42,8 +49,16 @@ def open_model(
     device: str | torch.device | None,
     dtype: str | torch.dtype | None,
     max_length: int,
+    quantization: Quantization | None = None,
 ) -> Opened:
     check_backend(backend)
+    if quantization is not None and quantization != "int8":
+        raise ValueError(f"unknown quantization {quantization!r}: use None or 'int8'")
+    if quantization is not None and backend != "transformers":
+        raise ValueError(
+            f"quantization='int8' is for backend='transformers' on CPU, not {backend!r} "
+            "(vLLM and its servers quantize through their own options)"
+        )
     if backend == "vllm" and device is not None:
         raise ValueError(
             "device= is not used with backend='vllm': vLLM places the model itself "
@@ -54,11 +69,21 @@ def open_model(
             "device= and dtype= are not used with backend='server': the server's own flags "
             "(--dtype, --tensor-parallel-size) decide them"
         )
+    if quantization is not None and device is not None:
+        _check_int8_device(str(device))  # before resolving, so 'cuda' fails alike everywhere
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
+    if quantization is not None:
+        _check_int8_device(str(resolved_device))
+        if resolved_dtype != torch.float32:
+            raise ValueError(
+                f"quantization='int8' works from float32 weights, not {resolved_dtype}: pass "
+                "dtype='float32' or leave dtype unset"
+            )
+        check_int8_supported()
     loaded: LoadedModel | None = None
     if backend == "transformers":
-        loaded = load_model(model, kind, resolved_device, resolved_dtype)
+        loaded = load_model(model, kind, resolved_device, resolved_dtype, quantization)
         checkpoint = Checkpoint(loaded.folder, kind, loaded.config, loaded.tokenizer)
     else:
         # vLLM reads the weights itself; a server client needs only tokenizer and config.
@@ -67,6 +92,14 @@ def open_model(
     if isinstance(limit, int) and max_length > limit:
         raise ValueError(f"max_length={max_length} exceeds the model's {limit} positions")
     return Opened(checkpoint, loaded, resolved_device, resolved_dtype)
+
+
+def _check_int8_device(device: str) -> None:
+    if device.partition(":")[0].strip().lower() != "cpu":
+        raise ValueError(
+            f"quantization='int8' runs on CPU only, not on {device!r}: pass device='cpu' "
+            "(on a GPU, bfloat16 is the fast path)"
+        )
 
 
 def vllm_options(

@@ -8,6 +8,7 @@ name ``Qwen3ForCausalLM`` in config.json, so the kind is told from the tensor na
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import threading
@@ -18,10 +19,25 @@ from typing import Any, Literal
 
 import torch
 
+from qwen3_core.quantization import Quantization, quantize_int8
+
 ModelKind = Literal["embedding", "reranker"]
 
 _TOKENIZER_PATTERNS = ["*.json", "*.txt", "*.model", "*.tiktoken"]
 _WEIGHT_PATTERNS = [*_TOKENIZER_PATTERNS, "*.safetensors"]
+
+
+_import_lock = threading.Lock()
+
+
+def import_names(module: str, *names: str) -> tuple[Any, ...]:
+    """``from module import names``, one thread at a time. transformers and huggingface_hub
+    are lazy modules whose first import, made by several threads at the same moment, fails
+    in all but one of them ("cannot import name 'AutoModel' from 'transformers'"): engines
+    first built by many threads at once would fail without this lock."""
+    with _import_lock:
+        imported = importlib.import_module(module)
+        return tuple(getattr(imported, name) for name in names)
 
 
 class ModelNotFoundError(OSError):
@@ -55,7 +71,7 @@ def resolve_model_folder(model: str | os.PathLike[str], *, weights: bool = True)
         return path
     if _looks_like_path(name):
         raise ModelNotFoundError(f"model folder '{path}' does not exist")
-    from huggingface_hub import snapshot_download
+    (snapshot_download,) = import_names("huggingface_hub", "snapshot_download")
 
     try:
         return Path(
@@ -141,7 +157,7 @@ class Checkpoint:
 
 
 def _open_folder(folder: Path, kind: ModelKind) -> Checkpoint:
-    from transformers import AutoTokenizer
+    (AutoTokenizer,) = import_names("transformers", "AutoTokenizer")
 
     config = check_model_folder(folder, kind)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
@@ -184,15 +200,27 @@ class LoadedModel:
     tokenizer: Any
     model: torch.nn.Module
     config: dict[str, Any] = field(default_factory=dict)
+    quantization: Quantization | None = None
 
 
 _cache: weakref.WeakValueDictionary[tuple[str, ...], LoadedModel] = weakref.WeakValueDictionary()
 _cache_lock = threading.Lock()
+# One lock per name as asked for, then one per resolved folder: threads asking for one folder
+# under different names ("m", "m/", "./m") must not load it twice either.
 _key_locks: dict[tuple[str, ...], threading.Lock] = {}
+_folder_locks: dict[tuple[str, ...], threading.Lock] = {}
 
 
-def _load(folder: Path, kind: ModelKind, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    from transformers import AutoModel, AutoModelForCausalLM
+def _load(
+    folder: Path,
+    kind: ModelKind,
+    device: torch.device,
+    dtype: torch.dtype,
+    quantization: Quantization | None = None,
+) -> LoadedModel:
+    AutoModel, AutoModelForCausalLM = import_names(
+        "transformers", "AutoModel", "AutoModelForCausalLM"
+    )
 
     checkpoint = _open_folder(folder, kind)
     loader = AutoModel if kind == "embedding" else AutoModelForCausalLM
@@ -204,15 +232,25 @@ def _load(folder: Path, kind: ModelKind, device: torch.device, dtype: torch.dtyp
         **({"device_map": str(device)} if device.type == "cuda" else {}),
     )
     model.to(device).eval().requires_grad_(False)
-    return LoadedModel(folder, kind, device, dtype, checkpoint.tokenizer, model, checkpoint.config)
+    if quantization == "int8":
+        quantize_int8(model)
+    return LoadedModel(
+        folder, kind, device, dtype, checkpoint.tokenizer, model, checkpoint.config, quantization
+    )
 
 
 def load_model(
-    model: str | os.PathLike[str], kind: ModelKind, device: torch.device, dtype: torch.dtype
+    model: str | os.PathLike[str],
+    kind: ModelKind,
+    device: torch.device,
+    dtype: torch.dtype,
+    quantization: Quantization | None = None,
 ) -> LoadedModel:
-    """The model for (model, kind, device, dtype), loaded once per process and shared while
-    anyone holds it; threads asking at the same moment wait for the one load."""
-    requested = (os.fspath(model), kind, str(device), str(dtype))
+    """The model for (model, kind, device, dtype, quantization), loaded once per process and
+    shared while anyone holds it; threads asking at the same moment wait for the one load.
+    A quantized model is a copy of its own, never the float one changed in place."""
+    variant = () if quantization is None else (quantization,)
+    requested = (os.fspath(model), kind, str(device), str(dtype), *variant)
     with _cache_lock:
         hit = _cache.get(requested)
         if hit is not None:
@@ -224,11 +262,14 @@ def load_model(
         if hit is not None:
             return hit
         folder = resolve_model_folder(model)
-        resolved = (str(folder.resolve()), kind, str(device), str(dtype))
+        resolved = (str(folder.resolve()), kind, str(device), str(dtype), *variant)
         with _cache_lock:
-            hit = _cache.get(resolved)
-        loaded = hit if hit is not None else _load(folder, kind, device, dtype)
-        with _cache_lock:
-            _cache[resolved] = loaded
-            _cache[requested] = loaded
+            folder_lock = _folder_locks.setdefault(resolved, threading.Lock())
+        with folder_lock:  # always taken after a name's lock, never before: no deadlock
+            with _cache_lock:
+                hit = _cache.get(resolved)
+            loaded = hit if hit is not None else _load(folder, kind, device, dtype, quantization)
+            with _cache_lock:
+                _cache[resolved] = loaded
+                _cache[requested] = loaded
         return loaded

@@ -23,6 +23,7 @@ from qwen3_core.engine import (
     vllm_options,
     warn_truncation,
 )
+from qwen3_core.quantization import Quantization
 from qwen3_core.tokenization import LiteralTokenizer, RerankPrompt, RerankTokenizer
 from qwen3_core.validation import (
     check_int,
@@ -59,6 +60,9 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
     ``api_key``, ``timeout`` in seconds, ``max_concurrency`` requests in flight,
     ``max_retries``; see docs/serving.md). The ``a``-methods are the async forms: on the server
     backend they wait on the network without a thread.
+    ``quantization="int8"`` (CPU, transformers backend, float32 only; off by default) runs the
+    decoder's linear layers in int8 on the CPU's VNNI units: faster, not exact (see
+    docs/performance.md).
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         timeout: float = 60.0,
         max_concurrency: int = 8,
         max_retries: int = 5,
+        quantization: Quantization | None = None,
     ) -> None:
         self._backend_or_none = None
         self.instruction = check_text("instruction", instruction)
@@ -89,7 +94,13 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         check_optional_int("max_batch_tokens", max_batch_tokens, minimum=1)
         pool = server_pool(backend, base_url, api_key, timeout, max_concurrency, max_retries)
         opened = open_model(
-            model, "reranker", backend=backend, device=device, dtype=dtype, max_length=max_length
+            model,
+            "reranker",
+            backend=backend,
+            device=device,
+            dtype=dtype,
+            max_length=max_length,
+            quantization=quantization,
         )
         self.device, self.dtype = opened.device, opened.dtype
         self._checkpoint = opened.checkpoint  # keeps the shared tokenizer cached

@@ -22,6 +22,12 @@ TokenIds = np.ndarray  # one sequence: integer ids, 1-d
 _ENCODE_CHUNK = 512
 # Characters tokenised per kept token before a long text is cut: most tokens span fewer.
 _CHARS_PER_TOKEN = 12
+# Characters that must follow the kept tokens when one pre-token word runs past them (an
+# unbroken run of letters, spaces or punctuation, e.g. 'a' * 4_000_000): 64 times the longest
+# Qwen3 token (128 bytes). A word's BPE merges change at most the last token or two before a
+# cut (measured: within 115 characters of it, for runs of every kind), so tokens ending this
+# far before the cut are those of the whole word.
+_LOOKAHEAD_CHARS = 8192
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,10 @@ class LiteralTokenizer:
         # call, so concurrent callers cannot see each other's setting.
         self._literal = Tokenizer.from_str(self._template.to_str())
         self._literal.encode_special_tokens = True
+        # The most characters one token can cover (128 for Qwen3: a run of spaces). A byte-
+        # level token's string has one character per byte, and a text character has at least
+        # one byte, so N tokens never cover more than N times this many characters.
+        self._max_token_chars = max(len(token) for token in backend.get_vocab())
 
     def encode_template(self, text: str) -> list[int]:
         """Template text: its special tokens are special."""
@@ -89,25 +99,37 @@ class LiteralTokenizer:
     def encode_literal(self, texts: Sequence[str], max_tokens: int | None = None) -> list[TokenIds]:
         """User text: every character is text, nothing is added. With ``max_tokens``, a
         longer text's ids stop after ``max_tokens + 1`` (enough to tell it was longer), and
-        only a prefix of it is tokenised, so a 10 MB text costs what its head costs."""
+        only a prefix of it is tokenised, so a 10 MB text costs what its head costs (see
+        ``_encode_head`` for how long that prefix is and why its tokens are the text's)."""
         out: list[TokenIds] = []
         # In chunks: an Encoding also holds token strings and offsets, many times the ids.
         for start in range(0, len(texts), _ENCODE_CHUNK):
             chunk = list(texts[start : start + _ENCODE_CHUNK])
             if max_tokens is None:
-                encodings = self._literal.encode_batch(chunk, add_special_tokens=False)
+                encodings = self._encode_batch(chunk)
                 out.extend(np.asarray(e.ids, dtype=np.int32) for e in encodings)
                 continue
             keep = max_tokens + 1
             cut = keep * _CHARS_PER_TOKEN
-            encodings = self._literal.encode_batch(
-                [t[:cut] for t in chunk], add_special_tokens=False
-            )
+            encodings = self._encode_batch([t[:cut] for t in chunk])
             for text, encoding in zip(chunk, encodings, strict=True):
                 if len(text) > cut and not self._prefix_is_exact(encoding, keep):
-                    encoding = self._encode_head(text, keep, 2 * cut)
+                    encoding = self._encode_head(text, keep, cut, encoding)
                 out.append(np.asarray(encoding.ids[:keep], dtype=np.int32))
         return out
+
+    def _encode_batch(self, texts: list[str]) -> list[Encoding]:
+        """Literal encodings; a panic of the tokenizer's Rust code (a ``BaseException`` that
+        would get past every ``except Exception``) becomes a ValueError. The one known: the
+        pre-tokeniser's regex engine gives up on a run of 10 million spaces, which the
+        bounded prefixes above never reach."""
+        try:
+            encodings: list[Encoding] = self._literal.encode_batch(texts, add_special_tokens=False)
+        except BaseException as exc:
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise ValueError(f"the tokenizer failed on an input text: {exc}") from None
+        return encodings
 
     @staticmethod
     def _prefix_is_exact(encoding: Encoding, keep: int) -> bool:
@@ -120,13 +142,47 @@ class LiteralTokenizer:
         kept_word, last_word = words[keep - 1], words[-1]
         return kept_word is not None and last_word is not None and kept_word < last_word - 1
 
-    def _encode_head(self, text: str, keep: int, cut: int) -> Encoding:
-        """Tokenise ever longer prefixes of ``text`` until the first ``keep`` tokens are sure."""
+    @staticmethod
+    def _prefix_is_settled(encoding: Encoding, keep: int, cut: int) -> bool:
+        """Whether the first ``keep`` tokens end ``_LOOKAHEAD_CHARS`` before the cut: for the
+        one long word that the cut runs through, its tokens that far before the cut no
+        longer depend on where the word ends."""
+        if len(encoding.ids) <= keep:
+            return False
+        kept_end: int = encoding.offsets[keep - 1][1]
+        return kept_end + _LOOKAHEAD_CHARS <= cut
+
+    def _encode_head(self, text: str, keep: int, cut: int, encoding: Encoding) -> Encoding:
+        """Tokenise longer prefixes of ``text`` until its first ``keep`` tokens are sure.
+
+        Exact when the kept tokens end a whole word before the cut (``_prefix_is_exact``), which
+        is the case for any text made of words shorter than the cut. One word longer than that
+        (``'a' * 4_000_000``, a page of spaces, CJK without punctuation) would otherwise be
+        tokenised whole, in time and memory growing with its length (and a run of 10 million
+        spaces makes the pre-tokeniser's regex engine panic): it stops once the kept tokens end
+        ``_LOOKAHEAD_CHARS`` before the cut (``_prefix_is_settled``).
+
+        The prefix never exceeds ``limit``: ``keep`` tokens cover at most ``keep`` times the
+        longest token's characters, so at ``limit`` they are all there and end two lookaheads
+        before the cut. For max_length 8192 that is 1.06 million characters, whatever the
+        length of the text.
+        """
+        limit = keep * self._max_token_chars + 2 * _LOOKAHEAD_CHARS
         while True:
-            encoding: Encoding = self._literal.encode(text[:cut], add_special_tokens=False)
-            if cut >= len(text) or self._prefix_is_exact(encoding, keep):
+            found = len(encoding.ids)
+            if found > keep:
+                grown = 2 * cut
+            else:  # too few tokens yet: aim past ``keep`` at the rate seen so far
+                grown = max(2 * cut, (cut * keep * 5) // (4 * max(found, 1)) + _LOOKAHEAD_CHARS)
+            cut = min(grown, limit)
+            (encoding,) = self._encode_batch([text[:cut]])
+            if (
+                cut >= len(text)
+                or cut >= limit
+                or self._prefix_is_exact(encoding, keep)
+                or self._prefix_is_settled(encoding, keep, cut)
+            ):
                 return encoding
-            cut *= 2
 
     def single_token_id(self, token: str) -> int | None:
         """The id of ``token`` if it is encoded as exactly one token."""
@@ -156,6 +212,22 @@ class EmbeddingTokenizer:
         self._tokenizer = tokenizer
         self._eos = np.asarray([eos], dtype=np.int32)
         self.max_length = max_length
+
+    def check_query_room(self, instruction: str) -> None:
+        """Raise ValueError unless an instructed query keeps some of its own tokens: with
+        ``max_length`` no longer than the prompt ``Instruct: {instruction}\\nQuery:`` and
+        ``<|endoftext|>``, every query would be cut to the same prompt, and so get the same
+        vector."""
+        prompt = prompts.embedding_query_text(instruction, "")
+        (ids,) = self._tokenizer.encode_literal([prompt], max_tokens=self.max_length)
+        overhead = len(ids) + 1
+        if self.max_length <= overhead:
+            size = overhead if len(ids) <= self.max_length else f"more than {self.max_length}"
+            raise ValueError(
+                f"max_length={self.max_length} leaves no room for the query: the prompt "
+                f"'Instruct: {{instruction}}\\nQuery:' with this instruction, and "
+                f"<|endoftext|>, take {size} tokens"
+            )
 
     def encode(self, texts: Sequence[str]) -> tuple[list[TokenIds], Truncation]:
         limit = self.max_length - 1

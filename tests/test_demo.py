@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -146,3 +147,61 @@ def test_console_script_runs(test_models: ModelPaths) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Query: 什么是重力？" in result.stdout and "top 4 of 18" in result.stdout
+
+
+def test_unreadable_corpus_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """A corpus path that is a file but fails to read (an I/O error) is one line too."""
+    unreadable = Path("/proc/self/mem")  # a regular file whose read fails with EIO
+    if not unreadable.is_file():
+        pytest.skip("needs Linux's /proc/self/mem")
+    assert main(["demo", "--tiny", "--corpus", str(unreadable)]) == 2
+    assert "cannot be read" in _error_line(capsys)
+
+
+# The real command in subprocesses, as a user runs it: one line on stderr, a non-zero exit,
+# never a traceback. Started together, since each pays for importing torch.
+CLI_FAILURES = {
+    "missing-corpus": (["--tiny", "--corpus", "{root}/missing.txt"], "does not exist"),
+    "empty-corpus": (["--tiny", "--corpus", "{root}/empty.txt"], "has no documents"),
+    "binary-corpus": (["--tiny", "--corpus", "{root}/binary.bin"], "looks binary"),
+    "model-not-found": (["--embedding-model", "{root}/no-such-model"], "does not exist"),
+    "query-not-utf8": (["--tiny", "--query", "\udcff\udcfe"], "contains a lone surrogate"),
+}
+
+
+@pytest.fixture(scope="module")
+def cli_runs(
+    test_models: ModelPaths, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[int, str, str]]:
+    root = tmp_path_factory.mktemp("cli")
+    (root / "empty.txt").write_bytes(b"\n \n")
+    (root / "binary.bin").write_bytes(bytes(range(256)) * 64)
+    env = {**os.environ, "QWEN3_RAG_TEST_MODELS": str(test_models.embedding.parents[1])}
+    script = Path(sys.executable).with_name("qwen3-rag")
+    running = {}
+    for index, (name, (args, _)) in enumerate(CLI_FAILURES.items()):
+        # The console script, and the module run as a program: both entry points.
+        command = [str(script)] if index % 2 else [sys.executable, "-m", "qwen3_core.demo.cli"]
+        argv = [a.replace("{root}", str(root)) for a in args]
+        running[name] = subprocess.Popen(
+            # A query that is not UTF-8 reaches Python as lone surrogates (surrogateescape).
+            [os.fsencode(a) for a in [*command, "demo", *argv]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+    results = {}
+    for name, process in running.items():
+        out, err = process.communicate(timeout=300)
+        results[name] = (process.returncode, out.decode(), err.decode())
+    return results
+
+
+@pytest.mark.parametrize("name", list(CLI_FAILURES))
+def test_command_fails_with_one_line(cli_runs: dict[str, tuple[int, str, str]], name: str) -> None:
+    returncode, _, err = cli_runs[name]
+    assert returncode == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert CLI_FAILURES[name][1] in lines[0]

@@ -26,19 +26,23 @@ def test_factory_runs_once_under_concurrent_first_use() -> None:
     assert len(calls) == 1 and all(v is values[0] for v in values) and lazy.loaded
 
 
-def test_failed_factory_is_retried() -> None:
-    attempts = iter([RuntimeError("first"), "engine"])
+@pytest.mark.parametrize("error", [RuntimeError("first"), KeyboardInterrupt("first")])
+def test_failed_factory_is_retried(error: BaseException) -> None:
+    """A load that failed, or was interrupted (Ctrl-C while the weights load), leaves the
+    lock free and nothing cached: the next use builds the engine."""
+    attempts: list[BaseException | str] = [error, "engine"]
 
     def factory() -> str:
-        value = next(attempts)
-        if isinstance(value, Exception):
+        value = attempts.pop(0)
+        if isinstance(value, BaseException):
             raise value
         return value
 
     lazy: LazyEngine[str] = LazyEngine(factory)
-    with pytest.raises(RuntimeError, match="first"):
+    with pytest.raises(type(error), match="first"):
         lazy.get()
-    assert lazy.get() == "engine"
+    assert not lazy.loaded
+    assert lazy.get() == "engine" and lazy.loaded
 
 
 def test_ready_engine() -> None:

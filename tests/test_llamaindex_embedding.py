@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import pickle
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,21 +34,18 @@ def shaped(test_models: ModelPaths) -> Qwen3Embedding:
 
 @pytest.fixture
 def calls(embedder: Qwen3Embedder, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
-    """Each call into the session engine from here on: (method, number of texts, thread).
-    The engine still does the work; this only watches."""
+    """Each model call of the session engine from here on: (kind, number of texts, thread
+    it ran in). ``_embed`` is where the sync and async methods both run the model (the async
+    ones in a worker thread); the engine still does the work, this only watches."""
     seen: list[tuple[str, int, int]] = []
-    documents, queries = embedder.embed_documents, embedder.embed_queries
+    embed = embedder._embed
 
-    def embed_documents(texts: Sequence[str]) -> np.ndarray:
-        seen.append(("documents", len(texts), threading.get_ident()))
-        return documents(texts)
+    def watched(texts: list[str]) -> np.ndarray:
+        kind = "queries" if texts and texts[0].startswith("Instruct: ") else "documents"
+        seen.append((kind, len(texts), threading.get_ident()))
+        return embed(texts)
 
-    def embed_queries(texts: Sequence[str], instruction: str | None = None) -> np.ndarray:
-        seen.append(("queries", len(texts), threading.get_ident()))
-        return queries(texts, instruction)
-
-    monkeypatch.setattr(embedder, "embed_documents", embed_documents)
-    monkeypatch.setattr(embedder, "embed_queries", embed_queries)
+    monkeypatch.setattr(embedder, "_embed", watched)
     return seen
 
 

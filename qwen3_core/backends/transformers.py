@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from qwen3_core.batching import OutOfMemoryBackoff, progress_bar, run_batched
+from qwen3_core.batching import OutOfMemoryBackoff, is_out_of_memory, progress_bar, run_batched
 from qwen3_core.loading import LoadedModel
 from qwen3_core.tokenization import RerankPrompt, TokenIds
 
@@ -223,7 +223,14 @@ class TransformersRerankBackend:
             len(prompts), self._runner.show_progress, many_batches=many, description="reranking"
         ) as bar:
             for group in shared:
-                prefix = self._runner.prefix_cache(prompts[group[0]].head)
+                try:
+                    prefix = self._runner.prefix_cache(prompts[group[0]].head)
+                except Exception as exc:  # one sequence: nothing to halve
+                    if not is_out_of_memory(exc):
+                        raise
+                    raise MemoryError(
+                        "a query's prompt does not fit in memory even alone: lower max_length"
+                    ) from exc
                 tails = [prompts[i].tail for i in group]
                 out[group] = self._score_sequences(tails, bar, prefix)
             if alone:

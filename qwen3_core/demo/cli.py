@@ -167,6 +167,12 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error's message (some libraries' messages run over many)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
@@ -174,17 +180,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(args)
     except ModelNotFoundError as exc:
         print(
-            f"error: {exc}. Run with --tiny to try the offline test models, or pass a local "
-            "folder with --embedding-model / --reranker-model.",
+            f"error: {_one_line(exc)}. Run with --tiny to try the offline test models, or pass a "
+            "local folder with --embedding-model / --reranker-model.",
             file=sys.stderr,
         )
-    except ImportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-    except (CorpusError, ModelKindError, ValueError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ImportError, CorpusError, ModelKindError, ValueError, TypeError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a command line prints one line, never a traceback
+        print(f"error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
     return 2
 
 

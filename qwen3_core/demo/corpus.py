@@ -47,7 +47,10 @@ def load_corpus_file(path: str | Path) -> list[str]:
         raise CorpusError(f"corpus file '{file}' does not exist")
     if not file.is_file():
         raise CorpusError(f"corpus path '{file}' is not a file")
-    raw = file.read_bytes()
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:  # permissions, a file that vanished, an I/O error
+        raise CorpusError(f"corpus file '{file}' cannot be read ({exc.strerror or exc})") from exc
     if b"\x00" in raw:
         raise CorpusError(f"corpus file '{file}' looks binary (it contains NUL bytes)")
     try:
