@@ -58,7 +58,8 @@ class Qwen3Embeddings(LazyEngineAdapter, Embeddings):
     """Where the model runs."""
     backend_options: dict[str, Any] = Field(default_factory=dict)
     """Further engine arguments for the backend: for vLLM ``tensor_parallel_size``,
-    ``gpu_memory_utilization``, ``max_model_len`` and ``vllm_kwargs``."""
+    ``gpu_memory_utilization``, ``max_model_len`` and ``vllm_kwargs``; for the server
+    ``base_url``, ``api_key``, ``timeout``, ``max_concurrency`` and ``max_retries``."""
     engine: Qwen3Embedder | None = Field(default=None, exclude=True, repr=False)
     """A ready engine to use instead of building one from the settings above."""
 

@@ -105,7 +105,8 @@ class Qwen3Rerank(BaseNodePostprocessor):
     backend_options: dict[str, Any] = Field(
         default_factory=dict,
         description="Further engine arguments for the backend: for vLLM tensor_parallel_size, "
-        "gpu_memory_utilization, max_model_len and vllm_kwargs.",
+        "gpu_memory_utilization, max_model_len and vllm_kwargs; for the server base_url, "
+        "api_key, timeout, max_concurrency and max_retries.",
     )
 
     _engine: LazyEngine[Qwen3Reranker] = PrivateAttr()
