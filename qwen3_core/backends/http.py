@@ -155,8 +155,11 @@ class ServerPool:
 
     def _connection_failed(self, endpoint: _Endpoint, exc: Exception) -> None:
         with self._lock:
+            now = time.monotonic()
+            if endpoint.down_until > now:
+                return  # a request sent before the cool-down began: the same outage
             endpoint.failures += 1
-            endpoint.down_until = time.monotonic() + self._backoff(endpoint.failures - 1)
+            endpoint.down_until = now + self._backoff(endpoint.failures - 1)
         logger.warning("model server %s failed (%s); trying again later", endpoint.url, exc)
 
     def _answered(self, endpoint: _Endpoint) -> None:

@@ -107,11 +107,23 @@ class _ServerBackend:
             self._threads = ThreadPoolExecutor(
                 self.pool.max_concurrency, thread_name_prefix="qwen3-server"
             )
-        return list(self._threads.map(self._request, chunks))
+        futures = [self._threads.submit(self._request, c) for c in chunks]
+        try:
+            return [f.result() for f in futures]
+        finally:
+            # A request that failed for good fails the call: the ones not sent yet are not
+            # sent (each would spend its own retry budget on the same outage).
+            for future in futures:
+                future.cancel()
 
     async def _arun(self, sequences: Sequence[TokenIds]) -> list[np.ndarray]:
         chunks = [sequences[s] for s in request_chunks([len(ids) for ids in sequences])]
-        return list(await asyncio.gather(*(self._arequest(c) for c in chunks)))
+        tasks = [asyncio.ensure_future(self._arequest(c)) for c in chunks]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:  # as above; a no-op for the tasks that are done
+                task.cancel()
 
     def close(self) -> None:
         threads, self._threads = self._threads, None
