@@ -153,18 +153,29 @@ class ServerPool:
     def _backoff(self, attempt: int) -> float:
         return float(min(self._backoff_s * 2**attempt, MAX_COOL_DOWN_S))
 
-    def _connection_failed(self, endpoint: _Endpoint, exc: Exception) -> None:
+    def _connection_failed(self, endpoint: _Endpoint, exc: Exception) -> str:
+        """Cool ``endpoint`` down; what happened, for the error if every try fails."""
+        what = f"{endpoint.url}: {type(exc).__name__}: {exc}"
         with self._lock:
             now = time.monotonic()
             if endpoint.down_until > now:
-                return  # a request sent before the cool-down began: the same outage
+                return what  # a request sent before the cool-down began: the same outage
             endpoint.failures += 1
             endpoint.down_until = now + self._backoff(endpoint.failures - 1)
         logger.warning("model server %s failed (%s); trying again later", endpoint.url, exc)
+        return what
 
-    def _answered(self, endpoint: _Endpoint) -> None:
+    def _answered(
+        self, endpoint: _Endpoint, path: str, response: httpx.Response, attempt: int
+    ) -> tuple[float | None, Any]:
+        """``endpoint`` is up again. (None, the result) for a final answer (or a ServerError
+        raised); (seconds to wait, what happened) for one to retry."""
         with self._lock:
             endpoint.failures, endpoint.down_until = 0, 0.0
+        delay = self._retry_delay(response, attempt)
+        if delay is None:
+            return None, self._result(endpoint, path, response)
+        return delay, f"{endpoint.url} answered {response.status_code}: {_server_message(response)}"
 
     def _retry_delay(self, response: httpx.Response, attempt: int) -> float | None:
         """Seconds to wait before retrying this answer; None when it is final."""
@@ -212,14 +223,12 @@ class ServerPool:
                 with self._slots:
                     response = client.request(method, endpoint.url + path, json=body)
             except httpx.TransportError as exc:
-                self._connection_failed(endpoint, exc)
-                last = f"{endpoint.url}: {type(exc).__name__}: {exc}"
+                last = self._connection_failed(endpoint, exc)
                 continue
-            self._answered(endpoint)
-            delay = self._retry_delay(response, attempt)
+            delay, outcome = self._answered(endpoint, path, response, attempt)
             if delay is None:
-                return self._result(endpoint, path, response)
-            last = f"{endpoint.url} answered {response.status_code}: {_server_message(response)}"
+                return outcome
+            last = outcome
             time.sleep(delay)
         raise self._gave_up(path, self.max_retries + 1, last)
 
@@ -251,14 +260,12 @@ class ServerPool:
                 async with slots:
                     response = await client.request(method, endpoint.url + path, json=body)
             except httpx.TransportError as exc:
-                self._connection_failed(endpoint, exc)
-                last = f"{endpoint.url}: {type(exc).__name__}: {exc}"
+                last = self._connection_failed(endpoint, exc)
                 continue
-            self._answered(endpoint)
-            delay = self._retry_delay(response, attempt)
+            delay, outcome = self._answered(endpoint, path, response, attempt)
             if delay is None:
-                return self._result(endpoint, path, response)
-            last = f"{endpoint.url} answered {response.status_code}: {_server_message(response)}"
+                return outcome
+            last = outcome
             await asyncio.sleep(delay)
         raise self._gave_up(path, self.max_retries + 1, last)
 
