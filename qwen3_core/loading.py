@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import torch
 
+from qwen3_core.onednn_linear import onednn_linear_wanted, use_onednn_linears
 from qwen3_core.quantization import Quantization, quantize_int8
 
 ModelKind = Literal["embedding", "reranker"]
@@ -234,9 +235,15 @@ def _load(
     model.to(device).eval().requires_grad_(False)
     if quantization == "int8":
         quantize_int8(model)
+    elif _runs_onednn(device, dtype):
+        use_onednn_linears(model)
     return LoadedModel(
         folder, kind, device, dtype, checkpoint.tokenizer, model, checkpoint.config, quantization
     )
+
+
+def _runs_onednn(device: torch.device, dtype: torch.dtype) -> bool:
+    return device.type == "cpu" and dtype == torch.float32 and onednn_linear_wanted()
 
 
 def load_model(
@@ -249,7 +256,13 @@ def load_model(
     """The model for (model, kind, device, dtype, quantization), loaded once per process and
     shared while anyone holds it; threads asking at the same moment wait for the one load.
     A quantized model is a copy of its own, never the float one changed in place."""
-    variant = () if quantization is None else (quantization,)
+    # A variant is a model object of its own: int8, or the oneDNN float32 linears, whose
+    # switch can change between loads in one process.
+    variant: tuple[str, ...] = ()
+    if quantization is not None:
+        variant = (quantization,)
+    elif _runs_onednn(device, dtype):
+        variant = ("onednn",)
     requested = (os.fspath(model), kind, str(device), str(dtype), *variant)
     with _cache_lock:
         hit = _cache.get(requested)
