@@ -10,6 +10,7 @@ shape (``--shape 0.6b`` is the exact Qwen3-Embedding-0.6B shape). Run:
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,12 +20,14 @@ import torch.nn.functional as F
 from benchmarks.common import (
     base_arguments,
     make_texts,
-    matmul_peak_flops,
+    matmul_peaks,
     measure,
     model_folders,
     print_table,
+    selected,
     sequence_flops,
 )
+from qwen3_core.onednn_linear import ENVIRONMENT_SWITCH
 
 SEED_BATCH = 32  # seed 002 embeds a list at once; fixed chunks of 32, padded to the longest
 
@@ -61,6 +64,12 @@ def setup_qwen3_rag(
 
 def setup_vllm(path: str, texts: list[str], device: str) -> Any:
     return setup_qwen3_rag(path, texts, device, backend="vllm")
+
+
+def setup_torch_linear(path: str, texts: list[str], device: str) -> Any:
+    """qwen3-rag with torch's own nn.Linear (its BLAS) instead of oneDNN's GEMM."""
+    os.environ[ENVIRONMENT_SWITCH] = "torch"  # this spawned process only
+    return setup_qwen3_rag(path, texts, device)
 
 
 def setup_int8(path: str, texts: list[str], device: str) -> Any:
@@ -116,6 +125,8 @@ def setup_sentence_transformers(path: str, texts: list[str], device: str) -> Any
 
 METHODS = {
     "qwen3-rag": "benchmarks.bench_embed.setup_qwen3_rag",
+    # CPU only: the same with torch's nn.Linear, to show what oneDNN's GEMM brings.
+    "qwen3-rag, torch linear": "benchmarks.bench_embed.setup_torch_linear",
     # CPU only: int8 decoder weights on VNNI (not exact; see docs/performance.md).
     "qwen3-rag, int8": "benchmarks.bench_embed.setup_int8",
     "seed 002 loop": "benchmarks.bench_embed.setup_seed_loop",
@@ -137,11 +148,11 @@ def main() -> None:
     config = json.loads((folders.embedding / "config.json").read_text())
     flops = sum(sequence_flops(config, n) for n in lengths)
     print(f"embed: shape {args.shape}, device {args.device}, {torch.get_num_threads()} threads")
-    peak = matmul_peak_flops(args.device)
+    peaks = matmul_peaks(args.device)
     rows = [
         measure(name, target, args.device, {"path": path, "texts": texts, "device": args.device})
         for name, target in METHODS.items()
-        if (not args.only or name in args.only) and (args.device == "cpu" or "int8" not in name)
+        if selected(name, args)
     ]
     print_table(
         f"Embedding {len(texts)} documents of 16-512 tokens ({args.shape} shape, {args.device})",
@@ -149,7 +160,7 @@ def main() -> None:
         items=len(texts),
         tokens=sum(lengths),
         flops=flops,
-        peak_flops=peak,
+        peaks=peaks,
         baselines=["seed 002 loop", "sentence-transformers"],
     )
 

@@ -11,6 +11,7 @@ random model of the chosen shape (``--shape 0.6b`` is the exact Qwen3-Reranker-0
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Literal
 
 import torch
@@ -18,12 +19,14 @@ import torch
 from benchmarks.common import (
     base_arguments,
     make_texts,
-    matmul_peak_flops,
+    matmul_peaks,
     measure,
     model_folders,
     print_table,
+    selected,
     sequence_flops,
 )
+from qwen3_core.onednn_linear import ENVIRONMENT_SWITCH
 
 SEED_BATCH = 16
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
@@ -50,6 +53,12 @@ def setup_qwen3_rag(
         quantization=quantization,
     )
     return _timed(reranker, pairs)
+
+
+def setup_torch_linear(path: str, pairs: list[tuple[str, str]], device: str) -> Any:
+    """qwen3-rag with torch's own nn.Linear (its BLAS) instead of oneDNN's GEMM."""
+    os.environ[ENVIRONMENT_SWITCH] = "torch"  # this spawned process only
+    return setup_qwen3_rag(path, pairs, device)
 
 
 def setup_int8(path: str, pairs: list[tuple[str, str]], device: str) -> Any:
@@ -115,6 +124,8 @@ def setup_seed_loop(path: str, pairs: list[tuple[str, str]], device: str) -> Any
 
 METHODS = {
     "qwen3-rag": "benchmarks.bench_rerank.setup_qwen3_rag",
+    # CPU only: the same with torch's nn.Linear, to show what oneDNN's GEMM brings.
+    "qwen3-rag, torch linear": "benchmarks.bench_rerank.setup_torch_linear",
     # CPU only: int8 decoder weights on VNNI (not exact; see docs/performance.md).
     "qwen3-rag, int8": "benchmarks.bench_rerank.setup_int8",
     "qwen3-rag, whole prompts": "benchmarks.bench_rerank.setup_whole_prompts",
@@ -137,7 +148,7 @@ def main() -> None:
     # Exact prompt lengths from the engine's own tokenizer (no model work).
     prompt_tokens = Qwen3Reranker(path, device="cpu")._tokenizer
     print(f"rerank: shape {args.shape}, device {args.device}, {torch.get_num_threads()} threads")
-    peak = matmul_peak_flops(args.device)
+    peaks = matmul_peaks(args.device)
     for n_queries, n_docs in [(1, 64), (8, 16)]:
         n_docs = max(2, int(n_docs * args.scale))
         queries = make_texts(tokenizer, n_queries, 8, 24, seed=10 + n_queries)
@@ -150,7 +161,7 @@ def main() -> None:
                 name, target, args.device, {"path": path, "pairs": pairs, "device": args.device}
             )
             for name, target in METHODS.items()
-            if (not args.only or name in args.only) and (args.device == "cpu" or "int8" not in name)
+            if selected(name, args)
         ]
         shared = len(encoded[0].head)
         print_table(
@@ -160,7 +171,7 @@ def main() -> None:
             items=len(pairs),
             tokens=sum(lengths),
             flops=sum(sequence_flops(config, n) for n in lengths),
-            peak_flops=peak,
+            peaks=peaks,
             baselines=["seed 000 loop", "qwen3-rag, whole prompts"],
         )
 

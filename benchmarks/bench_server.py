@@ -25,7 +25,7 @@ from benchmarks.common import (
     REPO,
     base_arguments,
     make_texts,
-    matmul_peak_flops,
+    matmul_peaks,
     measure,
     model_folders,
     print_table,
@@ -99,7 +99,7 @@ def main() -> None:
         ),
     }
     kinds = ["embed", "rerank"] if args.workload == "both" else [args.workload]
-    peak = matmul_peak_flops(args.device)
+    peaks = matmul_peaks(args.device)
     try:
         for kind in kinds:
             servers[kind].launch()
@@ -153,7 +153,7 @@ def main() -> None:
                 items=items,
                 tokens=sum(lengths),
                 flops=sum(sequence_flops(config, n) for n in lengths),
-                peak_flops=peak,
+                peaks=peaks,
                 baselines=["local engine (transformers)"],
             )
     finally:

@@ -46,6 +46,16 @@ def base_arguments(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+CPU_ONLY = ("qwen3-rag, int8", "qwen3-rag, torch linear")
+"""Methods that exist for CPU only: int8 on VNNI, and torch's float32 linear against oneDNN's."""
+
+
+def selected(name: str, args: argparse.Namespace) -> bool:
+    """Whether to run method ``name``: asked for (``--only``, or nothing asked), and able to
+    run on the chosen device."""
+    return (not args.only or name in args.only) and (args.device == "cpu" or name not in CPU_ONLY)
+
+
 # ---------------------------------------------------------------- workloads
 
 
@@ -71,20 +81,38 @@ def make_texts(tokenizer: Any, count: int, low: int, high: int, seed: int) -> li
 # ---------------------------------------------------------------- measuring
 
 
-def matmul_peak_flops(device: str) -> float:
-    """This machine's dense matmul rate: float32 on CPU, bfloat16 on GPU (FLOP/s)."""
-    dtype = torch.float32 if device == "cpu" else torch.bfloat16
-    n = 2048 if device == "cpu" else 8192
+def matmul_peaks(device: str) -> dict[str, float]:
+    """This machine's dense matmul rates (FLOP/s): on GPU ``torch.mm`` in bfloat16; on CPU
+    float32, both ``torch.mm`` (its BLAS) and oneDNN's packed GEMM, which torch also ships and
+    which the CPU models run (qwen3_core/onednn_linear.py). The faster is the machine's peak."""
+    if device != "cpu":
+        return {"torch.mm": _rate(device, torch.bfloat16, 8192, 50, None)}
+    peaks = {"torch.mm": _rate(device, torch.float32, 2048, 5, None)}
+    if torch.backends.mkldnn.is_available():  # type: ignore[no-untyped-call]
+        peaks["oneDNN"] = _rate(device, torch.float32, 2048, 5, "onednn")
+    return dict(sorted(peaks.items(), key=lambda item: -item[1]))
+
+
+def _rate(device: str, dtype: torch.dtype, n: int, repeats: int, kernel: str | None) -> float:
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
+    if kernel == "onednn":
+        packed = torch.ops.mkldnn._reorder_linear_weight(b)
+
+        def product() -> Any:
+            return torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
+    else:
+
+        def product() -> Any:
+            return a @ b
+
     for _ in range(2):
-        a @ b
-    repeats = 5 if device == "cpu" else 50
+        product()
     if device != "cpu":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
-        a @ b
+        product()
     if device != "cpu":
         torch.cuda.synchronize()
     return 2 * n**3 * repeats / (time.perf_counter() - start)
@@ -165,24 +193,28 @@ def print_table(
     items: int,
     tokens: int,
     flops: float,
-    peak_flops: float,
+    peaks: dict[str, float],
     baselines: Sequence[str],
 ) -> None:
-    """Throughput, memory, ratios against each baseline of the same run, share of peak."""
+    """Throughput, memory, share of each measured matmul peak, ratios against each baseline
+    of the same run."""
     by_name = {r.method: r for r in rows}
     print(f"\n{title}")
-    print(f"{items} items, {tokens} tokens; matmul peak {peak_flops / 1e9:.0f} GFLOP/s")
-    header = "| method | s | tokens/s | items/s | peak MiB | % of peak |"
+    rates = ", ".join(f"{name} {rate / 1e9:.0f}" for name, rate in peaks.items())
+    print(f"{items} items, {tokens} tokens; matmul peaks (GFLOP/s): {rates}")
+    header = "| method | s | tokens/s | items/s | peak MiB |"
+    header += "".join(f" % of {name} peak |" for name in peaks)
     ratio_names = [b for b in baselines if b in by_name]
     header += "".join(f" x {b} |" for b in ratio_names)
     print(header)
-    print("|" + "---|" * (6 + len(ratio_names)))
+    print("|" + "---|" * (5 + len(peaks) + len(ratio_names)))
     for row in rows:
         line = (
             f"| {row.method} | {row.seconds:.2f} | {tokens / row.seconds:,.0f} | "
-            f"{items / row.seconds:.2f} | {row.peak_extra_bytes / 2**20:,.0f} | "
-            f"{100 * flops / row.seconds / peak_flops:.0f}% |"
+            f"{items / row.seconds:.2f} | {row.peak_extra_bytes / 2**20:,.0f} |"
         )
+        for rate in peaks.values():
+            line += f" {100 * flops / row.seconds / rate:.0f}% |"
         for base in ratio_names:
             line += f" {by_name[base].seconds / row.seconds:.2f} |"
         print(line)
