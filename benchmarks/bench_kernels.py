@@ -9,12 +9,13 @@ It shows whether oneDNN pays on this CPU; docs/performance.md has this machine's
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from benchmarks.common import best_seconds_per_call
 
 # (in, out) of the 0.6B decoder's linears: q, k/v, o, gate/up, down.
 LINEAR_SHAPES = [(1024, 2048), (1024, 1024), (2048, 1024), (1024, 3072), (3072, 1024)]
@@ -22,16 +23,7 @@ HEADS, KV_HEADS, HEAD_DIM = 16, 8, 128
 
 
 def _seconds(function: Callable[[], Any]) -> float:
-    """Best time per call over three trials of a quarter second or more."""
-    function()
-    best = float("inf")
-    for _ in range(3):
-        start, calls = time.perf_counter(), 0
-        while calls < 3 or time.perf_counter() - start < 0.25:
-            function()
-            calls += 1
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
+    return best_seconds_per_call(function, min_calls=3, min_seconds=0.25)
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, packed: torch.Tensor) -> None:

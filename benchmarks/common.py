@@ -110,21 +110,36 @@ def _rate(device: str, dtype: torch.dtype, n: int, repeats: int, kernel: str | N
         if device != "cpu":
             torch.cuda.synchronize()
 
-    # The best of three trials of a second or more: bursts of a fraction of a second moved
-    # the CPU rate by 1.6x from one run to the next.
+    # A second or more per trial: bursts of a fraction of a second moved the CPU rate by
+    # 1.6x from one run to the next.
+    seconds = best_seconds_per_call(
+        product, min_calls=repeats, min_seconds=1.0, synchronize=synchronize
+    )
+    return 2 * n**3 / seconds
+
+
+def best_seconds_per_call(
+    function: Callable[[], Any],
+    *,
+    min_calls: int,
+    min_seconds: float,
+    synchronize: Callable[[], None] = lambda: None,
+) -> float:
+    """The best time per call of ``function`` over three trials, each of at least
+    ``min_calls`` calls and ``min_seconds``. Calls go in runs of ``min_calls``, with
+    ``synchronize`` (a GPU's) before each reading of the clock."""
     for _ in range(2):
-        product()
-    best = 0.0
+        function()
+    best = float("inf")
     for _ in range(3):
         synchronize()
-        start, done = time.perf_counter(), 0
-        while done < repeats or time.perf_counter() - start < 1.0:
-            product()
-            done += 1
-            if device != "cpu" and done % repeats == 0:
-                synchronize()
-        synchronize()
-        best = max(best, 2 * n**3 * done / (time.perf_counter() - start))
+        start, calls = time.perf_counter(), 0
+        while calls < min_calls or time.perf_counter() - start < min_seconds:
+            for _ in range(min_calls):
+                function()
+            calls += min_calls
+            synchronize()
+        best = min(best, (time.perf_counter() - start) / calls)
     return best
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 import torch
+
+from qwen3_core.decoder_linears import swap_decoder_linears
 
 logger = logging.getLogger(__name__)
 
@@ -55,17 +56,12 @@ def use_onednn_linears(model: torch.nn.Module) -> torch.nn.Module:
     """Swap every float32 ``nn.Linear`` of the decoder layers for a ``OneDnnLinear``, in place.
     The token embeddings, norms and a reranker's lm_head (read two rows at a time) stay as
     they are. If this torch's oneDNN cannot pack a weight, torch's own kernel stays."""
-    base: Any = getattr(model, "get_decoder", lambda: model)()
-    swaps = [
-        (parent, name, child)
-        for layer in base.layers
-        for parent in layer.modules()
-        for name, child in parent.named_children()
-        if isinstance(child, torch.nn.Linear) and child.weight.dtype == torch.float32
-    ]
+
+    def replacement(linear: torch.nn.Linear) -> torch.nn.Module:
+        return OneDnnLinear(linear) if linear.weight.dtype == torch.float32 else linear
+
     try:
-        for parent, name, child in swaps:
-            setattr(parent, name, OneDnnLinear(child))
+        swap_decoder_linears(model, replacement)
     except (AttributeError, RuntimeError) as error:
         # A torch without these ops fails at the first layer; swapped or not, each layer
         # computes the same function, so a model left as it is stays correct.

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal
+from typing import Literal
 
 import torch
+
+from qwen3_core.decoder_linears import swap_decoder_linears
 
 Quantization = Literal["int8"]
 """``int8``: the decoder layers' linear weights in int8 (CPU only; see ``Int8Linear``)."""
@@ -74,11 +76,5 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Swap every ``nn.Linear`` of the decoder layers for an ``Int8Linear``, in place. The
     token embeddings, norms and a reranker's lm_head stay float32."""
     check_int8_supported()
-    base: Any = getattr(model, "get_decoder", lambda: model)()
     reduce_range = not _has_vnni()
-    for layer in base.layers:
-        for parent in list(layer.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, torch.nn.Linear):
-                    setattr(parent, name, Int8Linear(child, reduce_range=reduce_range))
-    return model
+    return swap_decoder_linears(model, lambda linear: Int8Linear(linear, reduce_range=reduce_range))
