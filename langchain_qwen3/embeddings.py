@@ -12,7 +12,7 @@ from qwen3_core import Qwen3Embedder
 from qwen3_core.adapters import dtype_name
 from qwen3_core.backends import Backend
 from qwen3_core.lazy import LazyEngine
-from qwen3_core.prompts import DEFAULT_EMBEDDING_MODEL, DEFAULT_INSTRUCTION
+from qwen3_core.prompts import DEFAULT_EMBEDDING_MODEL
 from qwen3_core.validation import check_text, check_texts
 
 
@@ -43,9 +43,9 @@ class Qwen3Embeddings(LazyEngineAdapter, Embeddings):
     """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; None: CUDA when available, else CPU."""
     dtype: DtypeName = None
     """``"float32"``, ``"bfloat16"`` or ``"float16"``; None: bfloat16 on CUDA, float32 elsewhere."""
-    query_instruction: str = DEFAULT_INSTRUCTION
-    """The task given to queries (documents get none); with ``engine=``, the engine's unless
-    given."""
+    query_instruction: str | None = None
+    """The task given to queries (documents get none); None: the engine's, which is the query
+    prompt the checkpoint declares (a fine-tuned model's), else ``DEFAULT_INSTRUCTION``."""
     dimensions: int | None = Field(default=None, ge=1)
     """Keep the first N dimensions (Matryoshka) before normalising; None: all of them."""
     max_length: int = Field(default=8192, ge=1)

@@ -22,6 +22,7 @@ from qwen3_core.engine import (
     vllm_options,
     warn_truncation,
 )
+from qwen3_core.hub import HubOptions, ModelSource
 from qwen3_core.quantization import Quantization
 from qwen3_core.tokenization import EmbeddingTokenizer, LiteralTokenizer, TokenIds
 from qwen3_core.validation import check_int, check_optional_int, check_text, check_texts
@@ -50,7 +51,7 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         max_length: int = 8192,
-        instruction: str = prompts.DEFAULT_INSTRUCTION,
+        instruction: str | None = None,
         dimensions: int | None = None,
         max_batch_tokens: int | None = None,
         show_progress: bool | None = None,
@@ -65,9 +66,16 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         max_concurrency: int = 8,
         max_retries: int = 5,
         quantization: Quantization | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        source: ModelSource | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self._backend_or_none = None
-        self.instruction = check_text("instruction", instruction)
+        if instruction is not None:
+            check_text("instruction", instruction)
         self.max_length = check_int("max_length", max_length, minimum=2)
         check_optional_int("dimensions", dimensions, minimum=1)
         check_optional_int("max_batch_tokens", max_batch_tokens, minimum=1)
@@ -80,6 +88,8 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
             dtype=dtype,
             max_length=max_length,
             quantization=quantization,
+            hub=HubOptions(revision, token, cache_dir, local_files_only, source),
+            model_kwargs=model_kwargs,
         )
         self.device, self.dtype = opened.device, opened.dtype
         self._checkpoint = opened.checkpoint  # keeps the shared tokenizer cached
@@ -90,7 +100,16 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         self._tokenizer = EmbeddingTokenizer(
             LiteralTokenizer.of(opened.checkpoint.tokenizer), self.max_length
         )
-        self._tokenizer.check_query_room(self.instruction)
+        self.variant = opened.checkpoint.variant
+        self.instruction, self.query_prompt = prompts.query_prompt_for(
+            instruction, self.variant.query_prompt
+        )
+        self.query_prompt_source = (
+            "checkpoint"
+            if instruction is None and self.variant.query_prompt is not None
+            else "instruction"
+        )
+        self._tokenizer.check_prompt_room(self.query_prompt)
         hidden_size = int(opened.checkpoint.config["hidden_size"])
         self.dimensions = check_optional_int(
             "dimensions", dimensions, minimum=1, maximum=hidden_size
@@ -132,11 +151,17 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
 
     def embed_queries(self, queries: Sequence[str], instruction: str | None = None) -> np.ndarray:
         """Like ``embed_documents``, each query as ``Instruct: {instruction}\\nQuery:{query}``
-        (``instruction`` defaults to the one given at construction)."""
+        (``instruction`` defaults to the one given at construction; with none given there,
+        the query prompt the checkpoint declares, else the default instruction)."""
+        return self._embed(self._query_texts(queries, instruction))
+
+    def _query_texts(self, queries: Sequence[str], instruction: str | None) -> list[str]:
         checked = check_texts("queries", queries)
-        task = self.instruction if instruction is None else check_text("instruction", instruction)
-        self._tokenizer.check_query_room(task)
-        return self._embed([prompts.embedding_query_text(task, q) for q in checked])
+        prompt = self.query_prompt
+        if instruction is not None:
+            prompt = prompts.embedding_query_text(check_text("instruction", instruction), "")
+            self._tokenizer.check_prompt_room(prompt)
+        return [prompt + q for q in checked]
 
     async def aembed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """``embed_documents``, awaitable."""
@@ -146,10 +171,7 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         self, queries: Sequence[str], instruction: str | None = None
     ) -> np.ndarray:
         """``embed_queries``, awaitable."""
-        checked = check_texts("queries", queries)
-        task = self.instruction if instruction is None else check_text("instruction", instruction)
-        self._tokenizer.check_query_room(task)
-        return await self._aembed([prompts.embedding_query_text(task, q) for q in checked])
+        return await self._aembed(self._query_texts(queries, instruction))
 
     def _tokenize(self, texts: list[str]) -> tuple[list[TokenIds], np.ndarray]:
         distinct, inverse = unique_with_inverse(texts)
@@ -179,8 +201,16 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         sequences, inverse = await asyncio.to_thread(self._tokenize, texts)
         return self._pool(await backend.aembed(sequences), inverse)
 
+    def _prompt_note(self) -> str:
+        """Says so when queries get the checkpoint's own prompt rather than the default."""
+        if self.query_prompt_source != "checkpoint":
+            return ""
+        if self.query_prompt == prompts.embedding_query_text(prompts.DEFAULT_INSTRUCTION, ""):
+            return ""
+        return f", query_prompt={self.query_prompt!r} (from the checkpoint)"
+
     def __repr__(self) -> str:
         return (
             f"Qwen3Embedder({str(self.model_path)!r}, backend={self.backend!r}, "
-            f"{self._placement()}, dimension={self.dimension})"
+            f"{self._placement()}, dimension={self.dimension}{self._prompt_note()})"
         )

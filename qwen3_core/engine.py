@@ -15,10 +15,12 @@ import torch
 from qwen3_core.backends import Backend, check_backend
 from qwen3_core.backends.http import ServerPool
 from qwen3_core.devices import resolve_device, resolve_dtype
+from qwen3_core.hub import HubOptions
 from qwen3_core.loading import (
     Checkpoint,
     LoadedModel,
     ModelKind,
+    check_model_kwargs,
     load_model,
     open_checkpoint,
 )
@@ -50,8 +52,17 @@ def open_model(
     dtype: str | torch.dtype | None,
     max_length: int,
     quantization: Quantization | None = None,
+    hub: HubOptions | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Opened:
     check_backend(backend)
+    kwargs = check_model_kwargs(model_kwargs)
+    if kwargs and backend != "transformers":
+        raise ValueError(
+            f"model_kwargs= is passed to transformers' from_pretrained, which backend="
+            f"{backend!r} does not use"
+            + (": give vLLM its own arguments in vllm_kwargs=" if backend == "vllm" else "")
+        )
     if quantization is not None and quantization != "int8":
         raise ValueError(f"unknown quantization {quantization!r}: use None or 'int8'")
     if quantization is not None and backend != "transformers":
@@ -83,11 +94,19 @@ def open_model(
         check_int8_supported()
     loaded: LoadedModel | None = None
     if backend == "transformers":
-        loaded = load_model(model, kind, resolved_device, resolved_dtype, quantization)
-        checkpoint = Checkpoint(loaded.folder, kind, loaded.config, loaded.tokenizer)
+        loaded = load_model(
+            model,
+            kind,
+            resolved_device,
+            resolved_dtype,
+            quantization,
+            hub=hub,
+            model_kwargs=kwargs,
+        )
+        checkpoint = loaded.checkpoint
     else:
         # vLLM reads the weights itself; a server client needs only tokenizer and config.
-        checkpoint = open_checkpoint(model, kind, weights=backend == "vllm")
+        checkpoint = open_checkpoint(model, kind, weights=backend == "vllm", hub=hub)
     limit = checkpoint.config.get("max_position_embeddings")
     if isinstance(limit, int) and max_length > limit:
         raise ValueError(f"max_length={max_length} exceeds the model's {limit} positions")

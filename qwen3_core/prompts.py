@@ -49,3 +49,16 @@ def rerank_head_text(instruction: str, query: str) -> str:
 def rerank_document_text(document: str) -> str:
     """The part of the body that belongs to one document."""
     return RERANK_DOCUMENT_TEMPLATE.format(document=document)
+
+
+def query_prompt_for(instruction: str | None, declared: str | None) -> tuple[str | None, str]:
+    """(instruction, the text put before each query) for an embedding model: the instruction
+    given; else the query prompt its checkpoint declares (a fine-tuned model's), read back
+    as an instruction when it has the ``Instruct: ...\\nQuery:`` form; else the default."""
+    if instruction is None and declared is not None:
+        head, sep, tail = declared.partition("\nQuery:")
+        if head.startswith("Instruct: ") and sep and not tail:
+            return head.removeprefix("Instruct: "), declared
+        return None, declared
+    task = DEFAULT_INSTRUCTION if instruction is None else instruction
+    return task, embedding_query_text(task, "")

@@ -23,6 +23,7 @@ from qwen3_core.engine import (
     vllm_options,
     warn_truncation,
 )
+from qwen3_core.hub import HubOptions, ModelSource
 from qwen3_core.quantization import Quantization
 from qwen3_core.tokenization import LiteralTokenizer, RerankPrompt, RerankTokenizer
 from qwen3_core.validation import (
@@ -32,6 +33,7 @@ from qwen3_core.validation import (
     check_text,
     check_texts,
 )
+from qwen3_core.variants import ModelKindError
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,12 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         max_concurrency: int = 8,
         max_retries: int = 5,
         quantization: Quantization | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        source: ModelSource | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self._backend_or_none = None
         self.instruction = check_text("instruction", instruction)
@@ -101,6 +109,8 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
             dtype=dtype,
             max_length=max_length,
             quantization=quantization,
+            hub=HubOptions(revision, token, cache_dir, local_files_only, source),
+            model_kwargs=model_kwargs,
         )
         self.device, self.dtype = opened.device, opened.dtype
         self._checkpoint = opened.checkpoint  # keeps the shared tokenizer cached
@@ -111,13 +121,15 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         self._tokenizer = RerankTokenizer(
             LiteralTokenizer.of(opened.checkpoint.tokenizer), self.max_length
         )
+        self.variant = opened.checkpoint.variant
+        yes_id, no_id = self._score_token_ids(opened.checkpoint.tokenizer)
         if opened.loaded is not None:
             from qwen3_core.backends.transformers import TransformersRerankBackend
 
             self._backend_or_none = TransformersRerankBackend(
                 opened.loaded,
-                yes_id=self._tokenizer.yes_id,
-                no_id=self._tokenizer.no_id,
+                yes_id=yes_id,
+                no_id=no_id,
                 max_batch_tokens=max_batch_tokens,
                 show_progress=show_progress,
                 share_prefix=share_prefix,
@@ -125,7 +137,7 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         elif pool is not None:
             from qwen3_core.backends.server import ServerRerankBackend
 
-            self._backend_or_none = ServerRerankBackend(pool, os.fspath(model))
+            self._backend_or_none = ServerRerankBackend(pool, os.fspath(model), self.variant)
         else:
             from qwen3_core.backends.vllm import VllmRerankBackend
 
@@ -136,7 +148,26 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
                 options=vllm_options(
                     tensor_parallel_size, gpu_memory_utilization, max_model_len, vllm_kwargs
                 ),
+                variant=self.variant,
+                score_tokens=tuple(
+                    opened.checkpoint.tokenizer.convert_ids_to_tokens([no_id, yes_id])
+                ),
             )
+
+    def _score_token_ids(self, tokenizer: Any) -> tuple[int, int]:
+        """The (yes, no) token ids a causal-LM reranker compares: those its checkpoint names
+        (a sentence-transformers cross-encoder), else the tokens "yes" and "no"."""
+        variant = self.variant
+        if variant.yes_id is None or variant.no_id is None:
+            return self._tokenizer.yes_id, self._tokenizer.no_id
+        size = len(tokenizer)
+        for name, value in (("true", variant.yes_id), ("false", variant.no_id)):
+            if not 0 <= value < size:
+                raise ModelKindError(
+                    f"'{self.model_path}' names {name}_token_id={value}, outside its "
+                    f"tokenizer's {size} tokens"
+                )
+        return variant.yes_id, variant.no_id
 
     def score(
         self, query: str, documents: Sequence[str], instruction: str | None = None
@@ -232,5 +263,5 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
     def __repr__(self) -> str:
         return (
             f"Qwen3Reranker({str(self.model_path)!r}, backend={self.backend!r}, "
-            f"{self._placement()})"
+            f"{self._placement()}, variant={self.variant.description!r})"
         )

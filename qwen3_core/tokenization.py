@@ -214,19 +214,20 @@ class EmbeddingTokenizer:
         self.max_length = max_length
 
     def check_query_room(self, instruction: str) -> None:
-        """Raise ValueError unless an instructed query keeps some of its own tokens: with
-        ``max_length`` no longer than the prompt ``Instruct: {instruction}\\nQuery:`` and
-        ``<|endoftext|>``, every query would be cut to the same prompt, and so get the same
-        vector."""
-        prompt = prompts.embedding_query_text(instruction, "")
+        """``check_prompt_room`` for the prompt ``Instruct: {instruction}\\nQuery:``."""
+        self.check_prompt_room(prompts.embedding_query_text(instruction, ""))
+
+    def check_prompt_room(self, prompt: str) -> None:
+        """Raise ValueError unless a query after ``prompt`` keeps some of its own tokens: with
+        ``max_length`` no longer than the prompt and ``<|endoftext|>``, every query would be
+        cut to the same prompt, and so get the same vector."""
         (ids,) = self._tokenizer.encode_literal([prompt], max_tokens=self.max_length)
         overhead = len(ids) + 1
         if self.max_length <= overhead:
             size = overhead if len(ids) <= self.max_length else f"more than {self.max_length}"
             raise ValueError(
-                f"max_length={self.max_length} leaves no room for the query: the prompt "
-                f"'Instruct: {{instruction}}\\nQuery:' with this instruction, and "
-                f"<|endoftext|>, take {size} tokens"
+                f"max_length={self.max_length} leaves no room for the query: the query "
+                f"prompt {prompt!r} and <|endoftext|> take {size} tokens"
             )
 
     def encode(self, texts: Sequence[str]) -> tuple[list[TokenIds], Truncation]:

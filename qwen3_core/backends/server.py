@@ -4,7 +4,8 @@
   last-token pooling (and normalises); the engine cuts to ``dimensions`` and normalises.
 - Reranking: ``POST /classify`` with the full prompt's token ids, on a server started with
   the yes/no classifier overrides (``RERANKER_OVERRIDES`` of the vLLM backend); its single
-  probability is sigmoid(logit_yes - logit_no) = P(yes).
+  probability is sigmoid(logit_yes - logit_no) = P(yes). A sequence-classification
+  conversion runs without overrides: one label is P(yes), two labels are [P(no), P(yes)].
 
 The client tokenizes with the one prompt module, so the server sees exactly the tokens the
 local backends see and user text cannot inject template tokens; vLLM's text endpoints
@@ -26,6 +27,7 @@ import numpy as np
 from qwen3_core.backends.http import ServerError, ServerPool
 from qwen3_core.backends.vllm import RERANKER_OVERRIDES
 from qwen3_core.tokenization import RerankPrompt, TokenIds
+from qwen3_core.variants import Variant
 
 MAX_INPUTS_PER_REQUEST = 64
 MAX_TOKENS_PER_REQUEST = 32768
@@ -165,20 +167,31 @@ class ServerEmbeddingBackend(_ServerBackend):
 
 
 class ServerRerankBackend(_ServerBackend):
-    """Qwen3-Reranker on vLLM servers, as the yes/no classifier (``/classify``)."""
+    """Qwen3-Reranker on vLLM servers, as a classifier (``/classify``): a causal-LM reranker
+    or a one-label conversion gives one probability, P(yes); a two-label conversion gives
+    [P(no), P(yes)]."""
 
     path = "/classify"
+
+    def __init__(self, pool: ServerPool, model: str, variant: Variant) -> None:
+        super().__init__(pool, model)
+        seq_cls = variant.architecture == "seq_cls"
+        self._labels = variant.num_labels if seq_cls else 1
+        self._yes = variant.yes_label if seq_cls else 0
+        self._flags = "--runner pooling" if seq_cls else RERANKER_SERVER_FLAGS
 
     def _parse(self, answer: Any, count: int) -> np.ndarray:
         where = f"the reranker server ({self.path})"
         rows = _rows(answer, count, where)
         probs = [r.get("probs") for r in rows]
-        if any(not isinstance(p, list) or len(p) != 1 for p in probs):
+        if any(not isinstance(p, list) or len(p) != self._labels for p in probs):
             raise ServerError(
-                f"{where} returned {str(probs[0])[:80]} instead of one probability per "
-                f"prompt: start the reranker server with {RERANKER_SERVER_FLAGS}"
+                f"{where} returned {str(probs[0])[:80]} instead of {self._labels} "
+                f"probabilit{'y' if self._labels == 1 else 'ies'} per prompt: start the "
+                f"reranker server with {self._flags}"
             )
-        return _floats([p[0] for p in probs], count, "probability list", where)  # type: ignore[index]
+        chosen = [p[self._yes] for p in probs]  # type: ignore[index]
+        return _floats(chosen, count, "probability list", where)
 
     def score(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
         parts = self._run([p.ids for p in prompts])

@@ -20,8 +20,10 @@ import torch
 from tqdm.auto import tqdm
 
 from qwen3_core.batching import OutOfMemoryBackoff, is_out_of_memory, progress_bar, run_batched
+from qwen3_core.devices import cuda_batch_tokens
 from qwen3_core.loading import LoadedModel
 from qwen3_core.tokenization import RerankPrompt, TokenIds
+from qwen3_core.variants import Variant
 
 # Padded tokens per batch. On CPU, batches past ~1k tokens lose to cache misses and attention
 # (0.6B shape, 2 cores, oneDNN linears: about 350 tokens/s at 512 and 1024, 270 at 2048, 217
@@ -32,7 +34,19 @@ DEFAULT_MAX_BATCH_SIZE = 256
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 
 
-def default_max_batch_tokens(device: torch.device) -> int:
+def default_max_batch_tokens(
+    device: torch.device, config: Any = None, dtype: torch.dtype = torch.float32
+) -> int:
+    """The padded-token budget of one batch: measured on CPU; on CUDA, what the memory left
+    free once the model is loaded holds (``cuda_batch_tokens``)."""
+    if device.type == "cuda" and config is not None:
+        free, _ = torch.cuda.mem_get_info(device)
+        return cuda_batch_tokens(
+            free,
+            hidden_size=int(config.hidden_size),
+            intermediate_size=int(config.intermediate_size),
+            element_size=torch.finfo(dtype).bits // 8,
+        )
     return DEFAULT_MAX_BATCH_TOKENS.get(device.type, 16384)
 
 
@@ -51,7 +65,9 @@ class _TorchRunner:
         self.loaded = loaded
         self.device = loaded.device
         self.decoder = decoder
-        self.max_batch_tokens = max_batch_tokens or default_max_batch_tokens(loaded.device)
+        self.max_batch_tokens = max_batch_tokens or default_max_batch_tokens(
+            loaded.device, loaded.model.config, loaded.dtype
+        )
         self.max_batch_size = max_batch_size
         self.show_progress = show_progress
         self.backoff = OutOfMemoryBackoff()
@@ -173,9 +189,29 @@ class TransformersEmbeddingBackend:
             return self._runner.run(lengths, run, out, bar)
 
 
+def score_rows(
+    model: torch.nn.Module, variant: Variant | None, *, yes_id: int, no_id: int
+) -> torch.Tensor:
+    """The (2, hidden) float32 rows [no, yes] whose softmax over ``state @ rows.T`` is P(yes)."""
+    if variant is not None and variant.architecture == "seq_cls":
+        score: Any = model.score
+        weight: torch.Tensor = score.weight.detach().float()
+        if variant.num_labels == 1:
+            return torch.stack([torch.zeros_like(weight[0]), weight[0]])
+        return weight[[1 - variant.yes_label, variant.yes_label]].clone()
+    head: Any = model.get_output_embeddings()  # type: ignore[operator]
+    rows: torch.Tensor = head.weight[[no_id, yes_id]].detach().float()
+    return rows
+
+
 class TransformersRerankBackend:
-    """P(yes) from a ``Qwen3ForCausalLM``: the base model's last hidden state times the two
-    lm_head rows of "yes" and "no", never the full-vocabulary logits."""
+    """P(yes) from the checkpoint's own scoring head, never the full-vocabulary logits: the
+    base model's last hidden state times two float32 rows [no, yes], then a softmax.
+
+    - A causal LM: the lm_head rows of the "no" and "yes" tokens (the official formula).
+    - Sequence classification, two labels: the score rows of "no" and "yes" (its softmax).
+    - Sequence classification, one label: rows [0, w], since softmax([0, s])[1] = sigmoid(s).
+    """
 
     def __init__(
         self,
@@ -188,17 +224,15 @@ class TransformersRerankBackend:
         show_progress: bool | None = None,
         share_prefix: bool = True,
     ) -> None:
-        model = loaded.model
+        model: Any = loaded.model
         self._runner = _TorchRunner(
             loaded,
-            model.get_decoder(),  # type: ignore[operator]
+            model.base_model,
             max_batch_tokens=max_batch_tokens,
             max_batch_size=max_batch_size,
             show_progress=show_progress,
         )
-        head = model.get_output_embeddings()  # type: ignore[operator]
-        # Rows [no, yes], kept in float32 so the two logits are exact for the hidden state.
-        self._rows = head.weight[[no_id, yes_id]].detach().float()
+        self._rows = score_rows(model, loaded.variant, yes_id=yes_id, no_id=no_id)
         self.share_prefix = share_prefix
 
     def close(self) -> None:

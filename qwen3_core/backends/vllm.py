@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from qwen3_core.tokenization import RerankPrompt, TokenIds
+from qwen3_core.variants import Variant
 
 RERANKER_OVERRIDES: dict[str, Any] = {
     "architectures": ["Qwen3ForSequenceClassification"],
@@ -156,16 +157,32 @@ class VllmEmbeddingBackend(_VllmEngine):
         )
 
 
+def reranker_overrides(no_token: str, yes_token: str) -> dict[str, Any]:
+    """vLLM's ``hf_overrides`` that fold a causal-LM reranker's two lm_head rows into a
+    one-output classifier: sigmoid(logit_yes - logit_no) = P(yes)."""
+    return {**RERANKER_OVERRIDES, "classifier_from_token": [no_token, yes_token]}
+
+
 class VllmRerankBackend(_VllmEngine):
-    """Qwen3-Reranker on vLLM's pooling runner, as a yes/no classifier."""
+    """Qwen3-Reranker on vLLM's pooling runner, as a classifier: a causal LM with the yes/no
+    overrides, a sequence-classification conversion as it is."""
 
     def __init__(
-        self, folder: Path, *, dtype: torch.dtype, max_length: int, options: VllmOptions
+        self,
+        folder: Path,
+        *,
+        dtype: torch.dtype,
+        max_length: int,
+        options: VllmOptions,
+        variant: Variant,
+        score_tokens: tuple[str, str] = ("no", "yes"),
     ) -> None:
-        super().__init__(
-            _start(folder, dtype, options, max_length, hf_overrides=RERANKER_OVERRIDES)
-        )
+        seq_cls = variant.architecture == "seq_cls"
+        overrides = {} if seq_cls else {"hf_overrides": reranker_overrides(*score_tokens)}
+        super().__init__(_start(folder, dtype, options, max_length, **overrides))
+        # One label (or the folded causal LM): sigmoid, P(yes); two labels: softmax.
+        self._yes = variant.yes_label if seq_cls else 0
 
     def score(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
         outputs = self.llm.classify(_prompts([p.ids for p in prompts]), use_tqdm=False)
-        return np.asarray([o.outputs.probs[0] for o in outputs], dtype=np.float32)
+        return np.asarray([o.outputs.probs[self._yes] for o in outputs], dtype=np.float32)

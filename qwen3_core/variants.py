@@ -1,0 +1,452 @@
+"""Recognising which variant of a Qwen3 retrieval checkpoint a folder holds, before any
+weights are read, and refusing what cannot be scored exactly.
+
+The variants that circulate, and how each is told apart (docs/engine.md has the table):
+
+- Embedding models: the official flat layout (``layers.*``, a ``Qwen3Model``, while
+  config.json names ``Qwen3ForCausalLM``), or the same saved through the causal LM class
+  (``model.*`` names, maybe an lm_head). Such a ``model.*`` folder is taken for an embedding
+  model only when it says so: a sentence-transformers last-token Pooling module, or a
+  tokenizer that appends ``<|endoftext|>`` as the embedding tokenizer does. Otherwise it is
+  a chat model or a reranker.
+- Rerankers: a ``Qwen3ForCausalLM`` with its own lm_head or one tied to the embeddings,
+  scored from the "yes" and "no" rows; a ``Qwen3ForSequenceClassification`` conversion
+  (``score.weight``) with one label (P(yes) = sigmoid) or two ordered [no, yes] (softmax);
+  a sentence-transformers cross-encoder over a causal LM, whose score module names the token
+  ids to compare.
+
+Every tensor the model needs is checked to be in the files, so nothing is left randomly
+initialised.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from qwen3_core import prompts
+
+ModelKind = Literal["embedding", "reranker"]
+Architecture = Literal["base", "causal_lm", "seq_cls"]
+
+_LOADER = {"embedding": "Qwen3Embedder", "reranker": "Qwen3Reranker"}
+
+
+class ModelKindError(ValueError):
+    """The folder holds something other than the Qwen3 model asked for, or a variant that
+    cannot be scored exactly."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a checkpoint folder holds and how it is loaded and scored."""
+
+    kind: ModelKind
+    architecture: Architecture
+    """The transformers class to load: ``base`` (``Qwen3Model``), ``causal_lm`` or
+    ``seq_cls``."""
+    description: str
+    """A short name for repr and errors, e.g. "causal LM, tied lm_head"."""
+    num_labels: int = 0
+    """For ``seq_cls``: 1 (P(yes) = sigmoid(score)) or 2 (softmax over [no, yes])."""
+    yes_label: int = 0
+    """For ``seq_cls``: which output is "yes"."""
+    yes_id: int | None = None
+    """For a causal LM: the token id compared, when the checkpoint names it (else "yes")."""
+    no_id: int | None = None
+    """For a causal LM: the token id compared against, when the checkpoint names it."""
+    query_prompt: str | None = None
+    """For an embedding model: the query prompt its sentence-transformers config declares."""
+
+
+# ---------------------------------------------------------------------------------------
+# Reading the folder
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelKindError(f"'{path}' is not valid JSON: {exc}") from exc
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """config.json, checked to be a Qwen3 decoder's."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ModelKindError(
+            f"'{folder}' has no config.json: it is not a Hugging Face model folder"
+        )
+    config = read_json(path)
+    if not isinstance(config, dict):
+        raise ModelKindError(f"'{path}' does not hold a JSON object")
+    model_type = config.get("model_type")
+    if model_type != "qwen3":
+        raise ModelKindError(
+            f"'{folder}' is not a Qwen3 model: its config.json says model_type={model_type!r} "
+            f"(expected 'qwen3')"
+        )
+    return config
+
+
+def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]] | None:
+    """Every tensor's name and shape in the folder's safetensors files (read from their
+    headers, no weights), or None when the folder has none."""
+    from safetensors import safe_open
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise ModelKindError(f"'{index}' has no weight_map")
+        files = sorted(set(weight_map.values()))
+    elif (folder / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        return None
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name in files:
+        path = folder / name
+        if not path.is_file():
+            raise ModelKindError(f"'{folder}' lacks the weight file '{name}' its index names")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
+                    shapes[key] = tuple(handle.get_slice(key).get_shape())
+        except Exception as exc:  # a truncated or foreign file: safetensors' own error types
+            raise ModelKindError(f"'{path}' is not a readable safetensors file: {exc}") from exc
+    return shapes
+
+
+def base_tensor_names(config: Mapping[str, Any]) -> list[str]:
+    """The tensors of a Qwen3 decoder (without prefix or head), from its config."""
+    names = ["embed_tokens.weight", "norm.weight"]
+    projections = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    for layer in range(int(config["num_hidden_layers"])):
+        block = f"layers.{layer}."
+        names += [f"{block}input_layernorm.weight", f"{block}post_attention_layernorm.weight"]
+        names += [f"{block}self_attn.{p}.weight" for p in projections]
+        if config.get("attention_bias"):
+            names += [f"{block}self_attn.{p}.bias" for p in projections]
+        names += [f"{block}self_attn.q_norm.weight", f"{block}self_attn.k_norm.weight"]
+        names += [f"{block}mlp.{p}.weight" for p in ("gate_proj", "up_proj", "down_proj")]
+    return names
+
+
+def _missing(names: list[str], present: Mapping[str, Any], prefix: str) -> list[str]:
+    return [prefix + n for n in names if prefix + n not in present]
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+# ---------------------------------------------------------------------------------------
+# sentence-transformers layouts
+
+
+def _st_modules(folder: Path) -> list[dict[str, Any]] | None:
+    path = folder / "modules.json"
+    if not path.is_file():
+        return None
+    modules = read_json(path)
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise ModelKindError(f"'{path}' is not a list of sentence-transformers modules")
+    return modules
+
+
+def _module_class(module: Mapping[str, Any]) -> str:
+    return str(module.get("type", "")).rsplit(".", 1)[-1]
+
+
+def _module_config(folder: Path, module: Mapping[str, Any]) -> dict[str, Any]:
+    sub = folder / str(module.get("path", ""))
+    for name in ("config.json", f"{_module_class(module).lower()}_config.json"):
+        if (sub / name).is_file() and sub != folder:
+            config = read_json(sub / name)
+            return config if isinstance(config, dict) else {}
+    return {}
+
+
+def _st_embedding_layout(folder: Path, modules: list[dict[str, Any]]) -> None:
+    """Refuse a sentence-transformers embedding pipeline the engine would not reproduce."""
+    for module in modules:
+        name = _module_class(module)
+        if name == "Transformer":
+            if str(module.get("path", "")) not in ("", "."):
+                raise ModelKindError(
+                    f"'{folder}' keeps its transformer in the subfolder "
+                    f"'{module.get('path')}': load that subfolder"
+                )
+        elif name == "Pooling":
+            if not _pools_last_token(_module_config(folder, module)):
+                raise ModelKindError(
+                    f"'{folder}' pools with another mode than the last token (its "
+                    f"{module.get('path')}/config.json): Qwen3-Embedding's pooling is the "
+                    "last token, so it cannot be scored exactly here"
+                )
+        elif name == "LogitScore":
+            raise ModelKindError(
+                f"'{folder}' is a sentence-transformers cross-encoder (a reranker), not a "
+                f"Qwen3 embedding model: load it with {_LOADER['reranker']}"
+            )
+        elif name != "Normalize":
+            raise ModelKindError(
+                f"'{folder}' has a sentence-transformers {name} module that Qwen3-Embedding "
+                "does not have: it cannot be reproduced exactly here"
+            )
+
+
+def _pools_last_token(config: Mapping[str, Any]) -> bool:
+    """A Pooling module's config (``pooling_mode``, or the older one flag per mode) says
+    last-token pooling and nothing else."""
+    if "pooling_mode" in config:
+        return bool(config["pooling_mode"] == "lasttoken")
+    modes = {k for k, v in config.items() if k.startswith("pooling_mode_") and v is True}
+    return modes == {"pooling_mode_lasttoken"}
+
+
+def _st_reranker_layout(folder: Path, modules: list[dict[str, Any]]) -> None:
+    """Refuse a sentence-transformers cross-encoder the engine would not reproduce."""
+    for module in modules:
+        name = _module_class(module)
+        if name == "Transformer" and str(module.get("path", "")) not in ("", "."):
+            raise ModelKindError(
+                f"'{folder}' keeps its transformer in the subfolder "
+                f"'{module.get('path')}': load that subfolder"
+            )
+        if name not in ("Transformer", "LogitScore"):
+            raise ModelKindError(
+                f"'{folder}' has a sentence-transformers {name} module that Qwen3-Reranker "
+                "does not have: it cannot be scored exactly here"
+            )
+
+
+def _st_query_prompt(folder: Path) -> str | None:
+    path = folder / "config_sentence_transformers.json"
+    if not path.is_file():
+        return None
+    config = read_json(path)
+    declared = config.get("prompts") if isinstance(config, dict) else None
+    if not isinstance(declared, dict):
+        return None
+    query = declared.get("query")
+    return query if isinstance(query, str) and query else None
+
+
+def _st_reranker_token_ids(folder: Path, modules: list[dict[str, Any]]) -> tuple[int, int] | None:
+    """The (true, false) token ids named by a cross-encoder's logit score module, if any."""
+    for module in modules:
+        config = _module_config(folder, module)
+        if "true_token_id" in config or "false_token_id" in config:
+            true_id = config.get("true_token_id")
+            false_id = config.get("false_token_id")
+            if not isinstance(true_id, int) or not isinstance(false_id, int):
+                raise ModelKindError(
+                    f"'{folder}' scores with true_token_id={true_id!r}, "
+                    f"false_token_id={false_id!r}: a Qwen3 reranker compares two tokens' "
+                    "logits, so it cannot be scored exactly here"
+                )
+            return true_id, false_id
+    return None
+
+
+def _tokenizer_appends_eos(folder: Path) -> bool:
+    """Whether tokenizer.json appends ``<|endoftext|>``, as Qwen3-Embedding's does."""
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        return False
+    processor = read_json(path).get("post_processor")
+    return prompts.EMBEDDING_EOS_TOKEN in json.dumps(processor)
+
+
+# ---------------------------------------------------------------------------------------
+# Recognising the variant
+
+
+def recognise(folder: Path, kind: ModelKind, *, weights: bool = True) -> Variant:
+    """The variant in ``folder`` for a ``kind`` engine, or ModelKindError naming why it
+    cannot be used. With ``weights`` False (a client of a model server, which has only the
+    configs), it is told from the configs alone."""
+    config = read_config(folder)
+    modules = _st_modules(folder)
+    shapes = tensor_shapes(folder) if weights else None
+    if weights and shapes is None:
+        raise ModelKindError(
+            f"'{folder}' has no safetensors weights (model.safetensors or "
+            "model.safetensors.index.json): only safetensors checkpoints are loaded"
+        )
+    if kind == "embedding":
+        return _embedding_variant(folder, config, modules, shapes)
+    return _reranker_variant(folder, config, modules, shapes)
+
+
+def _layout(
+    folder: Path, config: Mapping[str, Any], shapes: Mapping[str, Any]
+) -> Literal["flat", "prefixed"]:
+    """Whether the decoder's tensors are named flat (``layers.*``) or ``model.*``, after
+    checking that every one of them is there."""
+    names = base_tensor_names(config)
+    flat, prefixed = _missing(names, shapes, ""), _missing(names, shapes, "model.")
+    if not flat:
+        return "flat"
+    if not prefixed:
+        return "prefixed"
+    missing = prefixed if len(prefixed) <= len(flat) else flat
+    raise ModelKindError(
+        f"'{folder}' lacks tensors its Qwen3 config needs ({len(missing)} of {len(names)}: "
+        f"{_listing(missing)}): they would be left randomly initialised"
+    )
+
+
+def _architectures(config: Mapping[str, Any]) -> list[str]:
+    value = config.get("architectures") or []
+    return [str(a) for a in value] if isinstance(value, list) else []
+
+
+def _embedding_variant(
+    folder: Path,
+    config: dict[str, Any],
+    modules: list[dict[str, Any]] | None,
+    shapes: dict[str, tuple[int, ...]] | None,
+) -> Variant:
+    query_prompt = _st_query_prompt(folder)
+    if modules is not None:
+        _st_embedding_layout(folder, modules)
+    seq_cls = "Qwen3ForSequenceClassification" in _architectures(config) or (
+        shapes is not None and "score.weight" in shapes
+    )
+    if seq_cls:
+        raise ModelKindError(
+            f"'{folder}' looks like a Qwen3 sequence-classification reranker, not a Qwen3 "
+            "embedding model: load it with Qwen3Reranker"
+        )
+    if shapes is None:
+        return Variant("embedding", "base", "embedding model", query_prompt=query_prompt)
+    if _layout(folder, config, shapes) == "flat":
+        return Variant("embedding", "base", "embedding model", query_prompt=query_prompt)
+    st_says = modules is not None and any(_module_class(m) == "Pooling" for m in modules)
+    if st_says or _tokenizer_appends_eos(folder):
+        return Variant(
+            "embedding",
+            "base",
+            "embedding model saved as a causal LM (its base model only)",
+            query_prompt=query_prompt,
+        )
+    raise ModelKindError(
+        f"'{folder}' looks like a Qwen3 reranker or chat model (a causal LM, and nothing marks "
+        "it as an embedding model: no last-token Pooling module, no <|endoftext|> appended by "
+        f"its tokenizer), not a Qwen3 embedding model: load a reranker with {_LOADER['reranker']}"
+    )
+
+
+def _reranker_variant(
+    folder: Path,
+    config: dict[str, Any],
+    modules: list[dict[str, Any]] | None,
+    shapes: dict[str, tuple[int, ...]] | None,
+) -> Variant:
+    architectures = _architectures(config)
+    if "Qwen3ForSequenceClassification" in architectures or (
+        shapes is not None and "score.weight" in shapes
+    ):
+        return _seq_cls_variant(folder, config, shapes)
+    layout = None if shapes is None else _layout(folder, config, shapes)
+    if layout == "flat" and shapes is not None and "lm_head.weight" not in shapes:
+        raise ModelKindError(
+            f"'{folder}' looks like a Qwen3 embedding model (base-model weights without an "
+            f"lm_head), not a Qwen3 reranker model: load it with {_LOADER['embedding']}"
+        )
+    if modules is not None and any(_module_class(m) == "Pooling" for m in modules):
+        raise ModelKindError(
+            f"'{folder}' is a sentence-transformers embedding model (it has a Pooling module), "
+            f"not a Qwen3 reranker model: load it with {_LOADER['embedding']}"
+        )
+    if layout == "flat":
+        raise ModelKindError(
+            f"'{folder}' names its decoder's tensors without the 'model.' prefix beside an "
+            "lm_head: not a layout Qwen3ForCausalLM loads"
+        )
+    tied = bool(config.get("tie_word_embeddings", False))
+    if shapes is not None and "lm_head.weight" not in shapes and not tied:
+        raise ModelKindError(
+            f"'{folder}' has no lm_head.weight and its config does not tie the lm_head to the "
+            "embeddings (tie_word_embeddings is false): the yes/no rows would be random"
+        )
+    token_ids = None
+    if modules is not None:
+        _st_reranker_layout(folder, modules)
+        token_ids = _st_reranker_token_ids(folder, modules)
+    has_head = shapes is None or "lm_head.weight" in shapes
+    description = "causal LM, " + ("own lm_head" if has_head else "tied lm_head")
+    if token_ids is not None:
+        description = "sentence-transformers cross-encoder over a " + description
+        return Variant(
+            "reranker", "causal_lm", description, yes_id=token_ids[0], no_id=token_ids[1]
+        )
+    return Variant("reranker", "causal_lm", description)
+
+
+def _seq_cls_variant(
+    folder: Path, config: dict[str, Any], shapes: dict[str, tuple[int, ...]] | None
+) -> Variant:
+    labels = _label_names(config)
+    if shapes is not None:
+        if "score.weight" not in shapes:
+            raise ModelKindError(
+                f"'{folder}' says Qwen3ForSequenceClassification but has no score.weight: "
+                "its classifier would be random"
+            )
+        _layout(folder, config, shapes)
+        count = shapes["score.weight"][0]
+        if labels and len(labels) != count:
+            raise ModelKindError(
+                f"'{folder}' has a score.weight of {count} rows but its config names "
+                f"{len(labels)} labels"
+            )
+    else:
+        count = len(labels) if labels else int(config.get("num_labels", 2))
+    if count not in (1, 2):
+        raise ModelKindError(
+            f"'{folder}' is a sequence-classification model with {count} labels: a Qwen3 "
+            "reranker conversion has 1 (the yes-minus-no logit) or 2 ([no, yes])"
+        )
+    yes_label = 0
+    if count == 2:
+        yes_label = _yes_label(folder, labels)
+    return Variant(
+        "reranker",
+        "seq_cls",
+        f"sequence classification, {count} label{'s' if count > 1 else ''}",
+        num_labels=count,
+        yes_label=yes_label,
+    )
+
+
+def _label_names(config: Mapping[str, Any]) -> list[str]:
+    id2label = config.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        return []
+    try:
+        return [str(id2label[key]) for key in sorted(id2label, key=int)]
+    except (TypeError, ValueError):
+        return []
+
+
+def _yes_label(folder: Path, labels: list[str]) -> int:
+    """Which of two outputs is "yes": named labels say so; generic ones (LABEL_0, LABEL_1)
+    follow the conversion's [no, yes] order."""
+    names = [name.strip().lower() for name in labels]
+    if not names or all(re.fullmatch(r"label_\d+", n) for n in names):
+        return 1
+    if sorted(names) == ["no", "yes"] or sorted(names) == ["false", "true"]:
+        return names.index("yes") if "yes" in names else names.index("true")
+    raise ModelKindError(
+        f"'{folder}' labels its two outputs {labels}: expected [no, yes] to know which one "
+        "is relevance"
+    )
