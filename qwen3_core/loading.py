@@ -8,10 +8,12 @@ report is checked again, so no weight the model uses is ever left randomly initi
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,13 +167,14 @@ def _load(
     if device.type == "cuda":
         extra["device_map"] = str(device)
     try:
-        model, report = loader.from_pretrained(
-            str(folder),
-            dtype=dtype,
-            trust_remote_code=False,
-            output_loading_info=True,
-            **extra,
-        )
+        with _quiet_loading():
+            model, report = loader.from_pretrained(
+                str(folder),
+                dtype=dtype,
+                trust_remote_code=False,
+                output_loading_info=True,
+                **extra,
+            )
     except (RuntimeError, ValueError, OSError) as exc:  # e.g. shapes that contradict config
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelKindError(f"'{folder}' could not be loaded: {reason[:300]}") from exc
@@ -192,6 +195,39 @@ def _load(
         quantization,
         variant,
     )
+
+
+def _drop_load_report(record: logging.LogRecord) -> bool:
+    return "LOAD REPORT" not in record.getMessage()
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No "Loading weights" bar and no load report on the user's terminal while a model
+    loads: the engine checks transformers' report itself and raises on what matters. Nested
+    and concurrent loads restore transformers' settings once the last one ends."""
+    global _quiet_depth
+    (logging_utils,) = import_names("transformers.utils", "logging")
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _quiet_loading.bars = logging_utils.is_progress_bar_enabled()  # type: ignore[attr-defined]
+            logging_utils.disable_progress_bar()
+            report_logger.addFilter(_drop_load_report)
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                if _quiet_loading.bars:  # type: ignore[attr-defined]
+                    logging_utils.enable_progress_bar()
+                report_logger.removeFilter(_drop_load_report)
 
 
 def _check_loading_report(folder: Path, report: Mapping[str, Any]) -> None:

@@ -11,6 +11,7 @@ reused for every batch of documents.
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -72,6 +73,9 @@ class _TorchRunner:
         self.show_progress = show_progress
         self.backoff = OutOfMemoryBackoff()
         self.model_config: Any = loaded.model.config
+        # transformers 5 renamed the cache argument; the old name warns of its removal.
+        parameters = inspect.signature(decoder.forward).parameters
+        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
         pad = loaded.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else 0)
 
@@ -102,17 +106,12 @@ class _TorchRunner:
             from transformers import DynamicCache
 
             batch = len(sequences)
-            # Views, not copies: the cache concatenates new keys onto them.
-            kwargs = {
-                "use_cache": True,
-                "past_key_values": DynamicCache(
-                    ddp_cache_data=[
-                        (k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))
-                        for k, v in prefix
-                    ],
-                    config=self.model_config,
-                ),
-            }
+            cache = DynamicCache(config=self.model_config)
+            for layer, (keys, values) in enumerate(prefix):
+                cache.update(
+                    keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1), layer
+                )
+            kwargs = {"use_cache": True, self._cache_argument: cache}
         with torch.inference_mode():
             hidden = self.decoder(input_ids=ids, **kwargs).last_hidden_state
             rows = torch.arange(len(sequences), device=self.device)
@@ -123,7 +122,8 @@ class _TorchRunner:
         """Run a prefix once and keep its keys and values."""
         tensor, _ = self._padded([ids])
         with torch.inference_mode():
-            cache = self.decoder(input_ids=tensor, use_cache=True).past_key_values
+            output = self.decoder(input_ids=tensor, use_cache=True)
+        cache = getattr(output, "cache", None) or output.past_key_values
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def total_tokens_exceed_one_batch(self, lengths: Sequence[int]) -> bool:

@@ -49,6 +49,9 @@ SHAPES: dict[str, ModelShape] = {
     "small": ModelShape(256, 4, 4, 2, 64, 768),
     # The exact Qwen3-0.6B shape (Qwen3-Embedding-0.6B / Qwen3-Reranker-0.6B): real cost per token.
     "0.6b": ModelShape(1024, 28, 16, 8, 128, 3072),
+    # The 4B and 8B shapes (their hidden sizes bound the Matryoshka dimensions).
+    "4b": ModelShape(2560, 36, 32, 8, 128, 9728),
+    "8b": ModelShape(4096, 36, 32, 8, 128, 12288),
 }
 
 
@@ -168,14 +171,21 @@ def build_embedding_model(
 
 
 def build_reranker_model(
-    folder: str | Path, shape: str | ModelShape = "tiny", seed: int = 1
+    folder: str | Path,
+    shape: str | ModelShape = "tiny",
+    seed: int = 1,
+    *,
+    tie_word_embeddings: bool = False,
 ) -> Path:
-    """Write a random Qwen3 reranker checkpoint (``Qwen3ForCausalLM``) with the real tokenizer."""
+    """Write a random Qwen3 reranker checkpoint (``Qwen3ForCausalLM``) with the real tokenizer:
+    with its own lm_head (as the 4B and 8B ship) or, with ``tie_word_embeddings``, one tied to
+    the token embeddings and absent from the file (as the 0.6B ships)."""
     from transformers import Qwen3ForCausalLM
 
     dims = SHAPES[shape] if isinstance(shape, str) else shape
     torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(_config(dims, "Qwen3ForCausalLM", tie_word_embeddings=False))
+    config = _config(dims, "Qwen3ForCausalLM", tie_word_embeddings=tie_word_embeddings)
+    model = Qwen3ForCausalLM(config)
     _mix_context(model, seed)
     tokenizer = build_qwen3_tokenizer(append_eos=False)
     _calibrate_yes_no(model, tokenizer, seed)

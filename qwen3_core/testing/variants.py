@@ -1,0 +1,257 @@
+"""The checkpoint variants users download, derived offline from the random test models.
+
+Each is written the way its real counterpart is laid out on the hub, from the same random
+weights as the base models, so its exact scores are known from the base model's:
+
+- rerankers: a causal LM with its own lm_head (the base reranker) or a tied one; the
+  sequence-classification conversions with one label (``score.weight`` = lm_head["yes"] -
+  lm_head["no"]) and two labels ([no, yes] rows); a sentence-transformers cross-encoder
+  (``modules.json`` with a LogitScore module naming the token ids); sharded bfloat16 files;
+- embedding models: the flat official layout (the base embedder), the same saved through the
+  causal LM class (``model.*`` names and an lm_head), and a sentence-transformers layout with
+  a declared query prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from qwen3_core import prompts
+from qwen3_core.testing.models import (
+    SHAPES,
+    ModelShape,
+    build_reranker_model,
+)
+
+RERANKER_VARIANTS = (
+    "causal-untied",
+    "causal-tied",
+    "seq-cls-1",
+    "seq-cls-2",
+    "sentence-transformers",
+    "sharded-bf16",
+)
+EMBEDDING_VARIANTS = ("flat", "causal-lm", "sentence-transformers")
+
+# A fine-tuned embedding model's own query prompt, as config_sentence_transformers.json
+# declares it.
+FINE_TUNED_QUERY_PROMPT = "Instruct: Given a product question, retrieve matching listings\nQuery:"
+
+_ST_TRANSFORMER = "sentence_transformers.base.modules.transformer.Transformer"
+_ST_LOGIT_SCORE = "sentence_transformers.cross_encoder.modules.logit_score.LogitScore"
+_ST_POOLING = "sentence_transformers.sentence_transformer.modules.pooling.Pooling"
+_ST_NORMALIZE = "sentence_transformers.base.modules.normalize.Normalize"
+
+
+@dataclass(frozen=True)
+class VariantPaths:
+    """Folders of every variant, by name (``RERANKER_VARIANTS``, ``EMBEDDING_VARIANTS``)."""
+
+    rerankers: dict[str, Path]
+    embeddings: dict[str, Path]
+
+
+def _copy_folder(source: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2))
+
+
+def _edit_config(folder: Path, **changes: Any) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    _write_json(folder / "config.json", config)
+
+
+def _token_ids(folder: Path) -> tuple[int, int]:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    yes, no = (tokenizer.token_to_id(t) for t in (prompts.YES_TOKEN, prompts.NO_TOKEN))
+    assert yes is not None and no is not None, "a Qwen3 tokenizer has both tokens"
+    return yes, no
+
+
+def seq_cls_copy(reranker: Path, target: Path, num_labels: int) -> Path:
+    """The conversion of a causal-LM reranker into ``Qwen3ForSequenceClassification``: the
+    same decoder, and a score head of one row (yes - no) or two ([no, yes])."""
+    _copy_folder(reranker, target)
+    tensors = load_file(str(reranker / "model.safetensors"))
+    yes, no = _token_ids(reranker)
+    head = tensors.pop("lm_head.weight")
+    if num_labels == 1:
+        tensors["score.weight"] = (head[yes] - head[no]).unsqueeze(0).contiguous()
+    else:
+        tensors["score.weight"] = torch.stack([head[no], head[yes]]).contiguous()
+    save_file(tensors, str(target / "model.safetensors"), metadata={"format": "pt"})
+    labels = {"0": "LABEL_0"} if num_labels == 1 else {"0": "no", "1": "yes"}
+    _edit_config(
+        target,
+        architectures=["Qwen3ForSequenceClassification"],
+        num_labels=num_labels,
+        id2label=labels,
+        label2id={v: int(k) for k, v in labels.items()},
+    )
+    return target
+
+
+def sentence_transformers_reranker_copy(reranker: Path, target: Path) -> Path:
+    """The reranker as sentence-transformers (5.4 and later) saves a causal-LM cross-encoder:
+    the weights at the root, and a LogitScore module that names the true/false token ids."""
+    _copy_folder(reranker, target)
+    yes, no = _token_ids(reranker)
+    _write_json(
+        target / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": _ST_TRANSFORMER},
+            {"idx": 1, "name": "1", "path": "1_LogitScore", "type": _ST_LOGIT_SCORE},
+        ],
+    )
+    _write_json(
+        target / "1_LogitScore" / "config.json",
+        {"true_token_id": yes, "false_token_id": no, "module_input_name": "causal_logits"},
+    )
+    _write_json(
+        target / "sentence_bert_config.json",
+        {
+            "transformer_task": "text-generation",
+            "modality_config": {"text": {"method": "forward", "method_output_name": "logits"}},
+            "module_output_name": "causal_logits",
+        },
+    )
+    _write_json(
+        target / "config_sentence_transformers.json",
+        {
+            "model_type": "CrossEncoder",
+            "activation_fn": "torch.nn.modules.activation.Sigmoid",
+            "default_prompt_name": None,
+            "prompts": {},
+        },
+    )
+    return target
+
+
+def sharded_bfloat16_copy(source: Path, target: Path, shard_bytes: int = 2_000_000) -> Path:
+    """``source`` stored in bfloat16 and split into shards with an index, as the larger
+    models ship."""
+    _copy_folder(source, target)
+    tensors = load_file(str(source / "model.safetensors"))
+    (target / "model.safetensors").unlink()
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name in sorted(tensors):
+        tensor = tensors[name].to(torch.bfloat16).contiguous()
+        if shards[-1] and size + tensor.numel() * 2 > shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = tensor
+        size += tensor.numel() * 2
+    weight_map: dict[str, str] = {}
+    for number, shard in enumerate(shards, start=1):
+        file = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(target / file), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(shard, file))
+    total = sum(t.numel() * 2 for t in tensors.values())
+    _write_json(
+        target / "model.safetensors.index.json",
+        {"metadata": {"total_size": total}, "weight_map": weight_map},
+    )
+    _edit_config(target, dtype="bfloat16", torch_dtype=None)
+    return target
+
+
+def causal_lm_embedding_copy(embedding: Path, target: Path, seed: int = 5) -> Path:
+    """The embedding model saved through ``Qwen3ForCausalLM`` (as fine-tuning with the causal
+    LM class leaves it): ``model.*`` names and an lm_head that the embedder must not load."""
+    _copy_folder(embedding, target)
+    tensors = load_file(str(embedding / "model.safetensors"))
+    renamed = {f"model.{name}": tensor for name, tensor in tensors.items()}
+    vocab, hidden = tensors["embed_tokens.weight"].shape
+    generator = torch.Generator().manual_seed(seed)
+    renamed["lm_head.weight"] = torch.randn((vocab, hidden), generator=generator) * hidden**-0.5
+    save_file(renamed, str(target / "model.safetensors"), metadata={"format": "pt"})
+    return target
+
+
+def sentence_transformers_embedding_copy(
+    embedding: Path, target: Path, query_prompt: str = FINE_TUNED_QUERY_PROMPT
+) -> Path:
+    """The embedding model in the layout sentence-transformers saves (Transformer, last-token
+    Pooling, Normalize) with a declared query prompt, as a fine-tuned model ships."""
+    _copy_folder(embedding, target)
+    hidden = json.loads((embedding / "config.json").read_text())["hidden_size"]
+    _write_json(
+        target / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": _ST_TRANSFORMER},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": _ST_POOLING},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": _ST_NORMALIZE},
+        ],
+    )
+    _write_json(
+        target / "1_Pooling" / "config.json",
+        {"embedding_dimension": hidden, "pooling_mode": "lasttoken", "include_prompt": True},
+    )
+    _write_json(
+        target / "2_Normalize" / "config.json",
+        {"module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding"},
+    )
+    _write_json(
+        target / "sentence_bert_config.json",
+        {
+            "transformer_task": "feature-extraction",
+            "modality_config": {
+                "text": {"method": "forward", "method_output_name": "last_hidden_state"}
+            },
+            "module_output_name": "token_embeddings",
+        },
+    )
+    _write_json(
+        target / "config_sentence_transformers.json",
+        {
+            "model_type": "SentenceTransformer",
+            "prompts": {"query": query_prompt, "document": ""},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    )
+    return target
+
+
+def build_variants(
+    root: str | Path, embedding: Path, reranker: Path, shape: str | ModelShape = "tiny"
+) -> VariantPaths:
+    """Write every variant under ``root`` from the base models (reused when complete)."""
+    base = Path(root)
+    done = base / "complete"
+    rerankers = {name: base / "reranker" / name for name in RERANKER_VARIANTS}
+    rerankers["causal-untied"] = reranker
+    embeddings = {name: base / "embedding" / name for name in EMBEDDING_VARIANTS}
+    embeddings["flat"] = embedding
+    if not done.exists():
+        dims = SHAPES[shape] if isinstance(shape, str) else shape
+        build_reranker_model(rerankers["causal-tied"], dims, tie_word_embeddings=True)
+        seq_cls_copy(reranker, rerankers["seq-cls-1"], 1)
+        seq_cls_copy(reranker, rerankers["seq-cls-2"], 2)
+        sentence_transformers_reranker_copy(reranker, rerankers["sentence-transformers"])
+        sharded_bfloat16_copy(reranker, rerankers["sharded-bf16"])
+        causal_lm_embedding_copy(embedding, embeddings["causal-lm"])
+        sentence_transformers_embedding_copy(embedding, embeddings["sentence-transformers"])
+        done.write_text("ok\n")
+    return VariantPaths(rerankers, embeddings)
