@@ -122,19 +122,36 @@ def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]] | None:
     return shapes
 
 
-def base_tensor_names(config: Mapping[str, Any]) -> list[str]:
-    """The tensors of a Qwen3 decoder (without prefix or head), from its config."""
-    names = ["embed_tokens.weight", "norm.weight"]
-    projections = ["q_proj", "k_proj", "v_proj", "o_proj"]
+def base_tensor_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The tensors of a Qwen3 decoder (without prefix or head) and their shapes, from its
+    config."""
+    hidden, inner = int(config["hidden_size"]), int(config["intermediate_size"])
+    heads, kv_heads = int(config["num_attention_heads"]), int(config["num_key_value_heads"])
+    head_dim = int(config.get("head_dim") or hidden // heads)
+    vocab = int(config["vocab_size"])
+    shapes: dict[str, tuple[int, ...]] = {
+        "embed_tokens.weight": (vocab, hidden),
+        "norm.weight": (hidden,),
+    }
+    outputs = {"q_proj": heads * head_dim, "k_proj": kv_heads * head_dim}
+    outputs["v_proj"] = kv_heads * head_dim
     for layer in range(int(config["num_hidden_layers"])):
         block = f"layers.{layer}."
-        names += [f"{block}input_layernorm.weight", f"{block}post_attention_layernorm.weight"]
-        names += [f"{block}self_attn.{p}.weight" for p in projections]
+        shapes[f"{block}input_layernorm.weight"] = (hidden,)
+        shapes[f"{block}post_attention_layernorm.weight"] = (hidden,)
+        for name, size in outputs.items():
+            shapes[f"{block}self_attn.{name}.weight"] = (size, hidden)
+            if config.get("attention_bias"):
+                shapes[f"{block}self_attn.{name}.bias"] = (size,)
+        shapes[f"{block}self_attn.o_proj.weight"] = (hidden, heads * head_dim)
         if config.get("attention_bias"):
-            names += [f"{block}self_attn.{p}.bias" for p in projections]
-        names += [f"{block}self_attn.q_norm.weight", f"{block}self_attn.k_norm.weight"]
-        names += [f"{block}mlp.{p}.weight" for p in ("gate_proj", "up_proj", "down_proj")]
-    return names
+            shapes[f"{block}self_attn.o_proj.bias"] = (hidden,)
+        shapes[f"{block}self_attn.q_norm.weight"] = (head_dim,)
+        shapes[f"{block}self_attn.k_norm.weight"] = (head_dim,)
+        shapes[f"{block}mlp.gate_proj.weight"] = (inner, hidden)
+        shapes[f"{block}mlp.up_proj.weight"] = (inner, hidden)
+        shapes[f"{block}mlp.down_proj.weight"] = (hidden, inner)
+    return shapes
 
 
 def _missing(names: list[str], present: Mapping[str, Any], prefix: str) -> list[str]:
@@ -287,21 +304,42 @@ def recognise(folder: Path, kind: ModelKind, *, weights: bool = True) -> Variant
 
 
 def _layout(
-    folder: Path, config: Mapping[str, Any], shapes: Mapping[str, Any]
+    folder: Path, config: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]
 ) -> Literal["flat", "prefixed"]:
     """Whether the decoder's tensors are named flat (``layers.*``) or ``model.*``, after
-    checking that every one of them is there."""
-    names = base_tensor_names(config)
+    checking that every one of them is there, in the shape the config gives it."""
+    try:
+        wanted = base_tensor_shapes(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelKindError(f"'{folder}/config.json' lacks a Qwen3 setting: {exc}") from exc
+    names = list(wanted)
     flat, prefixed = _missing(names, shapes, ""), _missing(names, shapes, "model.")
-    if not flat:
-        return "flat"
-    if not prefixed:
-        return "prefixed"
-    missing = prefixed if len(prefixed) <= len(flat) else flat
-    raise ModelKindError(
-        f"'{folder}' lacks tensors its Qwen3 config needs ({len(missing)} of {len(names)}: "
-        f"{_listing(missing)}): they would be left randomly initialised"
-    )
+    if flat and prefixed:
+        missing = prefixed if len(prefixed) <= len(flat) else flat
+        raise ModelKindError(
+            f"'{folder}' lacks tensors its Qwen3 config needs ({len(missing)} of {len(names)}: "
+            f"{_listing(missing)}): they would be left randomly initialised"
+        )
+    prefix = "" if not flat else "model."
+    wrong = [
+        f"{prefix}{name} {shapes[prefix + name]} (expected {shape})"
+        for name, shape in wanted.items()
+        if tuple(shapes[prefix + name]) != shape
+    ]
+    hidden = wanted["norm.weight"][0]
+    for head in ("lm_head.weight", "score.weight"):
+        if head in shapes and (len(shapes[head]) != 2 or shapes[head][1] != hidden):
+            wrong.append(f"{head} {shapes[head]} (expected (..., {hidden}))")
+    vocab = wanted["embed_tokens.weight"]
+    head_rows = shapes.get("lm_head.weight")
+    if head_rows and head_rows[0] != vocab[0]:
+        wrong.append(f"lm_head.weight {head_rows} (expected {vocab})")
+    if wrong:
+        raise ModelKindError(
+            f"'{folder}' holds tensors of another shape than its config gives "
+            f"({_listing(wrong)}): it cannot be loaded as this model"
+        )
+    return "flat" if not flat else "prefixed"
 
 
 def _architectures(config: Mapping[str, Any]) -> list[str]:
@@ -371,6 +409,12 @@ def _reranker_variant(
         raise ModelKindError(
             f"'{folder}' names its decoder's tensors without the 'model.' prefix beside an "
             "lm_head: not a layout Qwen3ForCausalLM loads"
+        )
+    if modules is None and _tokenizer_appends_eos(folder):
+        raise ModelKindError(
+            f"'{folder}' looks like a Qwen3 embedding model saved as a causal LM (its tokenizer "
+            "appends <|endoftext|>, as Qwen3-Embedding's does), not a Qwen3 reranker model: "
+            f"load it with {_LOADER['embedding']}"
         )
     tied = bool(config.get("tie_word_embeddings", False))
     if shapes is not None and "lm_head.weight" not in shapes and not tied:

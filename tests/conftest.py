@@ -8,18 +8,25 @@ from pathlib import Path
 import pytest
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
-from qwen3_core.testing import ModelPaths, build_test_models
+from qwen3_core.testing import ModelPaths, VariantPaths, build_test_models, build_variants
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Seed 003's sample corpus and queries, used across the suites.
 from qwen3_core.demo.corpus import SAMPLE_DOCUMENTS, SAMPLE_QUERIES  # noqa: E402
 
+TEST_MODELS = Path(os.environ.get("QWEN3_RAG_TEST_MODELS", REPO / ".test-models"))
+
 
 @pytest.fixture(scope="session")
 def test_models() -> ModelPaths:
-    root = Path(os.environ.get("QWEN3_RAG_TEST_MODELS", REPO / ".test-models"))
-    return build_test_models(root, "tiny")
+    return build_test_models(TEST_MODELS, "tiny")
+
+
+@pytest.fixture(scope="session")
+def test_variants(test_models: ModelPaths) -> VariantPaths:
+    """Every checkpoint variant users download, from the tiny models' weights."""
+    return build_variants(TEST_MODELS, test_models, "tiny")
 
 
 @pytest.fixture(scope="session")

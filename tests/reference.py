@@ -4,6 +4,9 @@ Seed 002 (embedding): tokenizer with its own <|endoftext|> post-processor, trunc
 max_length, last-token pooling, optional dimension cut, L2 normalisation.
 Seed 000 (reranker): prefix/suffix token ids around the tokenised, truncated body; full
 logits at the last position; log_softmax over [no, yes]; exp of the yes entry.
+Sequence-classification conversions: the same prompt through transformers'
+Qwen3ForSequenceClassification; one label, P(yes) = sigmoid(score); two labels ordered
+[no, yes], P(yes) = softmax(scores)[1].
 """
 
 from __future__ import annotations
@@ -12,7 +15,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
 
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 PREFIX = (
@@ -72,3 +80,21 @@ class ReferenceReranker:
         logits = self.model(input_ids=ids).logits[:, -1, :]
         pair = torch.stack([logits[:, self.no], logits[:, self.yes]], dim=1)
         return float(F.log_softmax(pair, dim=1)[0, 1].exp())
+
+
+class ReferenceSeqClsReranker(ReferenceReranker):
+    def __init__(self, path: Path) -> None:
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), padding_side="left")
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            str(path), dtype=torch.float32
+        ).eval()
+        self.prefix = self.tokenizer.encode(PREFIX, add_special_tokens=False)
+        self.suffix = self.tokenizer.encode(SUFFIX, add_special_tokens=False)
+
+    @torch.no_grad()
+    def score(self, query: str, document: str, **kwargs: object) -> float:
+        ids = torch.tensor([self.prompt_ids(query, document, **kwargs)])  # type: ignore[arg-type]
+        logits = self.model(input_ids=ids).logits[0]
+        if logits.shape[0] == 1:
+            return float(torch.sigmoid(logits[0]))
+        return float(F.softmax(logits, dim=0)[1])

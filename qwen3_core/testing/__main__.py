@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from qwen3_core.testing.models import SHAPES, build_test_models
+from qwen3_core.testing.variants import build_variants
 
 
 def main() -> None:
@@ -15,10 +16,20 @@ def main() -> None:
     )
     parser.add_argument("folder", help="where to write them")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="also write every checkpoint variant (tied and untied, sequence-classification, "
+        "sentence-transformers layouts, sharded bfloat16, causal-LM-saved embedder)",
+    )
     args = parser.parse_args()
     models = build_test_models(args.folder, args.shape)
     print(f"embedding model: {models.embedding}")
     print(f"reranker model:  {models.reranker}")
+    if args.variants:
+        variants = build_variants(args.folder, models, args.shape)
+        for name, folder in {**variants.rerankers, **variants.embeddings}.items():
+            print(f"{name}: {folder}")
 
 
 if __name__ == "__main__":

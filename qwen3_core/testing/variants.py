@@ -24,11 +24,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from qwen3_core import prompts
-from qwen3_core.testing.models import (
-    SHAPES,
-    ModelShape,
-    build_reranker_model,
-)
+from qwen3_core.testing.models import BUILDER_VERSION, ModelPaths, build_reranker_model
+
+# Bump when this module's output changes, so cached copies are rebuilt.
+VARIANTS_VERSION = 1
 
 RERANKER_VARIANTS = (
     "causal-untied",
@@ -234,19 +233,18 @@ def sentence_transformers_embedding_copy(
     return target
 
 
-def build_variants(
-    root: str | Path, embedding: Path, reranker: Path, shape: str | ModelShape = "tiny"
-) -> VariantPaths:
-    """Write every variant under ``root`` from the base models (reused when complete)."""
-    base = Path(root)
+def build_variants(root: str | Path, models: ModelPaths, shape: str = "tiny") -> VariantPaths:
+    """Write every variant of ``models`` (built by ``build_test_models(root, shape)``) under
+    ``root``; reused while this builder's version is unchanged."""
+    embedding, reranker = models.embedding, models.reranker
+    base = Path(root) / f"{shape}-v{BUILDER_VERSION}-variants-v{VARIANTS_VERSION}"
     done = base / "complete"
     rerankers = {name: base / "reranker" / name for name in RERANKER_VARIANTS}
     rerankers["causal-untied"] = reranker
     embeddings = {name: base / "embedding" / name for name in EMBEDDING_VARIANTS}
     embeddings["flat"] = embedding
     if not done.exists():
-        dims = SHAPES[shape] if isinstance(shape, str) else shape
-        build_reranker_model(rerankers["causal-tied"], dims, tie_word_embeddings=True)
+        build_reranker_model(rerankers["causal-tied"], shape, tie_word_embeddings=True)
         seq_cls_copy(reranker, rerankers["seq-cls-1"], 1)
         seq_cls_copy(reranker, rerankers["seq-cls-2"], 2)
         sentence_transformers_reranker_copy(reranker, rerankers["sentence-transformers"])

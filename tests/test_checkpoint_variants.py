@@ -1,0 +1,183 @@
+"""Every checkpoint variant users download scores exactly as the official formula (1e-5 in
+float32 on CPU): tied and untied causal-LM rerankers, sequence-classification conversions
+with one and two labels, sentence-transformers layouts (written by sentence-transformers
+itself as well as by the builder), sharded bfloat16 files, and embedding models saved
+through the causal LM class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from qwen3_core import Qwen3Embedder, Qwen3Reranker
+from qwen3_core.testing import RERANKER_VARIANTS, ModelPaths, VariantPaths
+from qwen3_core.testing.variants import FINE_TUNED_QUERY_PROMPT
+from tests.reference import ReferenceEmbedder, ReferenceReranker, ReferenceSeqClsReranker
+
+QUERY = "What is the capital of China?"
+
+
+@pytest.fixture(scope="module")
+def reference_scores(test_models: ModelPaths, corpus: list[str]) -> np.ndarray:
+    """The official formula on the base causal-LM reranker, one prompt at a time."""
+    reference = ReferenceReranker(test_models.reranker)
+    return np.array([reference.score(QUERY, d) for d in corpus])
+
+
+class Rerankers(dict[str, Qwen3Reranker]):
+    """One engine per variant for the module: loading the tokenizer costs seconds."""
+
+    def __init__(self, variants: VariantPaths) -> None:
+        super().__init__()
+        self.variants = variants
+
+    def __missing__(self, name: str) -> Qwen3Reranker:
+        engine = self[name] = Qwen3Reranker(self.variants.rerankers[name], device="cpu")
+        return engine
+
+
+@pytest.fixture(scope="module")
+def rerankers(test_variants: VariantPaths) -> Rerankers:
+    return Rerankers(test_variants)
+
+
+@pytest.fixture(scope="module")
+def reference_embedder(test_models: ModelPaths) -> ReferenceEmbedder:
+    return ReferenceEmbedder(test_models.embedding)
+
+
+@pytest.mark.parametrize("name", RERANKER_VARIANTS)
+def test_reranker_variant_scores_the_official_formula(
+    name: str, test_variants: VariantPaths, rerankers: Rerankers, corpus: list[str]
+) -> None:
+    folder = test_variants.rerankers[name]
+    got = rerankers[name].score(QUERY, corpus)
+    # The official formula on the folder as transformers itself loads it.
+    seq_cls = name.startswith("seq-cls")
+    reference = ReferenceSeqClsReranker(folder) if seq_cls else ReferenceReranker(folder)
+    want = np.array([reference.score(QUERY, d) for d in corpus])
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    assert got.max() - got.min() > 0.05  # the scores depend on the document
+
+
+@pytest.mark.parametrize("name", ["seq-cls-1", "seq-cls-2", "sentence-transformers"])
+def test_conversions_score_like_the_reranker_they_came_from(
+    name: str, rerankers: Rerankers, corpus: list[str], reference_scores: np.ndarray
+) -> None:
+    got = rerankers[name].score(QUERY, corpus)
+    np.testing.assert_allclose(got, reference_scores, atol=1e-5, rtol=0)
+
+
+def test_sharded_bfloat16_loads_in_bfloat16_too(
+    test_variants: VariantPaths, rerankers: Rerankers, corpus: list[str]
+) -> None:
+    folder = test_variants.rerankers["sharded-bf16"]
+    full = rerankers["sharded-bf16"].score(QUERY, corpus)
+    half = Qwen3Reranker(folder, device="cpu", dtype="bfloat16")
+    assert half.dtype == torch.bfloat16
+    np.testing.assert_allclose(half.score(QUERY, corpus), full, atol=5e-2)
+
+
+@pytest.mark.parametrize(
+    ("name", "description"),
+    [
+        ("causal-untied", "causal LM, own lm_head"),
+        ("causal-tied", "causal LM, tied lm_head"),
+        ("seq-cls-1", "sequence classification, 1 label"),
+        ("seq-cls-2", "sequence classification, 2 labels"),
+        ("sentence-transformers", "sentence-transformers cross-encoder over a causal LM"),
+    ],
+)
+def test_variant_is_named_in_the_repr(name: str, description: str, rerankers: Rerankers) -> None:
+    assert description in repr(rerankers[name])
+
+
+def test_reranker_saved_by_sentence_transformers(
+    test_models: ModelPaths, tmp_path: Path, corpus: list[str], reference_scores: np.ndarray
+) -> None:
+    """A folder written by sentence-transformers' own CrossEncoder.save_pretrained: its
+    LogitScore module names the token ids, and those are the ones compared."""
+    from sentence_transformers import CrossEncoder
+
+    CrossEncoder(str(test_models.reranker), device="cpu").save_pretrained(str(tmp_path / "ce"))
+    assert (tmp_path / "ce" / "modules.json").is_file()
+    engine = Qwen3Reranker(tmp_path / "ce", device="cpu")
+    assert "sentence-transformers" in engine.variant.description
+    np.testing.assert_allclose(engine.score(QUERY, corpus), reference_scores, atol=1e-5)
+
+
+def test_builder_layouts_load_in_sentence_transformers(test_variants: VariantPaths) -> None:
+    """The builder's sentence-transformers folders are the real layout: sentence-transformers
+    reads them back with the same modules and token ids."""
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    cross = CrossEncoder(str(test_variants.rerankers["sentence-transformers"]), device="cpu")
+    score_module = cross[-1]
+    tokenizer = cross.tokenizer
+    assert score_module.true_token_id == tokenizer.convert_tokens_to_ids("yes")
+    assert score_module.false_token_id == tokenizer.convert_tokens_to_ids("no")
+    st = SentenceTransformer(str(test_variants.embeddings["sentence-transformers"]), device="cpu")
+    assert st.prompts["query"] == FINE_TUNED_QUERY_PROMPT
+
+
+@pytest.mark.parametrize("name", ["flat", "causal-lm", "sentence-transformers"])
+def test_embedding_variants_embed_documents_exactly(
+    name: str,
+    test_variants: VariantPaths,
+    reference_embedder: ReferenceEmbedder,
+    corpus: list[str],
+) -> None:
+    engine = Qwen3Embedder(test_variants.embeddings[name], device="cpu")
+    want = torch.stack([reference_embedder.embed(d) for d in corpus]).numpy()
+    np.testing.assert_allclose(engine.embed_documents(corpus), want, atol=1e-5, rtol=0)
+    # Only the base model is loaded: no lm_head memory is spent.
+    names = [n for n, _ in engine._backend._runner.loaded.model.named_parameters()]
+    assert not any("lm_head" in n for n in names)
+
+
+def test_declared_query_prompt_is_the_default(
+    test_variants: VariantPaths, reference_embedder: ReferenceEmbedder, queries: list[str]
+) -> None:
+    engine = Qwen3Embedder(test_variants.embeddings["sentence-transformers"], device="cpu")
+    assert engine.instruction == "Given a product question, retrieve matching listings"
+    assert "from the checkpoint" in repr(engine)
+    want = torch.stack([reference_embedder.embed(FINE_TUNED_QUERY_PROMPT + q) for q in queries])
+    np.testing.assert_allclose(engine.embed_queries(queries), want.numpy(), atol=1e-5, rtol=0)
+    # An explicit instruction still wins, at construction and per call.
+    task = "Find the passage"
+    explicit = Qwen3Embedder(
+        test_variants.embeddings["sentence-transformers"], device="cpu", instruction=task
+    )
+    assert "from the checkpoint" not in repr(explicit)
+    mine = torch.stack([reference_embedder.query(q, instruction=task) for q in queries]).numpy()
+    np.testing.assert_allclose(explicit.embed_queries(queries), mine, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(engine.embed_queries(queries, task), mine, atol=1e-5, rtol=0)
+
+
+def test_embedder_saved_by_sentence_transformers_matches_its_encode(
+    test_models: ModelPaths, tmp_path: Path, queries: list[str], corpus: list[str]
+) -> None:
+    """sentence-transformers itself as the reference: a Transformer + last-token Pooling +
+    Normalize model with a query prompt, saved and encoded by sentence-transformers."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Normalize, Pooling, Transformer
+
+    transformer = Transformer(str(test_models.embedding))
+    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="lasttoken")
+    prompt = "Instruct: Find the listing for a product question\nQuery:"
+    model = SentenceTransformer(
+        modules=[transformer, pooling, Normalize()],
+        prompts={"query": prompt, "document": ""},
+        device="cpu",
+    )
+    model.save(str(tmp_path / "st"))
+    engine = Qwen3Embedder(tmp_path / "st", device="cpu")
+    assert engine.query_prompt == prompt
+    for text in queries[:3]:  # one at a time: no padding in the reference
+        want = model.encode([text], prompt_name="query", convert_to_numpy=True)
+        np.testing.assert_allclose(engine.embed_queries([text]), want, atol=1e-5, rtol=0)
+    want = model.encode(corpus[:1], convert_to_numpy=True)
+    np.testing.assert_allclose(engine.embed_documents(corpus[:1]), want, atol=1e-5, rtol=0)
