@@ -426,7 +426,7 @@ def _reranker_variant(
     if modules is not None:
         _st_reranker_layout(folder, modules)
         token_ids = _st_reranker_token_ids(folder, modules)
-    has_head = shapes is None or "lm_head.weight" in shapes
+    has_head = "lm_head.weight" in shapes if shapes is not None else not tied
     description = "causal LM, " + ("own lm_head" if has_head else "tied lm_head")
     if token_ids is not None:
         description = "sentence-transformers cross-encoder over a " + description

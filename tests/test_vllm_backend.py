@@ -17,7 +17,7 @@ else:
     pytest.importorskip("vllm", reason="vLLM is not installed (see the vLLM step of .ci/run)")
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
-from qwen3_core.testing import ModelPaths
+from qwen3_core.testing import ModelPaths, VariantPaths
 
 TASK = "Find the passage that answers the question"
 LONG = ["gravity pulls " * 100, "长城" * 200]
@@ -183,3 +183,33 @@ def test_llamaindex_adapters_on_vllm(
     np.testing.assert_allclose([h.score for h in hits], [w.score for w in want], atol=1e-4)
     assert rerank.engine._backend.llm.llm_engine.model_config.max_model_len == 160  # type: ignore[attr-defined]
     rerank.engine.close()
+
+
+@pytest.mark.parametrize(
+    "name", ["seq-cls-1", "seq-cls-2", "causal-tied", "sentence-transformers", "sharded-bf16"]
+)
+def test_checkpoint_variants_on_vllm(
+    name: str, test_variants: VariantPaths, corpus: list[str]
+) -> None:
+    """Each variant on vLLM as the transformers backend scores it: a sequence-classification
+    conversion as vLLM's own classifier (no yes/no overrides), the others folded into one."""
+    folder = test_variants.rerankers[name]
+    docs = [*corpus[:8], ATTACK]
+    want = Qwen3Reranker(folder, device="cpu", max_length=128).score("什么是重力？", docs)
+    with Qwen3Reranker(folder, backend="vllm", max_length=128) as engine:
+        np.testing.assert_allclose(engine.score("什么是重力？", docs), want, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["causal-lm", "sentence-transformers"])
+def test_embedding_variants_on_vllm(
+    name: str, test_variants: VariantPaths, torch_embedder: Qwen3Embedder, corpus: list[str]
+) -> None:
+    folder = test_variants.embeddings[name]
+    local = Qwen3Embedder(folder, device="cpu", max_length=64)
+    with Qwen3Embedder(folder, backend="vllm", max_length=64) as engine:
+        np.testing.assert_allclose(
+            engine.embed_documents(corpus), torch_embedder.embed_documents(corpus), atol=1e-4
+        )
+        np.testing.assert_allclose(
+            engine.embed_queries(corpus[:3]), local.embed_queries(corpus[:3]), atol=1e-4
+        )

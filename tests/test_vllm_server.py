@@ -22,7 +22,7 @@ from langchain_core.documents import Document
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
 from qwen3_core.backends.http import ServerError
-from qwen3_core.testing import ModelPaths, VllmServer
+from qwen3_core.testing import ModelPaths, VariantPaths, VllmServer
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -223,3 +223,22 @@ def test_server_killed_mid_run_then_restarted(
         local_embedder.embed_documents(["back again"]),
         atol=1e-4,
     )
+
+
+def test_sequence_classification_server(test_variants: VariantPaths, corpus: list[str]) -> None:
+    """A server started on a two-label conversion, without overrides: the client reads
+    [P(no), P(yes)] and keeps P(yes)."""
+    folder = test_variants.rerankers["seq-cls-2"]
+    server = VllmServer(folder, reranker=True, scratch=scratch(), max_model_len=MAX_LENGTH)
+    try:
+        server.launch().wait_healthy()
+        local = Qwen3Reranker(folder, device="cpu", max_length=MAX_LENGTH)
+        with Qwen3Reranker(
+            folder, backend="server", base_url=server.url, max_length=MAX_LENGTH
+        ) as remote:
+            docs = [*corpus, ATTACK]
+            np.testing.assert_allclose(
+                remote.score("什么是重力？", docs), local.score("什么是重力？", docs), atol=1e-4
+            )
+    finally:
+        server.stop()

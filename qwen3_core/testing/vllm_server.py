@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from qwen3_core.backends.vllm import RERANKER_OVERRIDES
+from qwen3_core.variants import recognise
 
 
 def free_port() -> int:
@@ -28,12 +29,16 @@ def free_port() -> int:
 class VllmServer:
     """``python -m vllm.entrypoints.openai.api_server`` on one model, stopped by its pid.
 
-    The reranker gets the yes/no classifier overrides; on CPU a 1 GiB KV cache; sockets,
-    caches and the log go under ``scratch``.
+    A causal-LM reranker gets the yes/no classifier overrides (a sequence-classification
+    conversion runs as it is); on CPU a 1 GiB KV cache; sockets, caches and the log go under
+    ``scratch``.
     """
 
     def __init__(self, model: Path, *, reranker: bool, scratch: Path, max_model_len: int) -> None:
         self.model, self.port = model, free_port()
+        overrides = reranker and recognise(model, "reranker", weights=False).architecture != (
+            "seq_cls"
+        )
         self.args = [
             sys.executable,
             "-m",
@@ -41,7 +46,7 @@ class VllmServer:
             *("--model", str(model), "--runner", "pooling", "--dtype", "float32"),
             *("--enforce-eager", "--max-model-len", str(max_model_len)),
             *("--host", "127.0.0.1", "--port", str(self.port)),
-            *(("--hf-overrides", json.dumps(RERANKER_OVERRIDES)) if reranker else ()),
+            *(("--hf-overrides", json.dumps(RERANKER_OVERRIDES)) if overrides else ()),
         ]
         scratch.mkdir(parents=True, exist_ok=True)
         # The server's engine runs in its own process, as in production.
