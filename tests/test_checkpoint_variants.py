@@ -181,3 +181,28 @@ def test_embedder_saved_by_sentence_transformers_matches_its_encode(
         np.testing.assert_allclose(engine.embed_queries([text]), want, atol=1e-5, rtol=0)
     want = model.encode(corpus[:1], convert_to_numpy=True)
     np.testing.assert_allclose(engine.embed_documents(corpus[:1]), want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("shape", "hidden"), [("4b", 2560), ("8b", 4096)])
+def test_matryoshka_range_of_the_larger_models(
+    shape: str, hidden: int, test_models: ModelPaths, tmp_path: Path
+) -> None:
+    """The 4B and 8B embedding configs (as a server client reads them, without weights):
+    ``dimensions`` ranges up to their hidden size."""
+    import json
+    import shutil
+    from dataclasses import asdict
+
+    from qwen3_core.testing import SHAPES
+
+    folder = tmp_path / shape
+    shutil.copytree(test_models.embedding, folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    config = json.loads((folder / "config.json").read_text())
+    config.update(asdict(SHAPES[shape]))
+    config["layer_types"] = ["full_attention"] * SHAPES[shape].num_hidden_layers
+    (folder / "config.json").write_text(json.dumps(config))
+    server = {"backend": "server", "base_url": "http://127.0.0.1:9"}
+    assert Qwen3Embedder(folder, **server).dimension == hidden  # type: ignore[arg-type]
+    assert Qwen3Embedder(folder, dimensions=32, **server).dimension == 32  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=f"dimensions.*{hidden}"):
+        Qwen3Embedder(folder, dimensions=hidden + 1, **server)  # type: ignore[arg-type]

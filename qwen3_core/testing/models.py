@@ -45,6 +45,8 @@ class ModelShape:
 SHAPES: dict[str, ModelShape] = {
     # Tests: head_dim 32 is the smallest vLLM's CPU attention accepts.
     "tiny": ModelShape(64, 2, 2, 1, 32, 128),
+    # Tests: the 36 layers of the 4B and 8B models, at the tiny width.
+    "tiny-36-layers": ModelShape(64, 36, 2, 1, 32, 128),
     # Quick benchmark runs.
     "small": ModelShape(256, 4, 4, 2, 64, 768),
     # The exact Qwen3-0.6B shape (Qwen3-Embedding-0.6B / Qwen3-Reranker-0.6B): real cost per token.

@@ -3,7 +3,8 @@
 Each is written the way its real counterpart is laid out on the hub, from the same random
 weights as the base models, so its exact scores are known from the base model's:
 
-- rerankers: a causal LM with its own lm_head (the base reranker) or a tied one; the
+- rerankers: a causal LM with its own lm_head (the base reranker, and one 36 layers deep as
+  the 4B and 8B are) or a tied one (as the 0.6B); the
   sequence-classification conversions with one label (``score.weight`` = lm_head["yes"] -
   lm_head["no"]) and two labels ([no, yes] rows); a sentence-transformers cross-encoder
   (``modules.json`` with a LogitScore module naming the token ids); sharded bfloat16 files;
@@ -27,11 +28,12 @@ from qwen3_core import prompts
 from qwen3_core.testing.models import BUILDER_VERSION, ModelPaths, build_reranker_model
 
 # Bump when this module's output changes, so cached copies are rebuilt.
-VARIANTS_VERSION = 1
+VARIANTS_VERSION = 2
 
 RERANKER_VARIANTS = (
     "causal-untied",
     "causal-tied",
+    "untied-36-layers",
     "seq-cls-1",
     "seq-cls-2",
     "sentence-transformers",
@@ -245,6 +247,7 @@ def build_variants(root: str | Path, models: ModelPaths, shape: str = "tiny") ->
     embeddings["flat"] = embedding
     if not done.exists():
         build_reranker_model(rerankers["causal-tied"], shape, tie_word_embeddings=True)
+        build_reranker_model(rerankers["untied-36-layers"], "tiny-36-layers")
         seq_cls_copy(reranker, rerankers["seq-cls-1"], 1)
         seq_cls_copy(reranker, rerankers["seq-cls-2"], 2)
         sentence_transformers_reranker_copy(reranker, rerankers["sentence-transformers"])
