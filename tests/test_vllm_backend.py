@@ -185,8 +185,24 @@ def test_llamaindex_adapters_on_vllm(
     rerank.engine.close()
 
 
+# Eager mode: each variant starts an engine of its own, and compiling each would take a minute.
+EAGER = {"enforce_eager": True}
+
+
+# Each starts an engine of its own (about 45 s here): CI runs one per vLLM loading path, the
+# rest with -m slow. Two labels also run against a server in tests/test_vllm_server.py.
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
-    "name", ["seq-cls-1", "seq-cls-2", "causal-tied", "sentence-transformers", "sharded-bf16"]
+    "name",
+    [
+        "seq-cls-1",
+        "sentence-transformers",
+        pytest.param("seq-cls-2", marks=SLOW),
+        pytest.param("causal-tied", marks=SLOW),
+        pytest.param("sharded-bf16", marks=SLOW),
+    ],
 )
 def test_checkpoint_variants_on_vllm(
     name: str, test_variants: VariantPaths, corpus: list[str]
@@ -196,17 +212,17 @@ def test_checkpoint_variants_on_vllm(
     folder = test_variants.rerankers[name]
     docs = [*corpus[:8], ATTACK]
     want = Qwen3Reranker(folder, device="cpu", max_length=128).score("什么是重力？", docs)
-    with Qwen3Reranker(folder, backend="vllm", max_length=128) as engine:
+    with Qwen3Reranker(folder, backend="vllm", max_length=128, vllm_kwargs=EAGER) as engine:
         np.testing.assert_allclose(engine.score("什么是重力？", docs), want, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["causal-lm", "sentence-transformers"])
+@pytest.mark.parametrize("name", [pytest.param("causal-lm", marks=SLOW), "sentence-transformers"])
 def test_embedding_variants_on_vllm(
     name: str, test_variants: VariantPaths, torch_embedder: Qwen3Embedder, corpus: list[str]
 ) -> None:
     folder = test_variants.embeddings[name]
     local = Qwen3Embedder(folder, device="cpu", max_length=64)
-    with Qwen3Embedder(folder, backend="vllm", max_length=64) as engine:
+    with Qwen3Embedder(folder, backend="vllm", max_length=64, vllm_kwargs=EAGER) as engine:
         np.testing.assert_allclose(
             engine.embed_documents(corpus), torch_embedder.embed_documents(corpus), atol=1e-4
         )
