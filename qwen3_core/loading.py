@@ -8,6 +8,7 @@ report is checked again, so no weight the model uses is ever left randomly initi
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -77,16 +78,43 @@ class Checkpoint:
 
 
 def _open_folder(folder: Path, kind: ModelKind, *, weights: bool = True) -> Checkpoint:
-    (AutoTokenizer,) = import_names("transformers", "AutoTokenizer")
-
     variant = recognise(folder, kind, weights=weights)
     from qwen3_core.variants import read_config
 
     config = read_config(folder)
+    return Checkpoint(folder, kind, config, _tokenizer(folder), variant)
+
+
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
+_tokenizers: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+_tokenizers_lock = threading.Lock()
+
+
+def _tokenizer(folder: Path) -> Any:
+    """The folder's fast tokenizer, shared with every folder whose tokenizer files are the
+    same bytes (a model's variants and revisions): loading the 151k-token Qwen3 tokenizer
+    takes seconds."""
+    (AutoTokenizer,) = import_names("transformers", "AutoTokenizer")
+
+    digest = hashlib.sha256()
+    for name in _TOKENIZER_FILES:
+        path = folder / name
+        digest.update(name.encode() + (path.read_bytes() if path.is_file() else b"\0"))
+    key = digest.hexdigest()
+    with _tokenizers_lock:
+        hit = _tokenizers.get(key)
+    if hit is not None:
+        return hit
     tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     if not getattr(tokenizer, "is_fast", False):
         raise ModelKindError(f"'{folder}' has no fast (tokenizer.json) tokenizer")
-    return Checkpoint(folder, kind, config, tokenizer, variant)
+    with _tokenizers_lock:
+        return _tokenizers.setdefault(key, tokenizer)
 
 
 def open_checkpoint(

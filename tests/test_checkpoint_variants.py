@@ -202,7 +202,8 @@ def test_matryoshka_range_of_the_larger_models(
     config["layer_types"] = ["full_attention"] * SHAPES[shape].num_hidden_layers
     (folder / "config.json").write_text(json.dumps(config))
     server = {"backend": "server", "base_url": "http://127.0.0.1:9"}
-    assert Qwen3Embedder(folder, **server).dimension == hidden  # type: ignore[arg-type]
+    full = Qwen3Embedder(folder, **server)  # type: ignore[arg-type]
+    assert full.dimension == hidden
     assert Qwen3Embedder(folder, dimensions=32, **server).dimension == 32  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=f"dimensions.*{hidden}"):
         Qwen3Embedder(folder, dimensions=hidden + 1, **server)  # type: ignore[arg-type]
