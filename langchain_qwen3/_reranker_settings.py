@@ -28,9 +28,11 @@ class Qwen3RerankerSettings(LazyEngineAdapter):
     instruction: str = DEFAULT_INSTRUCTION
     """The task in the reranker prompt; with ``engine=``, the engine's unless given."""
     device: DeviceName = None
-    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; None: CUDA when available, else CPU."""
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; None: CUDA when available, else MPS,
+    else CPU."""
     dtype: DtypeName = None
-    """``"float32"``, ``"bfloat16"`` or ``"float16"``; None: bfloat16 on CUDA, float32 elsewhere."""
+    """``"float32"``, ``"bfloat16"`` or ``"float16"``; None: bfloat16 on GPUs with bf16 units,
+    float16 on older GPUs, float32 elsewhere."""
     max_length: int = Field(default=8192, ge=1)
     """Longest prompt in tokens; a longer document is truncated, the prompt's frame kept."""
     max_batch_tokens: int | None = Field(default=None, ge=1)

@@ -40,9 +40,11 @@ class Qwen3Embeddings(LazyEngineAdapter, Embeddings):
     model: str = DEFAULT_EMBEDDING_MODEL
     """Hugging Face hub id or local folder of a Qwen3-Embedding checkpoint."""
     device: DeviceName = None
-    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; None: CUDA when available, else CPU."""
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; None: CUDA when available, else MPS,
+    else CPU."""
     dtype: DtypeName = None
-    """``"float32"``, ``"bfloat16"`` or ``"float16"``; None: bfloat16 on CUDA, float32 elsewhere."""
+    """``"float32"``, ``"bfloat16"`` or ``"float16"``; None: bfloat16 on GPUs with bf16 units,
+    float16 on older GPUs, float32 elsewhere."""
     query_instruction: str | None = None
     """The task given to queries (documents get none); None: the engine's, which is the query
     prompt the checkpoint declares (a fine-tuned model's), else ``DEFAULT_INSTRUCTION``."""

@@ -17,7 +17,7 @@ from qwen3_core import Qwen3Embedder
 from qwen3_core.adapters import device_name, dtype_name, reject_settings_beside_engine
 from qwen3_core.backends import Backend
 from qwen3_core.lazy import LazyEngine
-from qwen3_core.prompts import DEFAULT_EMBEDDING_MODEL, DEFAULT_INSTRUCTION
+from qwen3_core.prompts import DEFAULT_EMBEDDING_MODEL
 from qwen3_core.validation import check_text, check_texts
 
 # LlamaIndex's default of 10 texts per call starves a GPU; the engine splits each call into
@@ -55,15 +55,19 @@ class Qwen3Embedding(BaseEmbedding):
     )
     device: str | None = Field(
         default=None,
-        description='"cpu", "cuda", "cuda:N" or "mps"; None: CUDA when available, else CPU.',
+        description='"cpu", "cuda", "cuda:N" or "mps"; None: CUDA when available, else MPS, '
+        "else CPU.",
     )
     dtype: str | None = Field(
         default=None,
-        description='"float32", "bfloat16" or "float16"; None: bfloat16 on CUDA, else float32.',
+        description='"float32", "bfloat16" or "float16"; None: bfloat16 on GPUs with bf16 '
+        "units, float16 on older GPUs, else float32.",
     )
-    query_instruction: str = Field(
-        default=DEFAULT_INSTRUCTION,
-        description="The task given to queries (texts get none).",
+    query_instruction: str | None = Field(
+        default=None,
+        description="The task given to queries (texts get none); None: the engine's, which is "
+        "the query prompt the checkpoint declares (a fine-tuned model's), else "
+        "DEFAULT_INSTRUCTION.",
     )
     dimensions: int | None = Field(
         default=None,
@@ -113,8 +117,8 @@ class Qwen3Embedding(BaseEmbedding):
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
-        """``query_instruction`` defaults to the engine's (``DEFAULT_INSTRUCTION`` unless a
-        ready ``engine`` says otherwise); ``kwargs`` are further ``BaseEmbedding`` fields
+        """``query_instruction`` defaults to the engine's (the query prompt the checkpoint
+        declares, else ``DEFAULT_INSTRUCTION``); ``kwargs`` are further ``BaseEmbedding`` fields
         (``num_workers``, ``embeddings_cache``, ...)."""
         if engine is not None:
             if not isinstance(engine, Qwen3Embedder):
@@ -139,8 +143,6 @@ class Qwen3Embedding(BaseEmbedding):
             dimensions, max_length, backend = engine.dimensions, engine.max_length, engine.backend
             if query_instruction is None:
                 query_instruction = engine.instruction
-        if query_instruction is None:
-            query_instruction = DEFAULT_INSTRUCTION
         if callback_manager is not None:
             kwargs["callback_manager"] = callback_manager
         # Through a dict: BaseEmbedding's typed __init__ does not know this class's fields.

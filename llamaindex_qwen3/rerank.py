@@ -85,11 +85,13 @@ class Qwen3Rerank(BaseNodePostprocessor):
     )
     device: str | None = Field(
         default=None,
-        description='"cpu", "cuda", "cuda:N" or "mps"; None: CUDA when available, else CPU.',
+        description='"cpu", "cuda", "cuda:N" or "mps"; None: CUDA when available, else MPS, '
+        "else CPU.",
     )
     dtype: str | None = Field(
         default=None,
-        description='"float32", "bfloat16" or "float16"; None: bfloat16 on CUDA, else float32.',
+        description='"float32", "bfloat16" or "float16"; None: bfloat16 on GPUs with bf16 '
+        "units, float16 on older GPUs, else float32.",
     )
     max_length: int = Field(
         default=DEFAULT_MAX_LENGTH,

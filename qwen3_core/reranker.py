@@ -65,6 +65,11 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
     ``quantization="int8"`` (CPU, transformers backend, float32 only; off by default) runs the
     decoder's linear layers in int8 on the CPU's VNNI units: faster, not exact (see
     docs/performance.md).
+    For a hub id, ``revision``, ``token``, ``cache_dir`` and ``local_files_only`` go to the
+    download, and ``source="modelscope"`` (or QWEN3_RAG_USE_MODELSCOPE=1) fetches from
+    ModelScope; ``model_kwargs`` go to transformers' ``from_pretrained``. Every checkpoint
+    variant in circulation loads and scores exactly, and one that cannot is refused with a
+    ``ModelKindError`` before any weights are read (see docs/engine.md).
     """
 
     def __init__(

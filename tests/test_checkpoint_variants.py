@@ -207,3 +207,17 @@ def test_matryoshka_range_of_the_larger_models(
     assert Qwen3Embedder(folder, dimensions=32, **server).dimension == 32  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=f"dimensions.*{hidden}"):
         Qwen3Embedder(folder, dimensions=hidden + 1, **server)  # type: ignore[arg-type]
+
+
+def test_adapters_use_the_declared_query_prompt(
+    test_variants: VariantPaths, reference_embedder: ReferenceEmbedder
+) -> None:
+    from langchain_qwen3 import Qwen3Embeddings
+    from llamaindex_qwen3 import Qwen3Embedding
+
+    folder = test_variants.embeddings["sentence-transformers"]
+    want = reference_embedder.embed(FINE_TUNED_QUERY_PROMPT + "red running shoes").numpy()
+    langchain = Qwen3Embeddings(model=str(folder), device="cpu")
+    np.testing.assert_allclose(langchain.embed_query("red running shoes"), want, atol=1e-5)
+    llamaindex = Qwen3Embedding(str(folder), device="cpu")
+    np.testing.assert_allclose(llamaindex.get_query_embedding("red running shoes"), want, atol=1e-5)
