@@ -17,6 +17,32 @@ def model_id(value: str | os.PathLike[str]) -> str:
     return name
 
 
+def one_model_name(
+    model: str | os.PathLike[str] | None,
+    model_name: str | os.PathLike[str] | None,
+    default: str,
+) -> str:
+    """The model from ``model`` or its LlamaIndex alias ``model_name``: one of them, or both
+    naming the same one."""
+    if model is not None and model_name is not None and model_id(model) != model_id(model_name):
+        raise ValueError(
+            f"model={model_id(model)!r} and model_name={model_id(model_name)!r} differ: "
+            "they are one setting, give one of them"
+        )
+    chosen = model if model is not None else model_name
+    return default if chosen is None else model_id(chosen)
+
+
+def reject_unknown_kwargs(owner: str, kwargs: dict[str, Any], base: type[BaseComponent]) -> None:
+    """Further keyword arguments may only be fields of the LlamaIndex ``base`` class: a
+    misspelt setting must not pass silently."""
+    unknown = sorted(set(kwargs) - set(base.model_fields))
+    if unknown:
+        raise TypeError(
+            f"{owner}() got unexpected keyword argument(s): {', '.join(map(repr, unknown))}"
+        )
+
+
 def changed_settings(settings: dict[str, tuple[Any, Any]]) -> list[str]:
     """The names in ``settings`` (name -> (value given, default)) given a non-default value."""
     return [name for name, (value, default) in settings.items() if value != default]

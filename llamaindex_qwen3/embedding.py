@@ -12,7 +12,13 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
 
-from llamaindex_qwen3._common import changed_settings, model_id, state_without_engine
+from llamaindex_qwen3._common import (
+    changed_settings,
+    model_id,
+    one_model_name,
+    reject_unknown_kwargs,
+    state_without_engine,
+)
 from qwen3_core import Qwen3Embedder
 from qwen3_core.adapters import device_name, dtype_name, reject_settings_beside_engine
 from qwen3_core.backends import Backend
@@ -39,7 +45,7 @@ class Qwen3Embedding(BaseEmbedding):
     from llama_index.core import VectorStoreIndex
     from llamaindex_qwen3 import Qwen3Embedding
 
-    embed_model = Qwen3Embedding(model_name="Qwen/Qwen3-Embedding-0.6B")
+    embed_model = Qwen3Embedding(model="Qwen/Qwen3-Embedding-0.6B")
     index = VectorStoreIndex.from_documents(documents, embed_model=embed_model)
     ```
 
@@ -102,8 +108,9 @@ class Qwen3Embedding(BaseEmbedding):
 
     def __init__(
         self,
-        model_name: str | os.PathLike[str] = DEFAULT_EMBEDDING_MODEL,
+        model: str | os.PathLike[str] | None = None,
         *,
+        model_name: str | os.PathLike[str] | None = None,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         query_instruction: str | None = None,
@@ -117,9 +124,17 @@ class Qwen3Embedding(BaseEmbedding):
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
-        """``query_instruction`` defaults to the engine's (the query prompt the checkpoint
-        declares, else ``DEFAULT_INSTRUCTION``); ``kwargs`` are further ``BaseEmbedding`` fields
-        (``num_workers``, ``embeddings_cache``, ...)."""
+        """Args:
+        model: Hub id or local folder of a Qwen3-Embedding checkpoint (default
+            ``Qwen/Qwen3-Embedding-0.6B``); ``model_name`` is the same, by LlamaIndex's
+            name.
+        query_instruction: The task given to queries; None: the engine's (the query
+            prompt the checkpoint declares, else ``DEFAULT_INSTRUCTION``).
+        kwargs: Further ``BaseEmbedding`` fields (``num_workers``, ``embeddings_cache``,
+            ...); any other name is a TypeError.
+        """
+        model_name = one_model_name(model, model_name, DEFAULT_EMBEDDING_MODEL)
+        reject_unknown_kwargs(type(self).__name__, kwargs, BaseEmbedding)
         if engine is not None:
             if not isinstance(engine, Qwen3Embedder):
                 raise TypeError(f"engine must be a Qwen3Embedder, got {type(engine).__name__}")
