@@ -1,7 +1,7 @@
 """The CPU float32 linear layers on oneDNN, with weights packed once at load.
 
 torch's ``nn.Linear`` calls its BLAS (MKL in the CPU wheels), which on some x86 CPUs runs far
-below the hardware's rate: on this workplace's AMD EPYC ``torch.mm`` reaches 190-230 GFLOP/s
+below the hardware's rate: on a 2-core AMD EPYC with AVX-512, ``torch.mm`` reaches 190-230 GFLOP/s
 where oneDNN's packed float32 GEMM, also inside torch, reaches 440-510 (the two cores'
 AVX-512 FMA peak). Same float32 arithmetic, only the summation order differs (scores agree
 within 1e-5; tests/test_onednn_linear.py). ``QWEN3_RAG_CPU_LINEAR=torch`` keeps ``nn.Linear``.

@@ -1,1 +1,1 @@
-"""Seed 003's two-stage search, as the ``qwen3-rag demo`` command."""
+"""The two-stage search (embedding top-k, then reranking), as the ``qwen3-rag demo`` command."""

@@ -1,4 +1,4 @@
-"""``qwen3-rag``: the command line. ``qwen3-rag demo`` runs seed 003's two-stage search."""
+"""``qwen3-rag``: the command line. ``qwen3-rag demo`` runs the two-stage search."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="two-stage search over a corpus: embedding top-k, then reranking",
         description="Embed a corpus, take the top-k documents by cosine similarity to each "
-        "query, rerank them and print the best. Without --corpus it searches seed 003's "
+        "query, rerank them and print the best. Without --corpus it searches the built-in "
         "18-document sample corpus with its two queries.",
     )
     demo.add_argument(

@@ -1,4 +1,4 @@
-"""Seed 003's 18-document sample corpus and its two test queries."""
+"""The demo's 18-document sample corpus (Chinese and English) and its two test queries."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Seed 003's two-stage search: embedding cosine top-k (coarse), then reranking (fine)."""
+"""The two-stage search: embedding cosine top-k (coarse), then reranking (fine)."""
 
 from __future__ import annotations
 
