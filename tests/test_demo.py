@@ -205,3 +205,31 @@ def test_command_fails_with_one_line(cli_runs: dict[str, tuple[int, str, str]], 
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert CLI_FAILURES[name][1] in lines[0]
+
+
+def test_own_corpus_without_a_query_says_what_to_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "docs.txt"
+    corpus.write_text("one document\nanother document\n")
+    # Not a terminal (as here): one line naming the options, before any model is loaded.
+    assert main(["demo", "--tiny", "--corpus", str(corpus)]) == 2
+    err = capsys.readouterr().err
+    assert "without a query" in err and "--query" in err and "--interactive" in err
+
+
+def test_own_corpus_without_a_query_on_a_terminal_asks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    corpus = tmp_path / "docs.txt"
+    corpus.write_text("one document\nanother document\n")
+    monkeypatch.setattr("sys.stdin", Terminal("another\nquit\n"))
+    assert main(["demo", "--tiny", "--corpus", str(corpus), "--top-n", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Interactive search" in out and "Query: another" in out

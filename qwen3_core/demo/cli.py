@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--query",
         action="append",
         metavar="TEXT",
-        help="a query to run (repeatable; default: the sample queries)",
+        help="a query to run (repeatable; default: the sample queries with the sample corpus; "
+        "with --corpus and no query, ask for queries on a terminal)",
     )
     demo.add_argument("--interactive", action="store_true", help="then ask for queries")
     demo.add_argument("--top-k", type=int, default=8, help="embedding candidates (default 8)")
@@ -146,6 +147,14 @@ def run_demo(args: argparse.Namespace) -> int:
         raise ValueError("--top-k and --top-n must be at least 1")
     documents = load_corpus_file(args.corpus) if args.corpus else list(SAMPLE_DOCUMENTS)
     queries = args.query or ([] if args.corpus else list(SAMPLE_QUERIES))
+    if not queries and not args.interactive:
+        # Your own corpus and no query: nothing would be searched.
+        if not sys.stdin.isatty():
+            raise ValueError(
+                "--corpus was given without a query: pass --query TEXT (repeatable) or "
+                "--interactive"
+            )
+        args.interactive = True
     search = _load_models(args)
     seconds = search.index(documents)
     print(
