@@ -231,6 +231,7 @@ def _drop_load_report(record: logging.LogRecord) -> bool:
 
 _quiet_lock = threading.Lock()
 _quiet_depth = 0
+_bars_were_enabled = True
 
 
 @contextmanager
@@ -238,12 +239,12 @@ def _quiet_loading() -> Iterator[None]:
     """No "Loading weights" bar and no load report on the user's terminal while a model
     loads: the engine checks transformers' report itself and raises on what matters. Nested
     and concurrent loads restore transformers' settings once the last one ends."""
-    global _quiet_depth
+    global _quiet_depth, _bars_were_enabled
     (logging_utils,) = import_names("transformers.utils", "logging")
     report_logger = logging.getLogger("transformers.modeling_utils")
     with _quiet_lock:
         if _quiet_depth == 0:
-            _quiet_loading.bars = logging_utils.is_progress_bar_enabled()  # type: ignore[attr-defined]
+            _bars_were_enabled = logging_utils.is_progress_bar_enabled()
             logging_utils.disable_progress_bar()
             report_logger.addFilter(_drop_load_report)
         _quiet_depth += 1
@@ -253,7 +254,7 @@ def _quiet_loading() -> Iterator[None]:
         with _quiet_lock:
             _quiet_depth -= 1
             if _quiet_depth == 0:
-                if _quiet_loading.bars:  # type: ignore[attr-defined]
+                if _bars_were_enabled:
                     logging_utils.enable_progress_bar()
                 report_logger.removeFilter(_drop_load_report)
 

@@ -221,3 +221,21 @@ def test_adapters_use_the_declared_query_prompt(
     np.testing.assert_allclose(langchain.embed_query("red running shoes"), want, atol=1e-5)
     llamaindex = Qwen3Embedding(str(folder), device="cpu")
     np.testing.assert_allclose(llamaindex.get_query_embedding("red running shoes"), want, atol=1e-5)
+
+
+def test_loading_prints_nothing(
+    test_variants: VariantPaths, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """No "Loading weights" bar and no load report (the causal-LM-saved embedder's lm_head is
+    an unexpected tensor to transformers): the engine checks the report itself."""
+    import shutil
+
+    folder = tmp_path / "fresh"  # a folder of its own: a real load, not the shared copy
+    shutil.copytree(test_variants.embeddings["causal-lm"], folder)
+    capfd.readouterr()
+    Qwen3Embedder(folder, device="cpu").embed_documents(["x"])
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in err + out and "LOAD REPORT" not in err + out
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()  # restored for the user's own loads
