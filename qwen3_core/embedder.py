@@ -118,6 +118,7 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
             else "instruction"
         )
         self._tokenizer.check_prompt_room(self.query_prompt)
+        self.document_prompt = self.variant.document_prompt or ""
         hidden_size = int(opened.checkpoint.config["hidden_size"])
         self.dimensions = check_optional_int(
             "dimensions", dimensions, minimum=1, maximum=hidden_size
@@ -154,14 +155,20 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         return self.dimensions or self._hidden_size
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        """float32 (len(texts), dimension), rows L2-normalised; texts are embedded as they are."""
-        return self._embed(check_texts("texts", texts))
+        """float32 (len(texts), dimension), rows L2-normalised; texts are embedded as they are
+        (after the document prompt a fine-tuned checkpoint declares, if any)."""
+        return self._embed(self._document_texts(texts))
 
     def embed_queries(self, queries: Sequence[str], instruction: str | None = None) -> np.ndarray:
         """Like ``embed_documents``, each query as ``Instruct: {instruction}\\nQuery:{query}``
         (``instruction`` defaults to the one given at construction; with none given there,
         the query prompt the checkpoint declares, else the default instruction)."""
         return self._embed(self._query_texts(queries, instruction))
+
+    def _document_texts(self, texts: Sequence[str]) -> list[str]:
+        checked = check_texts("texts", texts)
+        prompt = self.document_prompt
+        return [prompt + t for t in checked] if prompt else checked
 
     def _query_texts(self, queries: Sequence[str], instruction: str | None) -> list[str]:
         checked = check_texts("queries", queries)
@@ -173,7 +180,7 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
 
     async def aembed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """``embed_documents``, awaitable."""
-        return await self._aembed(check_texts("texts", texts))
+        return await self._aembed(self._document_texts(texts))
 
     async def aembed_queries(
         self, queries: Sequence[str], instruction: str | None = None
@@ -211,11 +218,13 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
 
     def _prompt_note(self) -> str:
         """Says so when queries get the checkpoint's own prompt rather than the default."""
-        if self.query_prompt_source != "checkpoint":
-            return ""
-        if self.query_prompt == prompts.embedding_query_text(prompts.DEFAULT_INSTRUCTION, ""):
-            return ""
-        return f", query_prompt={self.query_prompt!r} (from the checkpoint)"
+        note = ""
+        default = prompts.embedding_query_text(prompts.DEFAULT_INSTRUCTION, "")
+        if self.query_prompt_source == "checkpoint" and self.query_prompt != default:
+            note = f", query_prompt={self.query_prompt!r} (from the checkpoint)"
+        if self.document_prompt:
+            note += f", document_prompt={self.document_prompt!r} (from the checkpoint)"
+        return note
 
     def __repr__(self) -> str:
         return (

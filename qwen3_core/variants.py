@@ -61,6 +61,9 @@ class Variant:
     """For a causal LM: the token id compared against, when the checkpoint names it."""
     query_prompt: str | None = None
     """For an embedding model: the query prompt its sentence-transformers config declares."""
+    document_prompt: str | None = None
+    """For an embedding model: a document prompt its sentence-transformers config declares
+    (Qwen3-Embedding's is empty; a fine-tuned model may have one)."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -244,16 +247,19 @@ def _st_reranker_layout(folder: Path, modules: list[dict[str, Any]]) -> None:
             )
 
 
-def _st_query_prompt(folder: Path) -> str | None:
+def _st_prompts(folder: Path) -> tuple[str | None, str | None]:
+    """The (query, document) prompts a sentence-transformers config declares (None where
+    absent or empty)."""
     path = folder / "config_sentence_transformers.json"
-    if not path.is_file():
-        return None
-    config = read_json(path)
+    config = read_json(path) if path.is_file() else None
     declared = config.get("prompts") if isinstance(config, dict) else None
     if not isinstance(declared, dict):
-        return None
-    query = declared.get("query")
-    return query if isinstance(query, str) and query else None
+        return None, None
+    query, document = declared.get("query"), declared.get("document")
+    return (
+        query if isinstance(query, str) and query else None,
+        document if isinstance(document, str) and document else None,
+    )
 
 
 def _st_reranker_token_ids(folder: Path, modules: list[dict[str, Any]]) -> tuple[int, int] | None:
@@ -353,7 +359,17 @@ def _embedding_variant(
     modules: list[dict[str, Any]] | None,
     shapes: dict[str, tuple[int, ...]] | None,
 ) -> Variant:
-    query_prompt = _st_query_prompt(folder)
+    query_prompt, document_prompt = _st_prompts(folder)
+
+    def embedding(description: str) -> Variant:
+        return Variant(
+            "embedding",
+            "base",
+            description,
+            query_prompt=query_prompt,
+            document_prompt=document_prompt,
+        )
+
     if modules is not None:
         _st_embedding_layout(folder, modules)
     seq_cls = "Qwen3ForSequenceClassification" in _architectures(config) or (
@@ -365,17 +381,12 @@ def _embedding_variant(
             "embedding model: load it with Qwen3Reranker"
         )
     if shapes is None:
-        return Variant("embedding", "base", "embedding model", query_prompt=query_prompt)
+        return embedding("embedding model")
     if _layout(folder, config, shapes) == "flat":
-        return Variant("embedding", "base", "embedding model", query_prompt=query_prompt)
+        return embedding("embedding model")
     st_says = modules is not None and any(_module_class(m) == "Pooling" for m in modules)
     if st_says or _tokenizer_appends_eos(folder):
-        return Variant(
-            "embedding",
-            "base",
-            "embedding model saved as a causal LM (its base model only)",
-            query_prompt=query_prompt,
-        )
+        return embedding("embedding model saved as a causal LM (its base model only)")
     raise ModelKindError(
         f"'{folder}' looks like a Qwen3 reranker or chat model (a causal LM, and nothing marks "
         "it as an embedding model: no last-token Pooling module, no <|endoftext|> appended by "

@@ -239,3 +239,26 @@ def test_loading_prints_nothing(
     from transformers.utils import logging as hf_logging
 
     assert hf_logging.is_progress_bar_enabled()  # restored for the user's own loads
+
+
+def test_declared_document_prompt_is_applied(
+    test_variants: VariantPaths,
+    reference_embedder: ReferenceEmbedder,
+    corpus: list[str],
+    tmp_path: Path,
+) -> None:
+    """A fine-tuned model that declares a document prompt gets it before every document, as
+    sentence-transformers' ``encode(prompt_name="document")`` does."""
+    import json
+    import shutil
+
+    folder = tmp_path / "st"
+    shutil.copytree(test_variants.embeddings["sentence-transformers"], folder)
+    config_path = folder / "config_sentence_transformers.json"
+    config = json.loads(config_path.read_text())
+    config["prompts"]["document"] = "passage: "
+    config_path.write_text(json.dumps(config))
+    engine = Qwen3Embedder(folder, device="cpu")
+    assert "document_prompt='passage: '" in repr(engine)
+    want = torch.stack([reference_embedder.embed("passage: " + d) for d in corpus[:4]]).numpy()
+    np.testing.assert_allclose(engine.embed_documents(corpus[:4]), want, atol=1e-5, rtol=0)
