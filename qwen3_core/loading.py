@@ -24,7 +24,7 @@ import torch
 from qwen3_core.hub import HubOptions, ModelNotFoundError, import_names, resolve_model_folder
 from qwen3_core.onednn_linear import onednn_linear_wanted, use_onednn_linears
 from qwen3_core.quantization import Quantization, quantize_int8
-from qwen3_core.variants import ModelKind, ModelKindError, Variant, recognise
+from qwen3_core.variants import ModelKind, ModelKindError, Variant, read_config, recognise
 
 __all__ = [
     "Checkpoint",
@@ -78,10 +78,8 @@ class Checkpoint:
 
 
 def _open_folder(folder: Path, kind: ModelKind, *, weights: bool = True) -> Checkpoint:
-    variant = recognise(folder, kind, weights=weights)
-    from qwen3_core.variants import read_config
-
     config = read_config(folder)
+    variant = recognise(folder, kind, weights=weights, config=config)
     return Checkpoint(folder, kind, config, _tokenizer(folder), variant)
 
 

@@ -292,11 +292,18 @@ def _tokenizer_appends_eos(folder: Path) -> bool:
 # Recognising the variant
 
 
-def recognise(folder: Path, kind: ModelKind, *, weights: bool = True) -> Variant:
+def recognise(
+    folder: Path,
+    kind: ModelKind,
+    *,
+    weights: bool = True,
+    config: dict[str, Any] | None = None,
+) -> Variant:
     """The variant in ``folder`` for a ``kind`` engine, or ModelKindError naming why it
     cannot be used. With ``weights`` False (a client of a model server, which has only the
-    configs), it is told from the configs alone."""
-    config = read_config(folder)
+    configs), it is told from the configs alone. ``config``: the folder's config.json as
+    ``read_config`` gave it, if the caller has it already."""
+    config = read_config(folder) if config is None else config
     modules = _st_modules(folder)
     shapes = tensor_shapes(folder) if weights else None
     if weights and shapes is None:
