@@ -27,7 +27,7 @@ from benchmarks.common import (
     selected,
     sequence_flops,
 )
-from qwen3_core.onednn_linear import ENVIRONMENT_SWITCH
+from qwen3_core.kernels.onednn_linear import ENVIRONMENT_SWITCH
 
 SEED_BATCH = 32  # seed 002 embeds a list at once; fixed chunks of 32, padded to the longest
 

@@ -1,5 +1,5 @@
 """CPU kernels behind the float32 path: torch's ``nn.Linear`` (its BLAS) against oneDNN's packed
-GEMM (qwen3_core/onednn_linear.py) at the Qwen3-0.6B layer shapes, and torch's causal SDPA
+GEMM (qwen3_core/kernels/onednn_linear.py) at the Qwen3-0.6B layer shapes, and torch's causal SDPA
 against attention written as oneDNN GEMMs plus a softmax (measured, not shipped). Run:
 
     python -m benchmarks.bench_kernels

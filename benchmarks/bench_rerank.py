@@ -26,7 +26,7 @@ from benchmarks.common import (
     selected,
     sequence_flops,
 )
-from qwen3_core.onednn_linear import ENVIRONMENT_SWITCH
+from qwen3_core.kernels.onednn_linear import ENVIRONMENT_SWITCH
 
 SEED_BATCH = 16
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"

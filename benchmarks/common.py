@@ -84,7 +84,7 @@ def make_texts(tokenizer: Any, count: int, low: int, high: int, seed: int) -> li
 def matmul_peaks(device: str) -> dict[str, float]:
     """This machine's dense matmul rates (FLOP/s): on GPU ``torch.mm`` in bfloat16; on CPU
     float32, both ``torch.mm`` (its BLAS) and oneDNN's packed GEMM, which torch also ships and
-    which the CPU models run (qwen3_core/onednn_linear.py). The faster is the machine's peak."""
+    which the CPU models run (qwen3_core/kernels/onednn_linear.py). The faster is the peak."""
     if device != "cpu":
         return {"torch.mm": _rate(device, torch.bfloat16, 8192, 50, None)}
     peaks = {"torch.mm": _rate(device, torch.float32, 2048, 5, None)}

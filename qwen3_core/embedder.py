@@ -23,7 +23,7 @@ from qwen3_core.engine import (
     warn_truncation,
 )
 from qwen3_core.hub import HubOptions, ModelSource
-from qwen3_core.quantization import Quantization
+from qwen3_core.kernels.int8 import Quantization
 from qwen3_core.tokenization import EmbeddingTokenizer, LiteralTokenizer, TokenIds
 from qwen3_core.validation import check_int, check_optional_int, check_text, check_texts
 

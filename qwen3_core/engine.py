@@ -16,6 +16,7 @@ from qwen3_core.backends import Backend, check_backend
 from qwen3_core.backends.http import ServerPool
 from qwen3_core.devices import resolve_device, resolve_dtype
 from qwen3_core.hub import HubOptions
+from qwen3_core.kernels.int8 import Quantization, check_int8_supported
 from qwen3_core.loading import (
     Checkpoint,
     LoadedModel,
@@ -24,7 +25,6 @@ from qwen3_core.loading import (
     load_model,
     open_checkpoint,
 )
-from qwen3_core.quantization import Quantization, check_int8_supported
 from qwen3_core.tokenization import Truncation
 from qwen3_core.validation import check_int
 

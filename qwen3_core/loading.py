@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from qwen3_core.hub import HubOptions, ModelNotFoundError, import_names, resolve_model_folder
-from qwen3_core.onednn_linear import onednn_linear_wanted, use_onednn_linears
-from qwen3_core.quantization import Quantization, quantize_int8
+from qwen3_core.kernels.int8 import Quantization, quantize_int8
+from qwen3_core.kernels.onednn_linear import onednn_linear_wanted, use_onednn_linears
 from qwen3_core.variants import ModelKind, ModelKindError, Variant, read_config, recognise
 
 __all__ = [

@@ -24,7 +24,7 @@ from qwen3_core.engine import (
     warn_truncation,
 )
 from qwen3_core.hub import HubOptions, ModelSource
-from qwen3_core.quantization import Quantization
+from qwen3_core.kernels.int8 import Quantization
 from qwen3_core.tokenization import LiteralTokenizer, RerankPrompt, RerankTokenizer
 from qwen3_core.validation import (
     check_int,

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
+from qwen3_core.kernels.int8 import Int8Linear
 from qwen3_core.loading import load_model
-from qwen3_core.quantization import Int8Linear
 from qwen3_core.testing import ModelPaths
 
 

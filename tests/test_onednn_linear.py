@@ -1,4 +1,4 @@
-"""CPU float32 models run their decoder's linear layers on oneDNN (qwen3_core/onednn_linear.py):
+"""CPU float32 models run their decoder's linear layers on oneDNN (qwen3_core.kernels):
 same function as nn.Linear, and the engines' results equal those of torch's own kernel."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
-from qwen3_core.onednn_linear import ENVIRONMENT_SWITCH, OneDnnLinear
+from qwen3_core.kernels.onednn_linear import ENVIRONMENT_SWITCH, OneDnnLinear
 from qwen3_core.testing import ModelPaths
 
 

@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from qwen3_core.decoder_linears import swap_decoder_linears
+from qwen3_core.kernels.decoder_linears import swap_decoder_linears
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,2 @@
+"""The CPU kernels of the transformers backend: the decoder's linear layers on oneDNN
+(float32) or in int8, swapped in by one walk over the decoder."""
