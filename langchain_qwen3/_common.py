@@ -4,19 +4,22 @@ model logic lives here; everything about the models is in ``qwen3_core``."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-import torch
 from langchain_core.documents import Document
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, PlainValidator, PrivateAttr, model_validator
 from typing_extensions import Self
 
-from qwen3_core.adapters import device_name, dtype_name, reject_settings_beside_engine
+from qwen3_core.adapters import backend_choice, fold_old_settings, reject_settings_beside_engine
+from qwen3_core.backends.options import BackendChoice
 from qwen3_core.lazy import LazyEngine
 
-# Field types that also take torch objects, stored as plain strings.
-DeviceName = Annotated[str | torch.device | None, BeforeValidator(device_name)]
-DtypeName = Annotated[str | torch.dtype | None, BeforeValidator(dtype_name)]
+# The options are plain dataclasses that check themselves (and whose torch types pydantic
+# cannot resolve without torch): pydantic only checks the kind.
+if TYPE_CHECKING:
+    BackendField = BackendChoice
+else:
+    BackendField = Annotated[Any, PlainValidator(backend_choice)]
 
 
 class LazyEngineAdapter(BaseModel):
@@ -51,12 +54,24 @@ class LazyEngineAdapter(BaseModel):
     def _given_engine(self) -> Any:
         return getattr(self, "engine", None)  # every adapter declares its typed ``engine`` field
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_old_settings(cls, data: Any) -> Any:
+        """The settings of earlier releases (``device=``, ``backend_options=`` ...) go into
+        ``backend``'s options, with a DeprecationWarning."""
+        if isinstance(data, dict):
+            data = dict(data)
+            # Frames to the caller: this, pydantic's __init__, then the class's own __init__.
+            fold_old_settings(cls.__name__, data, stacklevel=4)
+        return data
+
     @model_validator(mode="after")
     def _take_settings_from_engine(self) -> Self:
         engine = self._given_engine()
         if engine is not None:
+            given = set(self.model_fields_set) & set(self._ENGINE_SETTINGS)
             reject_settings_beside_engine(
-                set(self.model_fields_set) & set(self._ENGINE_SETTINGS), type(engine).__name__
+                {name: getattr(self, name) for name in given}, type(engine).__name__
             )
             self._describe_engine(engine)
         return self

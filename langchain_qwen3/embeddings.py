@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from langchain_core.embeddings import Embeddings
 from pydantic import Field, PrivateAttr
 
-from langchain_qwen3._common import DeviceName, DtypeName, LazyEngineAdapter
+from langchain_qwen3._common import BackendField, LazyEngineAdapter
 from qwen3_core import Qwen3Embedder
-from qwen3_core.adapters import dtype_name
-from qwen3_core.backends import Backend
+from qwen3_core.defaults import DEFAULT_EMBEDDING_MODEL, MAX_LENGTH, MIN_MAX_LENGTH
 from qwen3_core.lazy import LazyEngine
-from qwen3_core.prompts import DEFAULT_EMBEDDING_MODEL
 from qwen3_core.validation import check_text, check_texts
 
 
@@ -32,70 +30,45 @@ class Qwen3Embeddings(LazyEngineAdapter, Embeddings):
     query_vector = emb.embed_query("What is the capital of China?")
     ```
 
+    ``backend`` says where the model runs: ``"transformers"`` (the default), ``"vllm"``, or
+    the options of one, e.g. ``TransformersOptions(device="cuda")`` or
+    ``ServerOptions(base_url="http://gpu-1:8000")`` (from ``qwen3_core``).
+
     ``engine=Qwen3Embedder(...)`` uses a ready engine: its settings then fill ``model``,
-    ``device``, ``dtype``, ``dimensions`` and ``max_length``, and giving any engine setting
-    as well is an error. ``query_instruction`` is the adapter's own.
+    ``backend``, ``dimensions`` and ``max_length``, and giving any of those as well is an
+    error. ``query_instruction`` is the adapter's own.
     """
 
     model: str = DEFAULT_EMBEDDING_MODEL
     """Hugging Face hub id or local folder of a Qwen3-Embedding checkpoint."""
-    device: DeviceName = None
-    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; None: CUDA when available, else MPS,
-    else CPU."""
-    dtype: DtypeName = None
-    """``"float32"``, ``"bfloat16"`` or ``"float16"``; None: bfloat16 on GPUs with bf16 units,
-    float16 on older GPUs, float32 elsewhere."""
+    backend: BackendField = "transformers"
+    """Where the model runs: ``"transformers"``, ``"vllm"``, or ``TransformersOptions``,
+    ``VllmOptions`` or ``ServerOptions`` with that backend's settings."""
     query_instruction: str | None = None
     """The task given to queries (documents get none); None: the engine's, which is the query
     prompt the checkpoint declares (a fine-tuned model's), else ``DEFAULT_INSTRUCTION``."""
     dimensions: int | None = Field(default=None, ge=1)
     """Keep the first N dimensions (Matryoshka) before normalising; None: all of them."""
-    max_length: int = Field(default=8192, ge=1)
+    max_length: int = Field(default=MAX_LENGTH, ge=MIN_MAX_LENGTH["embedding"])
     """Longest input in tokens; longer texts are truncated, keeping their beginning."""
-    max_batch_tokens: int | None = Field(default=None, ge=1)
-    """Padded tokens per forward pass; None: the engine's default for the device."""
-    show_progress: bool | None = None
-    """Progress bar over batches; None: only for large inputs."""
-    backend: Backend = "transformers"
-    """Where the model runs."""
-    backend_options: dict[str, Any] = Field(default_factory=dict)
-    """Further engine arguments for the backend: for vLLM ``tensor_parallel_size``,
-    ``gpu_memory_utilization``, ``max_model_len`` and ``vllm_kwargs``; for the server
-    ``base_url``, ``api_key``, ``timeout``, ``max_concurrency`` and ``max_retries``."""
     engine: Qwen3Embedder | None = Field(default=None, exclude=True, repr=False)
     """A ready engine to use instead of building one from the settings above."""
 
-    _ENGINE_SETTINGS: ClassVar[tuple[str, ...]] = (
-        "model",
-        "device",
-        "dtype",
-        "dimensions",
-        "max_length",
-        "max_batch_tokens",
-        "show_progress",
-        "backend",
-        "backend_options",
-    )
+    _ENGINE_SETTINGS: ClassVar[tuple[str, ...]] = ("model", "backend", "dimensions", "max_length")
     _engine: LazyEngine[Qwen3Embedder] = PrivateAttr()
 
     def _build_engine(self) -> Qwen3Embedder:
         return Qwen3Embedder(
             self.model,
-            device=self.device,
-            dtype=self.dtype,
-            max_length=self.max_length,
+            backend=self.backend,
             instruction=self.query_instruction,
             dimensions=self.dimensions,
-            max_batch_tokens=self.max_batch_tokens,
-            show_progress=self.show_progress,
-            backend=self.backend,
-            **self.backend_options,
+            max_length=self.max_length,
         )
 
     def _describe_engine(self, engine: Qwen3Embedder) -> None:
         self.model = str(engine.model_path)
-        self.device = str(engine.device)
-        self.dtype = dtype_name(engine.dtype)
+        self.backend = engine.options
         self.dimensions = engine.dimensions
         self.max_length = engine.max_length
         if "query_instruction" not in self.model_fields_set:

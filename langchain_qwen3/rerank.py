@@ -11,6 +11,7 @@ from pydantic import Field
 from langchain_qwen3._common import page_contents, with_score
 from langchain_qwen3._reranker_settings import Qwen3RerankerSettings
 from qwen3_core import RerankResult
+from qwen3_core.defaults import MIN_TOP_N, TOP_N
 from qwen3_core.validation import check_text
 
 
@@ -32,7 +33,7 @@ class Qwen3Rerank(Qwen3RerankerSettings, BaseDocumentCompressor):
     ```
     """
 
-    top_n: int | None = Field(default=3, ge=0)
+    top_n: int | None = Field(default=TOP_N, ge=MIN_TOP_N)
     """Most documents to return; None: all of them."""
     score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     """Drop documents whose P(yes) is below this; None: keep every score."""

@@ -4,9 +4,20 @@ logic lives here; everything about the models is in ``qwen3_core``."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from llama_index.core.schema import BaseComponent
+from pydantic import PlainValidator
+
+from qwen3_core.adapters import backend_choice
+from qwen3_core.backends.options import BackendChoice
+
+# The options are plain dataclasses that check themselves (and whose torch types pydantic
+# cannot resolve without torch): pydantic only checks the kind.
+if TYPE_CHECKING:
+    BackendField = BackendChoice
+else:
+    BackendField = Annotated[Any, PlainValidator(backend_choice)]
 
 
 def model_id(value: str | os.PathLike[str]) -> str:
@@ -18,34 +29,33 @@ def model_id(value: str | os.PathLike[str]) -> str:
 
 
 def one_model_name(
-    model: str | os.PathLike[str] | None,
-    model_name: str | os.PathLike[str] | None,
-    default: str,
-) -> str:
+    model: str | os.PathLike[str] | None, model_name: str | os.PathLike[str] | None
+) -> str | None:
     """The model from ``model`` or its LlamaIndex alias ``model_name``: one of them, or both
-    naming the same one."""
+    naming the same one; None when neither is given."""
     if model is not None and model_name is not None and model_id(model) != model_id(model_name):
         raise ValueError(
             f"model={model_id(model)!r} and model_name={model_id(model_name)!r} differ: "
             "they are one setting, give one of them"
         )
     chosen = model if model is not None else model_name
-    return default if chosen is None else model_id(chosen)
+    return None if chosen is None else model_id(chosen)
 
 
-def reject_unknown_kwargs(owner: str, kwargs: dict[str, Any], base: type[BaseComponent]) -> None:
-    """Further keyword arguments may only be fields of the LlamaIndex ``base`` class: a
-    misspelt setting must not pass silently."""
-    unknown = sorted(set(kwargs) - set(base.model_fields))
+def reject_unknown_kwargs(
+    owner: str,
+    kwargs: dict[str, Any],
+    base: type[BaseComponent] | None = None,
+    allowed: frozenset[str] = frozenset(),
+) -> None:
+    """Further keyword arguments may only be fields of the LlamaIndex ``base`` class (or
+    ``allowed``): a misspelt setting must not pass silently."""
+    known = set(allowed) | (set(base.model_fields) if base is not None else set())
+    unknown = sorted(set(kwargs) - known)
     if unknown:
         raise TypeError(
             f"{owner}() got unexpected keyword argument(s): {', '.join(map(repr, unknown))}"
         )
-
-
-def changed_settings(settings: dict[str, tuple[Any, Any]]) -> list[str]:
-    """The names in ``settings`` (name -> (value given, default)) given a non-default value."""
-    return [name for name, (value, default) in settings.items() if value != default]
 
 
 def state_without_engine(component: BaseComponent) -> dict[str, Any]:

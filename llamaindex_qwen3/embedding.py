@@ -4,32 +4,30 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
 from typing import Any
 
-import torch
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
 
 from llamaindex_qwen3._common import (
-    changed_settings,
-    model_id,
+    BackendField,
     one_model_name,
     reject_unknown_kwargs,
     state_without_engine,
 )
 from qwen3_core import Qwen3Embedder
-from qwen3_core.adapters import device_name, dtype_name, reject_settings_beside_engine
-from qwen3_core.backends import Backend
+from qwen3_core.adapters import fold_old_settings, reject_settings_beside_engine
+from qwen3_core.backends.options import BackendChoice
+from qwen3_core.defaults import (
+    DEFAULT_EMBEDDING_MODEL,
+    EMBED_BATCH_SIZE,
+    MAX_EMBED_BATCH_SIZE,
+    MAX_LENGTH,
+    MIN_MAX_LENGTH,
+)
 from qwen3_core.lazy import LazyEngine
-from qwen3_core.prompts import DEFAULT_EMBEDDING_MODEL
 from qwen3_core.validation import check_text, check_texts
-
-# LlamaIndex's default of 10 texts per call starves a GPU; the engine splits each call into
-# token-budget batches itself, so a LlamaIndex batch only bounds the texts held at once.
-DEFAULT_EMBED_BATCH_SIZE = 256
-DEFAULT_MAX_LENGTH = 8192
 
 
 class Qwen3Embedding(BaseEmbedding):
@@ -50,24 +48,18 @@ class Qwen3Embedding(BaseEmbedding):
     ```
 
     Pass ``engine=Qwen3Embedder(...)`` to reuse a ready engine: its settings then fill
-    ``model_name``, ``device``, ``dtype``, ``dimensions``, ``max_length`` and ``backend``
-    (and ``query_instruction`` unless given), and changing any of those settings (or
-    ``max_batch_tokens``) as well is an error.
+    ``model_name``, ``backend``, ``dimensions`` and ``max_length`` (and
+    ``query_instruction`` unless given), and giving any of those as well is an error.
     """
 
     model_name: str = Field(
         default=DEFAULT_EMBEDDING_MODEL,
         description="Hugging Face hub id or local folder of a Qwen3-Embedding checkpoint.",
     )
-    device: str | None = Field(
-        default=None,
-        description='"cpu", "cuda", "cuda:N" or "mps"; None: CUDA when available, else MPS, '
-        "else CPU.",
-    )
-    dtype: str | None = Field(
-        default=None,
-        description='"float32", "bfloat16" or "float16"; None: bfloat16 on GPUs with bf16 '
-        "units, float16 on older GPUs, else float32.",
+    backend: BackendField = Field(
+        default="transformers",
+        description='Where the model runs: "transformers", "vllm", or TransformersOptions, '
+        "VllmOptions or ServerOptions with that backend's settings.",
     )
     query_instruction: str | None = Field(
         default=None,
@@ -81,27 +73,15 @@ class Qwen3Embedding(BaseEmbedding):
         description="Keep the first N dimensions (Matryoshka) before normalising; None: all.",
     )
     embed_batch_size: int = Field(
-        default=DEFAULT_EMBED_BATCH_SIZE,
+        default=EMBED_BATCH_SIZE,
         gt=0,
-        le=2048,
+        le=MAX_EMBED_BATCH_SIZE,
         description="Texts per engine call; the engine batches them by tokens itself.",
     )
     max_length: int = Field(
-        default=DEFAULT_MAX_LENGTH,
-        ge=2,
+        default=MAX_LENGTH,
+        ge=MIN_MAX_LENGTH["embedding"],
         description="Longest input in tokens; longer texts are truncated, keeping the start.",
-    )
-    max_batch_tokens: int | None = Field(
-        default=None,
-        ge=1,
-        description="Padded tokens per forward pass; None: the engine's default for the device.",
-    )
-    backend: Backend = Field(default="transformers", description="Where the model runs.")
-    backend_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Further engine arguments for the backend: for vLLM tensor_parallel_size, "
-        "gpu_memory_utilization, max_model_len and vllm_kwargs; for the server base_url, "
-        "api_key, timeout, max_concurrency and max_retries.",
     )
 
     _engine: LazyEngine[Qwen3Embedder] = PrivateAttr()
@@ -111,15 +91,11 @@ class Qwen3Embedding(BaseEmbedding):
         model: str | os.PathLike[str] | None = None,
         *,
         model_name: str | os.PathLike[str] | None = None,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
+        backend: BackendChoice | None = None,
         query_instruction: str | None = None,
         dimensions: int | None = None,
-        embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        max_batch_tokens: int | None = None,
-        backend: Backend = "transformers",
-        backend_options: Mapping[str, Any] | None = None,
+        embed_batch_size: int = EMBED_BATCH_SIZE,
+        max_length: int | None = None,
         engine: Qwen3Embedder | None = None,
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
@@ -128,50 +104,58 @@ class Qwen3Embedding(BaseEmbedding):
         model: Hub id or local folder of a Qwen3-Embedding checkpoint (default
             ``Qwen/Qwen3-Embedding-0.6B``); ``model_name`` is the same, by LlamaIndex's
             name.
+        backend: Where the model runs: ``"transformers"`` (default), ``"vllm"``, or
+            ``TransformersOptions(device=...)``, ``VllmOptions(...)``,
+            ``ServerOptions(base_url=...)`` from ``qwen3_core``.
         query_instruction: The task given to queries; None: the engine's (the query
             prompt the checkpoint declares, else ``DEFAULT_INSTRUCTION``).
+        dimensions: Keep the first N dimensions (Matryoshka) before normalising; None: all.
+        embed_batch_size: Texts per engine call (the engine batches them by tokens).
+        max_length: Longest input in tokens; None: 8192.
+        engine: A ready ``Qwen3Embedder`` to use instead of building one from the settings.
+        callback_manager: LlamaIndex's callback manager.
         kwargs: Further ``BaseEmbedding`` fields (``num_workers``, ``embeddings_cache``,
-            ...); any other name is a TypeError.
+            ...). The settings of earlier releases (``device``, ``dtype``,
+            ``max_batch_tokens``, ``backend_options``) are accepted for one release with a
+            DeprecationWarning; any other name is a TypeError.
+
+        Raises:
+            TypeError: An unknown keyword argument, or an engine of the wrong class.
+            ValueError: Settings given beside ``engine``, or a setting out of range.
         """
-        model_name = one_model_name(model, model_name, DEFAULT_EMBEDDING_MODEL)
+        model = one_model_name(model, model_name)
+        if backend is not None:
+            kwargs["backend"] = backend
+        fold_old_settings(type(self).__name__, kwargs, stacklevel=2)
+        backend = kwargs.pop("backend", None)
         reject_unknown_kwargs(type(self).__name__, kwargs, BaseEmbedding)
         if engine is not None:
             if not isinstance(engine, Qwen3Embedder):
                 raise TypeError(f"engine must be a Qwen3Embedder, got {type(engine).__name__}")
             reject_settings_beside_engine(
-                changed_settings(
-                    {
-                        "model_name": (model_id(model_name), DEFAULT_EMBEDDING_MODEL),
-                        "device": (device, None),
-                        "dtype": (dtype, None),
-                        "dimensions": (dimensions, None),
-                        "max_length": (max_length, DEFAULT_MAX_LENGTH),
-                        "max_batch_tokens": (max_batch_tokens, None),
-                        "backend": (backend, "transformers"),
-                        "backend_options": (backend_options, None),
-                    }
-                ),
+                {
+                    "model_name": model,
+                    "backend": backend,
+                    "dimensions": dimensions,
+                    "max_length": max_length,
+                },
                 "Qwen3Embedder",
             )
             # The fields describe what actually runs, not the defaults.
-            model_name, device, dtype = str(engine.model_path), engine.device, engine.dtype
-            dimensions, max_length, backend = engine.dimensions, engine.max_length, engine.backend
+            model, backend = str(engine.model_path), engine.options
+            dimensions, max_length = engine.dimensions, engine.max_length
             if query_instruction is None:
                 query_instruction = engine.instruction
         if callback_manager is not None:
             kwargs["callback_manager"] = callback_manager
         # Through a dict: BaseEmbedding's typed __init__ does not know this class's fields.
         fields: dict[str, Any] = {
-            "model_name": model_id(model_name),
-            "device": device_name(device),
-            "dtype": dtype_name(dtype),
+            "model_name": DEFAULT_EMBEDDING_MODEL if model is None else model,
+            "backend": "transformers" if backend is None else backend,
             "query_instruction": query_instruction,
             "dimensions": dimensions,
             "embed_batch_size": embed_batch_size,
-            "max_length": max_length,
-            "max_batch_tokens": max_batch_tokens,
-            "backend": backend,
-            "backend_options": dict(backend_options or {}),
+            "max_length": MAX_LENGTH if max_length is None else max_length,
         }
         super().__init__(**fields, **kwargs)
         if engine is not None:
@@ -181,14 +165,10 @@ class Qwen3Embedding(BaseEmbedding):
                 functools.partial(
                     Qwen3Embedder,
                     self.model_name,
-                    device=self.device,
-                    dtype=self.dtype,
-                    max_length=self.max_length,
+                    backend=self.backend,
                     instruction=self.query_instruction,
                     dimensions=self.dimensions,
-                    max_batch_tokens=self.max_batch_tokens,
-                    backend=self.backend,
-                    **self.backend_options,
+                    max_length=self.max_length,
                 )
             )
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import torch
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
@@ -16,19 +15,23 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from llamaindex_qwen3._common import changed_settings, model_id, state_without_engine
+from llamaindex_qwen3._common import (
+    BackendField,
+    one_model_name,
+    reject_unknown_kwargs,
+    state_without_engine,
+)
 from qwen3_core import Qwen3Reranker, RerankResult
-from qwen3_core.adapters import device_name, dtype_name, reject_settings_beside_engine
-from qwen3_core.backends import Backend
+from qwen3_core.adapters import fold_old_settings, reject_settings_beside_engine
+from qwen3_core.backends.options import BackendChoice
+from qwen3_core.defaults import DEFAULT_RERANKER_MODEL, MAX_LENGTH, MIN_MAX_LENGTH, MIN_TOP_N, TOP_N
 from qwen3_core.lazy import LazyEngine
-from qwen3_core.prompts import DEFAULT_INSTRUCTION, DEFAULT_RERANKER_MODEL
+from qwen3_core.prompts import DEFAULT_INSTRUCTION
 from qwen3_core.validation import check_text, check_texts
 
 # (The type: ignore above: llama_index re-exports get_dispatcher without marking it public.)
 dispatcher = get_dispatcher(__name__)
 
-DEFAULT_TOP_N = 3
-DEFAULT_MAX_LENGTH = 8192
 RETRIEVAL_SCORE_KEY = "retrieval_score"  # the metadata key SentenceTransformerRerank uses
 
 
@@ -63,16 +66,15 @@ class Qwen3Rerank(BaseNodePostprocessor):
     event and the ``ReRankStartEvent`` / ``ReRankEndEvent`` instrumentation events.
 
     Pass ``engine=Qwen3Reranker(...)`` to reuse a ready engine: its settings then fill
-    ``model``, ``device``, ``dtype``, ``max_length`` and ``backend`` (and ``instruction``
-    unless given), and changing any of those settings (or ``max_batch_tokens``) as well is
-    an error.
+    ``model``, ``backend`` and ``max_length`` (and ``instruction`` unless given), and giving
+    any of those as well is an error.
     """
 
     model: str = Field(
         default=DEFAULT_RERANKER_MODEL,
         description="Hugging Face hub id or local folder of a Qwen3-Reranker checkpoint.",
     )
-    top_n: int = Field(default=DEFAULT_TOP_N, ge=1, description="Most nodes to return.")
+    top_n: int = Field(default=TOP_N, ge=MIN_TOP_N, description="Most nodes to return.")
     instruction: str = Field(
         default=DEFAULT_INSTRUCTION, description="The task the reranker judges relevance for."
     )
@@ -83,88 +85,79 @@ class Qwen3Rerank(BaseNodePostprocessor):
             " (on a copy of the node: the input node is not changed)."
         ),
     )
-    device: str | None = Field(
-        default=None,
-        description='"cpu", "cuda", "cuda:N" or "mps"; None: CUDA when available, else MPS, '
-        "else CPU.",
-    )
-    dtype: str | None = Field(
-        default=None,
-        description='"float32", "bfloat16" or "float16"; None: bfloat16 on GPUs with bf16 '
-        "units, float16 on older GPUs, else float32.",
+    backend: BackendField = Field(
+        default="transformers",
+        description='Where the model runs: "transformers", "vllm", or TransformersOptions, '
+        "VllmOptions or ServerOptions with that backend's settings.",
     )
     max_length: int = Field(
-        default=DEFAULT_MAX_LENGTH,
-        ge=1,
+        default=MAX_LENGTH,
+        ge=MIN_MAX_LENGTH["reranker"],
         description="Longest prompt in tokens; a longer document is truncated from its end.",
-    )
-    max_batch_tokens: int | None = Field(
-        default=None,
-        ge=1,
-        description="Padded tokens per forward pass; None: the engine's default for the device.",
-    )
-    backend: Backend = Field(default="transformers", description="Where the model runs.")
-    backend_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Further engine arguments for the backend: for vLLM tensor_parallel_size, "
-        "gpu_memory_utilization, max_model_len and vllm_kwargs; for the server base_url, "
-        "api_key, timeout, max_concurrency and max_retries.",
     )
 
     _engine: LazyEngine[Qwen3Reranker] = PrivateAttr()
 
     def __init__(
         self,
-        model: str | os.PathLike[str] = DEFAULT_RERANKER_MODEL,
-        top_n: int = DEFAULT_TOP_N,
+        model: str | os.PathLike[str] | None = None,
+        top_n: int = TOP_N,
         *,
+        model_name: str | os.PathLike[str] | None = None,
+        backend: BackendChoice | None = None,
         instruction: str | None = None,
         keep_retrieval_score: bool = False,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        max_batch_tokens: int | None = None,
-        backend: Backend = "transformers",
-        backend_options: Mapping[str, Any] | None = None,
+        max_length: int | None = None,
         engine: Qwen3Reranker | None = None,
         callback_manager: CallbackManager | None = None,
+        **deprecated: Any,
     ) -> None:
-        """``instruction`` defaults to the engine's (``DEFAULT_INSTRUCTION`` unless a ready
-        ``engine`` says otherwise)."""
+        """Args:
+        model: Hub id or local folder of a Qwen3-Reranker checkpoint (default
+            ``Qwen/Qwen3-Reranker-0.6B``); ``model_name`` is the same, by LlamaIndex's name.
+        top_n: Most nodes to return.
+        backend: Where the model runs: ``"transformers"`` (default), ``"vllm"``, or
+            ``TransformersOptions(device=...)``, ``VllmOptions(...)``,
+            ``ServerOptions(base_url=...)`` from ``qwen3_core``.
+        instruction: The task the reranker judges relevance for; None: the engine's
+            (``DEFAULT_INSTRUCTION`` unless a ready ``engine`` says otherwise).
+        keep_retrieval_score: Keep the retriever's score in each returned node's metadata.
+        max_length: Longest prompt in tokens; None: 8192.
+        engine: A ready ``Qwen3Reranker`` to use instead of building one from the settings.
+        callback_manager: LlamaIndex's callback manager.
+        deprecated: The settings of earlier releases (``device``, ``dtype``,
+            ``max_batch_tokens``, ``backend_options``): accepted for one release with a
+            DeprecationWarning; pass them in ``backend``'s options instead.
+
+        Raises:
+            TypeError: An unknown keyword argument, or an engine of the wrong class.
+            ValueError: Settings given beside ``engine``, or a setting out of range.
+        """
+        model = one_model_name(model, model_name)
+        settings = dict(deprecated)
+        if backend is not None:
+            settings["backend"] = backend
+        fold_old_settings(type(self).__name__, settings, stacklevel=2)
+        reject_unknown_kwargs(type(self).__name__, settings, allowed=frozenset({"backend"}))
+        backend = settings.get("backend")
         if engine is not None:
             if not isinstance(engine, Qwen3Reranker):
                 raise TypeError(f"engine must be a Qwen3Reranker, got {type(engine).__name__}")
             reject_settings_beside_engine(
-                changed_settings(
-                    {
-                        "model": (model_id(model), DEFAULT_RERANKER_MODEL),
-                        "device": (device, None),
-                        "dtype": (dtype, None),
-                        "max_length": (max_length, DEFAULT_MAX_LENGTH),
-                        "max_batch_tokens": (max_batch_tokens, None),
-                        "backend": (backend, "transformers"),
-                        "backend_options": (backend_options, None),
-                    }
-                ),
-                "Qwen3Reranker",
+                {"model": model, "backend": backend, "max_length": max_length}, "Qwen3Reranker"
             )
             # The fields describe what actually runs, not the defaults.
-            model, device, dtype = str(engine.model_path), engine.device, engine.dtype
-            max_length, backend = engine.max_length, engine.backend
+            model, backend, max_length = str(engine.model_path), engine.options, engine.max_length
             if instruction is None:
                 instruction = engine.instruction
         # Through a dict: BaseNodePostprocessor's typed __init__ does not know these fields.
         fields: dict[str, Any] = {
-            "model": model_id(model),
+            "model": DEFAULT_RERANKER_MODEL if model is None else model,
             "top_n": top_n,
             "instruction": DEFAULT_INSTRUCTION if instruction is None else instruction,
             "keep_retrieval_score": keep_retrieval_score,
-            "device": device_name(device),
-            "dtype": dtype_name(dtype),
-            "max_length": max_length,
-            "max_batch_tokens": max_batch_tokens,
-            "backend": backend,
-            "backend_options": dict(backend_options or {}),
+            "backend": "transformers" if backend is None else backend,
+            "max_length": MAX_LENGTH if max_length is None else max_length,
         }
         if callback_manager is not None:
             fields["callback_manager"] = callback_manager
@@ -176,13 +169,9 @@ class Qwen3Rerank(BaseNodePostprocessor):
                 functools.partial(
                     Qwen3Reranker,
                     self.model,
-                    device=self.device,
-                    dtype=self.dtype,
-                    max_length=self.max_length,
-                    instruction=self.instruction,
-                    max_batch_tokens=self.max_batch_tokens,
                     backend=self.backend,
-                    **self.backend_options,
+                    instruction=self.instruction,
+                    max_length=self.max_length,
                 )
             )
 

@@ -1,9 +1,17 @@
 """qwen3-rag's engine: Qwen3-Embedding and Qwen3-Reranker with the official semantics."""
 
-from qwen3_core.embedder import Qwen3Embedder
-from qwen3_core.loading import ModelKindError, ModelNotFoundError
-from qwen3_core.prompts import DEFAULT_INSTRUCTION
-from qwen3_core.reranker import Qwen3Reranker, RerankResult
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qwen3_core.backends.options import ServerOptions, TransformersOptions, VllmOptions
+    from qwen3_core.embedder import Qwen3Embedder
+    from qwen3_core.hub import ModelNotFoundError
+    from qwen3_core.prompts import DEFAULT_INSTRUCTION
+    from qwen3_core.reranker import Qwen3Reranker, RerankResult
+    from qwen3_core.variants import ModelKindError
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
@@ -12,4 +20,34 @@ __all__ = [
     "Qwen3Embedder",
     "Qwen3Reranker",
     "RerankResult",
+    "ServerOptions",
+    "TransformersOptions",
+    "VllmOptions",
 ]
+
+# The public names are imported on first use: a light submodule (the command line checks its
+# arguments before anything else) must not pay for importing torch.
+_HOMES = {
+    "DEFAULT_INSTRUCTION": "qwen3_core.prompts",
+    "ModelKindError": "qwen3_core.variants",
+    "ModelNotFoundError": "qwen3_core.hub",
+    "Qwen3Embedder": "qwen3_core.embedder",
+    "Qwen3Reranker": "qwen3_core.reranker",
+    "RerankResult": "qwen3_core.reranker",
+    "ServerOptions": "qwen3_core.backends.options",
+    "TransformersOptions": "qwen3_core.backends.options",
+    "VllmOptions": "qwen3_core.backends.options",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'qwen3_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

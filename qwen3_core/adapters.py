@@ -1,27 +1,76 @@
-"""Framework-free helpers for the LangChain and LlamaIndex adapters (no model logic)."""
+"""What the LangChain and LlamaIndex adapters share, framework-free (no model logic): the
+``backend`` setting, the adapter settings of earlier releases, and the ``engine=`` rule."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 
-import torch
+from qwen3_core.backends.legacy import options_with_old_keywords
+from qwen3_core.backends.options import (
+    BACKENDS,
+    BackendChoice,
+    ServerOptions,
+    TransformersOptions,
+    VllmOptions,
+)
+
+OLD_ADAPTER_SETTINGS = ("device", "dtype", "max_batch_tokens", "show_progress", "backend_options")
+"""Adapter settings of earlier releases, now inside ``backend=``'s options."""
 
 
-def device_name(value: Any) -> Any:
-    """``torch.device("cuda:0")`` -> ``"cuda:0"``, so an adapter field stays a plain str."""
-    return str(value) if isinstance(value, torch.device) else value
+def backend_choice(value: Any) -> BackendChoice:
+    """An adapter's ``backend`` setting, checked: a backend's name or its options.
+
+    Raises:
+        ValueError: An unknown name, or ``"server"`` without its address.
+        TypeError: Neither a name nor options.
+    """
+    if isinstance(value, (TransformersOptions, VllmOptions, ServerOptions)):
+        return value
+    if value == "server":
+        raise ValueError(
+            "backend='server' needs the servers' address: pass "
+            "backend=ServerOptions(base_url='http://host:8000')"
+        )
+    if isinstance(value, str) and value in BACKENDS:
+        return value  # type: ignore[return-value]
+    if isinstance(value, str):
+        raise ValueError(f"unknown backend {value!r}: use one of {', '.join(BACKENDS)}")
+    raise TypeError(
+        "backend must be 'transformers', 'vllm' or TransformersOptions / VllmOptions / "
+        f"ServerOptions, got {type(value).__name__}"
+    )
 
 
-def dtype_name(value: Any) -> Any:
-    """``torch.bfloat16`` -> ``"bfloat16"``: an adapter field stays a plain, serialisable str."""
-    return str(value).removeprefix("torch.") if isinstance(value, torch.dtype) else value
+def fold_old_settings(owner: str, settings: dict[str, Any], *, stacklevel: int) -> None:
+    """Move the adapter settings of earlier releases (``device=``, ``backend_options=`` ...)
+    in ``settings`` into its ``backend``, with a DeprecationWarning; ``settings`` is changed
+    in place. Settings given as None count as not given."""
+    old = {name: settings.pop(name) for name in OLD_ADAPTER_SETTINGS if name in settings}
+    flat = {name: value for name, value in old.items() if name != "backend_options"}
+    nested = old.get("backend_options") or {}
+    if not isinstance(nested, Mapping):
+        raise TypeError(f"backend_options must be a dict, got {type(nested).__name__}")
+    given = {name: value for name, value in {**flat, **nested}.items() if value is not None}
+    if given:
+        settings["backend"] = options_with_old_keywords(
+            owner,
+            settings.get("backend", "transformers"),
+            given,
+            stacklevel=stacklevel + 1,
+        )
 
 
-def reject_settings_beside_engine(clashing: Iterable[str], kind: str) -> None:
-    """A ready engine already fixes its model and loading settings: a setting given as well
-    would be silently ignored, so naming any (``clashing``) is an error."""
-    names = sorted(set(clashing))
+def reject_settings_beside_engine(given: Mapping[str, Any], kind: str) -> None:
+    """A ready engine already fixes its model and loading settings: one given as well would be
+    silently ignored, so that is an error. ``given`` holds the engine settings the caller
+    named; one given as None counts as not given. Both adapters decide it this way.
+
+    Raises:
+        ValueError: Some engine setting was given beside the engine.
+    """
+    names = sorted(name for name, value in given.items() if value is not None)
     if names:
         raise ValueError(
             f"engine= was given together with {', '.join(names)}: a ready {kind} already fixes "

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 logger = logging.getLogger("qwen3_core")
@@ -50,6 +49,8 @@ def token_budget_batches(
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """A CUDA or CPU allocation failure (torch reports CPU ones as a RuntimeError)."""
+    import torch  # only the transformers backend, which has torch, batches on a device
+
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
     text = str(exc)
@@ -74,6 +75,8 @@ class OutOfMemoryBackoff:
                 raise MemoryError(
                     "a single input does not fit in memory even alone: lower max_length"
                 ) from exc
+        import torch
+
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         if not self.logged:

@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from qwen3_core import prompts
-from qwen3_core.backends import Backend
 from qwen3_core.backends.base import AsyncEmbeddingBackend, EmbeddingBackend
+from qwen3_core.backends.factory import embedding_backend
+from qwen3_core.backends.legacy import options_with_old_keywords
+from qwen3_core.backends.options import BackendChoice
 from qwen3_core.batching import unique_with_inverse
-from qwen3_core.engine import (
-    EngineBase,
-    check_finite,
-    open_model,
-    server_pool,
-    vllm_options,
-    warn_truncation,
-)
+from qwen3_core.defaults import DEFAULT_EMBEDDING_MODEL, MAX_LENGTH, MIN_MAX_LENGTH
+from qwen3_core.engine import EngineBase, check_finite, open_model, warn_truncation
 from qwen3_core.hub import HubOptions, ModelSource
-from qwen3_core.kernels.int8 import Quantization
-from qwen3_core.tokenization import EmbeddingTokenizer, LiteralTokenizer, TokenIds
+from qwen3_core.tokenization import EmbeddingTokenizer, TokenIds
 from qwen3_core.validation import check_int, check_optional_int, check_text, check_texts
 
 
@@ -33,82 +27,80 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
 
     Last-token pooling, optional Matryoshka cut to ``dimensions``, L2 normalisation; queries
     are prefixed ``Instruct: {instruction}\\nQuery:`` and documents are embedded as they are.
-    ``backend="vllm"`` runs the model on vLLM (``tensor_parallel_size``,
-    ``gpu_memory_utilization``, ``max_model_len`` and ``vllm_kwargs`` apply to it only);
-    ``backend="server"`` sends the token ids to vLLM servers at ``base_url`` (one address or a
-    list, used round-robin; ``api_key``, ``timeout`` in seconds, ``max_concurrency`` requests
-    in flight, ``max_retries``; see docs/serving.md). The ``a``-methods are the async forms:
-    on the server backend they wait on the network without a thread.
-    ``quantization="int8"`` (CPU, transformers backend, float32 only; off by default) runs the
-    decoder's linear layers in int8 on the CPU's VNNI units: faster, not exact (see
-    docs/performance.md).
-    For a hub id, ``revision``, ``token``, ``cache_dir`` and ``local_files_only`` go to the
-    download, and ``source="modelscope"`` (or QWEN3_RAG_USE_MODELSCOPE=1) fetches from
-    ModelScope; ``model_kwargs`` go to transformers' ``from_pretrained``. Every checkpoint
-    variant in circulation loads and scores exactly, and one that cannot is refused with a
-    ``ModelKindError`` before any weights are read (see docs/engine.md).
-    With ``instruction=None``, queries get the query prompt the checkpoint's
-    sentence-transformers config declares (a fine-tuned model's), else
-    ``DEFAULT_INSTRUCTION``.
+    Every checkpoint variant in circulation loads exactly (the flat layout, causal-LM saves,
+    sentence-transformers folders, with the prompts they declare), and one that cannot is
+    refused before any weights are read (see docs/engine.md).
+
+    ```python
+    from qwen3_core import Qwen3Embedder, TransformersOptions
+
+    embedder = Qwen3Embedder(
+        "Qwen/Qwen3-Embedding-0.6B", backend=TransformersOptions(device="cuda")
+    )
+    vectors = embedder.embed_documents(["Beijing is the capital of China."])
+    ```
+
+    Args:
+        model: Hugging Face hub id or local folder of a Qwen3-Embedding checkpoint.
+        backend: Where the model runs: ``"transformers"`` (in this process, the default),
+            ``"vllm"``, or the options of one: ``TransformersOptions(device=..., dtype=...,
+            quantization=...)``, ``VllmOptions(tensor_parallel_size=...)``,
+            ``ServerOptions(base_url=...)`` (vLLM servers; needs no torch).
+        instruction: The task given to queries; each call may give its own. None: the query
+            prompt the checkpoint declares (a fine-tuned model's), else
+            ``DEFAULT_INSTRUCTION``.
+        dimensions: Keep the first N dimensions (Matryoshka) before normalising; None: all.
+        max_length: Longest input in tokens; longer texts are cut, keeping their beginning.
+        revision: For a hub id: the branch, tag or commit to download.
+        token: For a hub id: the access token (True: the one saved by ``hf auth login``).
+        cache_dir: For a hub id: where downloads are kept.
+        local_files_only: For a hub id: use only what is already downloaded.
+        source: ``"huggingface"`` or ``"modelscope"``; None: ModelScope when
+            ``QWEN3_RAG_USE_MODELSCOPE=1``, else the Hugging Face Hub.
+        **deprecated: The flat backend keywords of earlier releases (``device=``,
+            ``dtype=``, ``base_url=`` ...): accepted for one release with a
+            DeprecationWarning; pass them in ``backend=``'s options instead.
+
+    Raises:
+        ModelKindError: The checkpoint is not a Qwen3-Embedding model that loads exactly.
+        ModelNotFoundError: The model is neither a folder nor a hub id that can be fetched.
+        ValueError: A setting is out of range, or the device is not available.
+        TypeError: An unknown keyword argument.
+        ImportError: The backend's libraries are not installed.
     """
 
     def __init__(
         self,
-        model: str | os.PathLike[str] = prompts.DEFAULT_EMBEDDING_MODEL,
+        model: str | os.PathLike[str] = DEFAULT_EMBEDDING_MODEL,
         *,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        max_length: int = 8192,
+        backend: BackendChoice = "transformers",
         instruction: str | None = None,
         dimensions: int | None = None,
-        max_batch_tokens: int | None = None,
-        show_progress: bool | None = None,
-        backend: Backend = "transformers",
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.8,
-        max_model_len: int | None = None,
-        vllm_kwargs: Mapping[str, Any] | None = None,
-        base_url: str | Sequence[str] | None = None,
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        max_concurrency: int = 8,
-        max_retries: int = 5,
-        quantization: Quantization | None = None,
+        max_length: int = MAX_LENGTH,
         revision: str | None = None,
         token: str | bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
         source: ModelSource | None = None,
-        model_kwargs: Mapping[str, Any] | None = None,
+        **deprecated: Any,
     ) -> None:
         self._backend_or_none = None
+        options = options_with_old_keywords(
+            type(self).__name__, backend, deprecated, not_for_owner=frozenset({"share_prefix"})
+        )
         if instruction is not None:
             check_text("instruction", instruction)
-        self.max_length = check_int("max_length", max_length, minimum=2)
+        self.max_length = check_int("max_length", max_length, minimum=MIN_MAX_LENGTH["embedding"])
         check_optional_int("dimensions", dimensions, minimum=1)
-        check_optional_int("max_batch_tokens", max_batch_tokens, minimum=1)
-        pool = server_pool(backend, base_url, api_key, timeout, max_concurrency, max_retries)
         opened = open_model(
             model,
             "embedding",
-            backend=backend,
-            device=device,
-            dtype=dtype,
-            max_length=max_length,
-            quantization=quantization,
+            options,
+            max_length=self.max_length,
             hub=HubOptions(revision, token, cache_dir, local_files_only, source),
-            model_kwargs=model_kwargs,
         )
-        self.device, self.dtype = opened.device, opened.dtype
-        self._checkpoint = opened.checkpoint  # keeps the shared tokenizer cached
-        self.model_path = opened.checkpoint.folder
-        self.backend = backend
-        self.base_url = None if pool is None else pool.urls
-        self.max_batch_tokens = max_batch_tokens
-        self._tokenizer = EmbeddingTokenizer(
-            LiteralTokenizer.of(opened.checkpoint.tokenizer), self.max_length
-        )
-        self.variant = opened.checkpoint.variant
+        self._take(opened)
+        self._tokenizer = EmbeddingTokenizer(opened.checkpoint.tokenizer, self.max_length)
         self.instruction, self.query_prompt = prompts.query_prompt_for(
             instruction, self.variant.query_prompt
         )
@@ -119,35 +111,11 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         )
         self._tokenizer.check_prompt_room(self.query_prompt)
         self.document_prompt = self.variant.document_prompt or ""
-        hidden_size = int(opened.checkpoint.config["hidden_size"])
+        self._hidden_size = int(opened.checkpoint.config["hidden_size"])
         self.dimensions = check_optional_int(
-            "dimensions", dimensions, minimum=1, maximum=hidden_size
+            "dimensions", dimensions, minimum=1, maximum=self._hidden_size
         )
-        if opened.loaded is not None:
-            from qwen3_core.backends.transformers import TransformersEmbeddingBackend
-
-            self._backend_or_none = TransformersEmbeddingBackend(
-                opened.loaded, max_batch_tokens=max_batch_tokens, show_progress=show_progress
-            )
-        elif pool is not None:
-            from qwen3_core.backends.server import ServerEmbeddingBackend
-
-            self._backend_or_none = ServerEmbeddingBackend(
-                pool, os.fspath(model), hidden_size=hidden_size
-            )
-        else:
-            from qwen3_core.backends.vllm import VllmEmbeddingBackend
-
-            self._backend_or_none = VllmEmbeddingBackend(
-                opened.checkpoint.folder,
-                hidden_size=hidden_size,
-                dtype=self.dtype,
-                max_length=self.max_length,
-                options=vllm_options(
-                    tensor_parallel_size, gpu_memory_utilization, max_model_len, vllm_kwargs
-                ),
-            )
-        self._hidden_size = hidden_size
+        self._backend_or_none = embedding_backend(opened, model, max_length=self.max_length)
 
     @property
     def dimension(self) -> int:

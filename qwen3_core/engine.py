@@ -4,29 +4,28 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
-import torch
 
-from qwen3_core.backends import Backend, check_backend
-from qwen3_core.backends.http import ServerPool
-from qwen3_core.devices import resolve_device, resolve_dtype
-from qwen3_core.hub import HubOptions
-from qwen3_core.kernels.int8 import Quantization, check_int8_supported
-from qwen3_core.loading import (
-    Checkpoint,
-    LoadedModel,
-    ModelKind,
-    check_model_kwargs,
-    load_model,
-    open_checkpoint,
+from qwen3_core.backends.options import (
+    BackendName,
+    BackendOptions,
+    ServerOptions,
+    VllmOptions,
 )
+from qwen3_core.checkpoints import Checkpoint, open_checkpoint
+from qwen3_core.hub import HubOptions
 from qwen3_core.tokenization import Truncation
-from qwen3_core.validation import check_int
+from qwen3_core.variants import ModelKind, Variant
+
+if TYPE_CHECKING:  # torch is imported only by the local backends
+    import torch
+
+    from qwen3_core.loading import LoadedModel
 
 logger = logging.getLogger("qwen3_core")
 
@@ -35,131 +34,63 @@ B = TypeVar("B")
 
 @dataclass
 class Opened:
-    """A model opened for a backend: its checkpoint, and the torch model if transformers."""
+    """A model opened for a backend: its checkpoint, the options with the device and dtype
+    resolved, and for transformers the loaded torch model."""
 
     checkpoint: Checkpoint
+    options: BackendOptions
     loaded: LoadedModel | None
-    device: torch.device
-    dtype: torch.dtype
+    device: torch.device | None
+    dtype: torch.dtype | None
+
+
+def require_torch(backend: BackendName) -> None:
+    """An ImportError that says what to install when a local backend lacks torch."""
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"backend={backend!r} runs the model in this process and needs torch and "
+            "transformers: pip install 'qwen3-rag[torch]' (a client of vLLM servers, "
+            "backend=ServerOptions(...), needs neither)"
+        ) from exc
 
 
 def open_model(
     model: str | os.PathLike[str],
     kind: ModelKind,
+    options: BackendOptions,
     *,
-    backend: Backend,
-    device: str | torch.device | None,
-    dtype: str | torch.dtype | None,
     max_length: int,
-    quantization: Quantization | None = None,
     hub: HubOptions | None = None,
-    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Opened:
-    check_backend(backend)
-    kwargs = check_model_kwargs(model_kwargs)
-    if kwargs and backend != "transformers":
-        raise ValueError(
-            f"model_kwargs= is passed to transformers' from_pretrained, which backend="
-            f"{backend!r} does not use"
-            + (": give vLLM its own arguments in vllm_kwargs=" if backend == "vllm" else "")
-        )
-    if quantization is not None and quantization != "int8":
-        raise ValueError(f"unknown quantization {quantization!r}: use None or 'int8'")
-    if quantization is not None and backend != "transformers":
-        raise ValueError(
-            f"quantization='int8' is for backend='transformers' on CPU, not {backend!r} "
-            "(vLLM and its servers quantize through their own options)"
-        )
-    if backend == "vllm" and device is not None:
-        raise ValueError(
-            "device= is not used with backend='vllm': vLLM places the model itself "
-            "(choose GPUs with CUDA_VISIBLE_DEVICES and tensor_parallel_size)"
-        )
-    if backend == "server" and (device is not None or dtype is not None):
-        raise ValueError(
-            "device= and dtype= are not used with backend='server': the server's own flags "
-            "(--dtype, --tensor-parallel-size) decide them"
-        )
-    if quantization is not None and device is not None:
-        _check_int8_device(str(device))  # before resolving, so 'cuda' fails alike everywhere
-    resolved_device = resolve_device(device)
-    resolved_dtype = resolve_dtype(dtype, resolved_device)
-    if quantization is not None:
-        _check_int8_device(str(resolved_device))
-        if resolved_dtype != torch.float32:
-            raise ValueError(
-                f"quantization='int8' works from float32 weights, not {resolved_dtype}: pass "
-                "dtype='float32' or leave dtype unset"
-            )
-        check_int8_supported()
+    """Find, check and (for transformers) load the model for ``options``' backend."""
     loaded: LoadedModel | None = None
-    if backend == "transformers":
-        loaded = load_model(
-            model,
-            kind,
-            resolved_device,
-            resolved_dtype,
-            quantization,
-            hub=hub,
-            model_kwargs=kwargs,
-        )
-        checkpoint = loaded.checkpoint
+    device: torch.device | None = None
+    dtype: torch.dtype | None = None
+    if isinstance(options, ServerOptions):
+        # A server client needs only the tokenizer and config.
+        checkpoint = open_checkpoint(model, kind, weights=False, hub=hub)
+    elif isinstance(options, VllmOptions):
+        require_torch(options.name)
+        from qwen3_core.devices import resolve_device, resolve_dtype
+
+        device = resolve_device(None)  # vLLM places the model itself
+        dtype = resolve_dtype(options.dtype, device)
+        options = replace(options, dtype=str(dtype).removeprefix("torch."))
+        checkpoint = open_checkpoint(model, kind, weights=True, hub=hub)
     else:
-        # vLLM reads the weights itself; a server client needs only tokenizer and config.
-        checkpoint = open_checkpoint(model, kind, weights=backend == "vllm", hub=hub)
+        require_torch(options.name)
+        from qwen3_core.loading import load_transformers_model
+
+        loaded = load_transformers_model(model, kind, options, hub=hub)
+        checkpoint, device, dtype = loaded.checkpoint, loaded.device, loaded.dtype
+        options = replace(options, device=str(device), dtype=str(dtype).removeprefix("torch."))
     limit = checkpoint.config.get("max_position_embeddings")
     if isinstance(limit, int) and max_length > limit:
         raise ValueError(f"max_length={max_length} exceeds the model's {limit} positions")
-    return Opened(checkpoint, loaded, resolved_device, resolved_dtype)
-
-
-def _check_int8_device(device: str) -> None:
-    if device.partition(":")[0].strip().lower() != "cpu":
-        raise ValueError(
-            f"quantization='int8' runs on CPU only, not on {device!r}: pass device='cpu' "
-            "(on a GPU, bfloat16 is the fast path)"
-        )
-
-
-def vllm_options(
-    tensor_parallel_size: int,
-    gpu_memory_utilization: float,
-    max_model_len: int | None,
-    vllm_kwargs: Mapping[str, Any] | None,
-) -> Any:
-    from qwen3_core.backends.vllm import VllmOptions
-
-    return VllmOptions(
-        tensor_parallel_size=tensor_parallel_size,
-        gpu_memory_utilization=gpu_memory_utilization,
-        max_model_len=max_model_len,
-        extra=dict(vllm_kwargs or {}),
-    )
-
-
-def server_pool(
-    backend: Backend,
-    base_url: str | Sequence[str] | None,
-    api_key: str | None,
-    timeout: float,
-    max_concurrency: int,
-    max_retries: int,
-) -> ServerPool | None:
-    """The connections of ``backend='server'``; for the other backends, None, after checking
-    that no server setting was given to them (it would be silently ignored)."""
-    if backend != "server":
-        if base_url is not None or api_key is not None:
-            raise ValueError(f"base_url= and api_key= apply to backend='server', not {backend!r}")
-        return None
-    if not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return ServerPool(
-        base_url,
-        api_key=api_key,
-        timeout=float(timeout),
-        max_concurrency=check_int("max_concurrency", max_concurrency, minimum=1),
-        max_retries=check_int("max_retries", max_retries, minimum=0),
-    )
+    return Opened(checkpoint, options, loaded, device, dtype)
 
 
 def warn_truncation(truncation: Truncation, max_length: int, what: str) -> None:
@@ -191,17 +122,37 @@ class EngineBase(Generic[B]):
     """Closing and use as a context manager, for an engine around a backend of type B."""
 
     _backend_or_none: B | None
-    backend: Backend
-    device: torch.device
-    dtype: torch.dtype
+    backend: BackendName
+    """The backend's name: ``"transformers"``, ``"vllm"`` or ``"server"``."""
+    options: BackendOptions
+    """The backend's options, with the device and dtype it resolved."""
+    device: torch.device | None
+    """Where the model runs (None for a server client)."""
+    dtype: torch.dtype | None
+    """The model's dtype (None for a server client: the server decides)."""
     base_url: list[str] | None = None
     """The server addresses of ``backend='server'``."""
+    model_path: Path
+    """The checkpoint's folder (downloaded, for a hub id)."""
+    variant: Variant
+    """Which checkpoint variant the folder holds, and how it is scored."""
 
     def _placement(self) -> str:
         """Where the model runs, for ``repr``."""
         if self.base_url is not None:
             return f"base_url={self.base_url!r}"
         return f"device={str(self.device)!r}, dtype={str(self.dtype).removeprefix('torch.')!r}"
+
+    def _take(self, opened: Opened) -> None:
+        """Keep what the engines describe themselves with."""
+        self.options = opened.options
+        self.backend = opened.options.name
+        self.device, self.dtype = opened.device, opened.dtype
+        self._checkpoint = opened.checkpoint  # keeps the shared tokenizer cached
+        self.model_path = opened.checkpoint.folder
+        self.variant = opened.checkpoint.variant
+        options = opened.options
+        self.base_url = options.urls if isinstance(options, ServerOptions) else None
 
     @property
     def _backend(self) -> B:

@@ -1,14 +1,11 @@
-"""Loading checked Qwen3 checkpoints, each at most once per process.
+"""Loading a checked Qwen3 checkpoint into a torch model, each at most once per process.
 
-A model is a hub id (Hugging Face or ModelScope, see ``qwen3_core.hub``) or a local folder.
-Before any weights are read, ``qwen3_core.variants`` recognises which checkpoint variant the
-folder holds and refuses what cannot be scored exactly; after loading, transformers' own
-report is checked again, so no weight the model uses is ever left randomly initialised.
+The checkpoint is recognised first (``qwen3_core.checkpoints``); after loading, transformers'
+own report is checked again, so no weight the model uses is ever left randomly initialised.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -21,125 +18,14 @@ from typing import Any
 
 import torch
 
-from qwen3_core.hub import HubOptions, ModelNotFoundError, import_names, resolve_model_folder
-from qwen3_core.kernels.int8 import Quantization, quantize_int8
+from qwen3_core.backends.options import Quantization, TransformersOptions
+from qwen3_core.checkpoints import Checkpoint, open_folder
+from qwen3_core.devices import resolve_device, resolve_dtype
+from qwen3_core.hub import HubOptions, import_names, resolve_model_folder
+from qwen3_core.kernels.int8 import check_int8_supported, quantize_int8
 from qwen3_core.kernels.onednn_linear import onednn_linear_wanted, use_onednn_linears
-from qwen3_core.variants import ModelKind, ModelKindError, Variant, read_config, recognise
-
-__all__ = [
-    "Checkpoint",
-    "HubOptions",
-    "LoadedModel",
-    "ModelKind",
-    "ModelKindError",
-    "ModelNotFoundError",
-    "import_names",
-    "load_model",
-    "open_checkpoint",
-]
-
-# Settings the engine owns: given in model_kwargs they would contradict it.
-_OWNED_KWARGS = {
-    "dtype": "dtype=",
-    "torch_dtype": "dtype=",
-    "device_map": "device=",
-    "trust_remote_code": "nothing: remote code is never run",
-    "num_labels": "nothing: the checkpoint says it",
-    "output_loading_info": "nothing: the engine checks the loading report itself",
-    "revision": "revision=",
-    "token": "token=",
-    "cache_dir": "cache_dir=",
-    "local_files_only": "local_files_only=",
-}
-
-
-def check_model_kwargs(model_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``model_kwargs`` as a dict, refusing the keys that the engine's own arguments set."""
-    if model_kwargs is None:
-        return {}
-    if not isinstance(model_kwargs, Mapping):
-        raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
-    for key in model_kwargs:
-        if key in _OWNED_KWARGS:
-            raise ValueError(f"model_kwargs may not set {key!r}: use {_OWNED_KWARGS[key]}")
-    return dict(model_kwargs)
-
-
-@dataclass(eq=False)
-class Checkpoint:
-    """A checked Qwen3 checkpoint folder with its config, variant and tokenizer (no weights
-    loaded)."""
-
-    folder: Path
-    kind: ModelKind
-    config: dict[str, Any]
-    tokenizer: Any
-    variant: Variant
-
-
-def _open_folder(folder: Path, kind: ModelKind, *, weights: bool = True) -> Checkpoint:
-    config = read_config(folder)
-    variant = recognise(folder, kind, weights=weights, config=config)
-    return Checkpoint(folder, kind, config, _tokenizer(folder), variant)
-
-
-_TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-)
-_tokenizers: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
-_tokenizers_lock = threading.Lock()
-
-
-def _tokenizer(folder: Path) -> Any:
-    """The folder's fast tokenizer, shared with every folder whose tokenizer files are the
-    same bytes (a model's variants and revisions): loading the 151k-token Qwen3 tokenizer
-    takes seconds."""
-    (AutoTokenizer,) = import_names("transformers", "AutoTokenizer")
-
-    digest = hashlib.sha256()
-    for name in _TOKENIZER_FILES:
-        path = folder / name
-        digest.update(name.encode() + (path.read_bytes() if path.is_file() else b"\0"))
-    key = digest.hexdigest()
-    with _tokenizers_lock:
-        hit = _tokenizers.get(key)
-    if hit is not None:
-        return hit
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
-    if not getattr(tokenizer, "is_fast", False):
-        raise ModelKindError(f"'{folder}' has no fast (tokenizer.json) tokenizer")
-    with _tokenizers_lock:
-        return _tokenizers.setdefault(key, tokenizer)
-
-
-def open_checkpoint(
-    model: str | os.PathLike[str],
-    kind: ModelKind,
-    *,
-    weights: bool = True,
-    hub: HubOptions | None = None,
-) -> Checkpoint:
-    """Find and check a checkpoint, for backends that load the weights themselves (vLLM) or
-    that need none (a server client: ``weights=False``). Shared while anyone holds it: loading
-    the 151k-token tokenizer takes seconds, and server clients are cheap to make otherwise."""
-    folder = resolve_model_folder(model, hub, weights=weights)
-    key = (str(folder.resolve()), kind, str(weights))
-    with _checkpoints_lock:
-        hit = _checkpoints.get(key)
-    if hit is None:
-        hit = _open_folder(folder, kind, weights=weights)
-        with _checkpoints_lock:
-            hit = _checkpoints.setdefault(key, hit)
-    return hit
-
-
-_checkpoints: weakref.WeakValueDictionary[tuple[str, ...], Checkpoint] = (
-    weakref.WeakValueDictionary()
-)
-_checkpoints_lock = threading.Lock()
+from qwen3_core.tokenization import LiteralTokenizer
+from qwen3_core.variants import ModelKind, ModelKindError, Variant
 
 
 @dataclass(eq=False)
@@ -150,7 +36,7 @@ class LoadedModel:
     kind: ModelKind
     device: torch.device
     dtype: torch.dtype
-    tokenizer: Any
+    tokenizer: LiteralTokenizer
     model: torch.nn.Module
     config: dict[str, Any] = field(default_factory=dict)
     quantization: Quantization | None = None
@@ -184,7 +70,7 @@ def _load(
     quantization: Quantization | None,
     model_kwargs: Mapping[str, Any],
 ) -> LoadedModel:
-    checkpoint = _open_folder(folder, kind)
+    checkpoint = open_folder(folder, kind)
     variant = checkpoint.variant
     (loader,) = import_names("transformers", _AUTO_CLASS[variant.architecture])
     extra: dict[str, Any] = {"attn_implementation": "sdpa", **model_kwargs}
@@ -293,7 +179,7 @@ def load_model(
     moment wait for the one load. A quantized model is a copy of its own, never the float one
     changed in place."""
     hub = hub or HubOptions()
-    kwargs = check_model_kwargs(model_kwargs)
+    kwargs = dict(model_kwargs or {})
     # A variant is a model object of its own: int8, or the oneDNN float32 linears, whose
     # switch can change between loads in one process.
     variant: tuple[str, ...] = ()
@@ -327,3 +213,43 @@ def load_model(
                 _cache[resolved] = loaded
                 _cache[requested] = loaded
         return loaded
+
+
+def load_transformers_model(
+    model: str | os.PathLike[str],
+    kind: ModelKind,
+    options: TransformersOptions,
+    *,
+    hub: HubOptions | None = None,
+) -> LoadedModel:
+    """``load_model`` for the transformers backend's options: the device and dtype resolved
+    and checked, and int8's conditions checked before anything is read."""
+    if options.quantization is not None and options.device is not None:
+        _check_int8_device(str(options.device))  # before resolving: 'cuda' fails alike everywhere
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype, device)
+    if options.quantization is not None:
+        _check_int8_device(str(device))
+        if dtype != torch.float32:
+            raise ValueError(
+                f"quantization='int8' works from float32 weights, not {dtype}: pass "
+                "dtype='float32' or leave dtype unset"
+            )
+        check_int8_supported()
+    return load_model(
+        model,
+        kind,
+        device,
+        dtype,
+        options.quantization,
+        hub=hub,
+        model_kwargs=options.model_kwargs,
+    )
+
+
+def _check_int8_device(device: str) -> None:
+    if device.partition(":")[0].strip().lower() != "cpu":
+        raise ValueError(
+            f"quantization='int8' runs on CPU only, not on {device!r}: pass device='cpu' "
+            "(on a GPU, bfloat16 is the fast path)"
+        )

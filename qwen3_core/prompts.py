@@ -8,9 +8,10 @@ transformers format: single newlines). All backends receive the token ids built 
 
 from __future__ import annotations
 
+# The default models, also named here for the callers that read them with the prompts.
+from qwen3_core.defaults import DEFAULT_EMBEDDING_MODEL, DEFAULT_RERANKER_MODEL  # noqa: F401
+
 DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
-DEFAULT_EMBEDDING_MODEL = "Qwen/Qwen3-Embedding-0.6B"
-DEFAULT_RERANKER_MODEL = "Qwen/Qwen3-Reranker-0.6B"
 
 RERANK_PREFIX = (
     "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query "

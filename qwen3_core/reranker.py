@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from qwen3_core import prompts
-from qwen3_core.backends import Backend
 from qwen3_core.backends.base import AsyncRerankBackend, RerankBackend
+from qwen3_core.backends.factory import rerank_backend
+from qwen3_core.backends.legacy import options_with_old_keywords
+from qwen3_core.backends.options import BackendChoice
 from qwen3_core.batching import unique_with_inverse
-from qwen3_core.engine import (
-    EngineBase,
-    check_finite,
-    open_model,
-    server_pool,
-    vllm_options,
-    warn_truncation,
-)
+from qwen3_core.defaults import DEFAULT_RERANKER_MODEL, MAX_LENGTH, MIN_MAX_LENGTH
+from qwen3_core.engine import EngineBase, check_finite, open_model, warn_truncation
 from qwen3_core.hub import HubOptions, ModelSource
-from qwen3_core.kernels.int8 import Quantization
 from qwen3_core.tokenization import LiteralTokenizer, RerankPrompt, RerankTokenizer
 from qwen3_core.validation import (
     check_int,
@@ -53,113 +47,79 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
 
     The prompt is the official one (system turn, ``<Instruct>/<Query>/<Document>`` user turn,
     empty think block); the score is the softmax over the "no" and "yes" logits at the last
-    position, P(yes) in [0, 1]. With ``share_prefix`` (the default) the tokens shared by one
-    query's documents run once and their key/value cache is reused; scores are unchanged.
-    ``backend="vllm"`` runs the model on vLLM (``tensor_parallel_size``,
-    ``gpu_memory_utilization``, ``max_model_len`` and ``vllm_kwargs`` apply to it only; vLLM
-    shares prefixes through its own prefix cache); ``backend="server"`` sends the prompts'
-    token ids to vLLM servers at ``base_url`` (one address or a list, used round-robin;
-    ``api_key``, ``timeout`` in seconds, ``max_concurrency`` requests in flight,
-    ``max_retries``; see docs/serving.md). The ``a``-methods are the async forms: on the server
-    backend they wait on the network without a thread.
-    ``quantization="int8"`` (CPU, transformers backend, float32 only; off by default) runs the
-    decoder's linear layers in int8 on the CPU's VNNI units: faster, not exact (see
-    docs/performance.md).
-    For a hub id, ``revision``, ``token``, ``cache_dir`` and ``local_files_only`` go to the
-    download, and ``source="modelscope"`` (or QWEN3_RAG_USE_MODELSCOPE=1) fetches from
-    ModelScope; ``model_kwargs`` go to transformers' ``from_pretrained``. Every checkpoint
-    variant in circulation loads and scores exactly, and one that cannot is refused with a
-    ``ModelKindError`` before any weights are read (see docs/engine.md).
+    position, P(yes) in [0, 1]. Every checkpoint variant in circulation scores exactly (tied
+    or untied causal LMs, ``*-seq-cls`` conversions, sentence-transformers cross-encoders),
+    and one that cannot is refused before any weights are read (see docs/engine.md).
+
+    ```python
+    from qwen3_core import Qwen3Reranker, TransformersOptions
+
+    reranker = Qwen3Reranker(
+        "Qwen/Qwen3-Reranker-0.6B", backend=TransformersOptions(device="cuda")
+    )
+    hits = reranker.rerank("What is the capital of China?", documents, top_n=3)
+    ```
+
+    Args:
+        model: Hugging Face hub id or local folder of a Qwen3-Reranker checkpoint.
+        backend: Where the model runs: ``"transformers"`` (in this process, the default),
+            ``"vllm"``, or the options of one: ``TransformersOptions(device=..., dtype=...,
+            quantization=..., share_prefix=...)``, ``VllmOptions(tensor_parallel_size=...)``,
+            ``ServerOptions(base_url=...)`` (vLLM servers; needs no torch).
+        instruction: The task in the prompt; each call may give its own.
+        max_length: Longest prompt in tokens; a longer document is cut, the prompt's frame
+            kept.
+        revision: For a hub id: the branch, tag or commit to download.
+        token: For a hub id: the access token (True: the one saved by ``hf auth login``).
+        cache_dir: For a hub id: where downloads are kept.
+        local_files_only: For a hub id: use only what is already downloaded.
+        source: ``"huggingface"`` or ``"modelscope"``; None: ModelScope when
+            ``QWEN3_RAG_USE_MODELSCOPE=1``, else the Hugging Face Hub.
+        **deprecated: The flat backend keywords of earlier releases (``device=``,
+            ``dtype=``, ``base_url=`` ...): accepted for one release with a
+            DeprecationWarning; pass them in ``backend=``'s options instead.
+
+    Raises:
+        ModelKindError: The checkpoint is not a Qwen3-Reranker that can be scored exactly.
+        ModelNotFoundError: The model is neither a folder nor a hub id that can be fetched.
+        ValueError: A setting is out of range, or the device is not available.
+        TypeError: An unknown keyword argument.
+        ImportError: The backend's libraries are not installed.
     """
 
     def __init__(
         self,
-        model: str | os.PathLike[str] = prompts.DEFAULT_RERANKER_MODEL,
+        model: str | os.PathLike[str] = DEFAULT_RERANKER_MODEL,
         *,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        max_length: int = 8192,
+        backend: BackendChoice = "transformers",
         instruction: str = prompts.DEFAULT_INSTRUCTION,
-        max_batch_tokens: int | None = None,
-        show_progress: bool | None = None,
-        share_prefix: bool = True,
-        backend: Backend = "transformers",
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.8,
-        max_model_len: int | None = None,
-        vllm_kwargs: Mapping[str, Any] | None = None,
-        base_url: str | Sequence[str] | None = None,
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        max_concurrency: int = 8,
-        max_retries: int = 5,
-        quantization: Quantization | None = None,
+        max_length: int = MAX_LENGTH,
         revision: str | None = None,
         token: str | bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
         source: ModelSource | None = None,
-        model_kwargs: Mapping[str, Any] | None = None,
+        **deprecated: Any,
     ) -> None:
         self._backend_or_none = None
+        options = options_with_old_keywords(type(self).__name__, backend, deprecated)
         self.instruction = check_text("instruction", instruction)
-        self.max_length = check_int("max_length", max_length, minimum=1)
-        check_optional_int("max_batch_tokens", max_batch_tokens, minimum=1)
-        pool = server_pool(backend, base_url, api_key, timeout, max_concurrency, max_retries)
+        self.max_length = check_int("max_length", max_length, minimum=MIN_MAX_LENGTH["reranker"])
         opened = open_model(
             model,
             "reranker",
-            backend=backend,
-            device=device,
-            dtype=dtype,
-            max_length=max_length,
-            quantization=quantization,
+            options,
+            max_length=self.max_length,
             hub=HubOptions(revision, token, cache_dir, local_files_only, source),
-            model_kwargs=model_kwargs,
         )
-        self.device, self.dtype = opened.device, opened.dtype
-        self._checkpoint = opened.checkpoint  # keeps the shared tokenizer cached
-        self.model_path = opened.checkpoint.folder
-        self.backend = backend
-        self.base_url = None if pool is None else pool.urls
-        self.max_batch_tokens = max_batch_tokens
-        self._tokenizer = RerankTokenizer(
-            LiteralTokenizer.of(opened.checkpoint.tokenizer), self.max_length
-        )
-        self.variant = opened.checkpoint.variant
+        self._take(opened)
+        self._tokenizer = RerankTokenizer(opened.checkpoint.tokenizer, self.max_length)
         yes_id, no_id = self._score_token_ids(opened.checkpoint.tokenizer)
-        if opened.loaded is not None:
-            from qwen3_core.backends.transformers import TransformersRerankBackend
+        self._backend_or_none = rerank_backend(
+            opened, model, max_length=self.max_length, yes_id=yes_id, no_id=no_id
+        )
 
-            self._backend_or_none = TransformersRerankBackend(
-                opened.loaded,
-                yes_id=yes_id,
-                no_id=no_id,
-                max_batch_tokens=max_batch_tokens,
-                show_progress=show_progress,
-                share_prefix=share_prefix,
-            )
-        elif pool is not None:
-            from qwen3_core.backends.server import ServerRerankBackend
-
-            self._backend_or_none = ServerRerankBackend(pool, os.fspath(model), self.variant)
-        else:
-            from qwen3_core.backends.vllm import VllmRerankBackend
-
-            self._backend_or_none = VllmRerankBackend(
-                opened.checkpoint.folder,
-                dtype=self.dtype,
-                max_length=self.max_length,
-                options=vllm_options(
-                    tensor_parallel_size, gpu_memory_utilization, max_model_len, vllm_kwargs
-                ),
-                variant=self.variant,
-                score_tokens=tuple(
-                    opened.checkpoint.tokenizer.convert_ids_to_tokens([no_id, yes_id])
-                ),
-            )
-
-    def _score_token_ids(self, tokenizer: Any) -> tuple[int, int]:
+    def _score_token_ids(self, tokenizer: LiteralTokenizer) -> tuple[int, int]:
         """The (yes, no) token ids a causal-LM reranker compares: those its checkpoint names
         (a sentence-transformers cross-encoder), else the tokens "yes" and "no"."""
         variant = self.variant

@@ -7,16 +7,16 @@ close the prompt and answer for the model. Only the template's own special token
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from qwen3_core import prompts
+from qwen3_core.variants import ModelKindError, read_json
 
 TokenIds = np.ndarray  # one sequence: integer ids, 1-d
 _ENCODE_CHUNK = 512
@@ -58,38 +58,78 @@ class Truncation:
 
 
 class LiteralTokenizer:
-    """Encodes user text literally and template text with its special tokens.
+    """A checkpoint's tokenizer, read from its ``tokenizer.json``: encodes user text literally
+    and template text with its special tokens.
 
-    ``LiteralTokenizer.of(hf_tokenizer)`` shares one instance per loaded tokenizer: building
-    one copies the 18 MB tokenizer twice, which would cost every new engine a second or two.
+    Built with ``LiteralTokenizer.from_folder``; the engine shares one per set of tokenizer
+    files (``qwen3_core.checkpoints``), since parsing the 151k-token Qwen3 tokenizer takes
+    about a second.
     """
 
-    _shared: ClassVar[weakref.WeakKeyDictionary[Any, LiteralTokenizer]] = (
-        weakref.WeakKeyDictionary()
-    )
-    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+    FILES: ClassVar[tuple[str, ...]] = ("tokenizer.json", "tokenizer_config.json")
+    """The files that define the tokenizer."""
 
     @classmethod
-    def of(cls, hf_tokenizer: Any) -> LiteralTokenizer:
-        with cls._shared_lock:
-            literal = cls._shared.get(hf_tokenizer)
-            if literal is None:
-                literal = cls._shared[hf_tokenizer] = cls(hf_tokenizer)
-            return literal
+    def from_folder(cls, folder: Path) -> LiteralTokenizer:
+        """The tokenizer of the checkpoint in ``folder``.
 
-    def __init__(self, hf_tokenizer: Any) -> None:
-        backend: Tokenizer = hf_tokenizer.backend_tokenizer
-        self._template = Tokenizer.from_str(backend.to_str())
+        Raises:
+            ModelKindError: The folder has no readable ``tokenizer.json``, or its
+                ``tokenizer_config.json`` names added tokens that ``tokenizer.json`` lacks.
+        """
+        path = folder / "tokenizer.json"
+        if not path.is_file():
+            raise ModelKindError(f"'{folder}' has no tokenizer.json (a fast tokenizer)")
+        text = path.read_text(encoding="utf-8")
+        try:
+            template = Tokenizer.from_str(text)
+        except Exception as exc:  # the Rust parser's own error types
+            raise ModelKindError(f"'{path}' is not a readable tokenizer: {exc}") from exc
+        config_path = folder / "tokenizer_config.json"
+        settings = read_json(config_path) if config_path.is_file() else {}
+        settings = settings if isinstance(settings, dict) else {}
+        added = settings.get("added_tokens_decoder")
+        for index, token in (added or {}).items() if isinstance(added, dict) else ():
+            content = token.get("content") if isinstance(token, dict) else None
+            if content is not None and template.token_to_id(content) != int(index):
+                raise ModelKindError(
+                    f"'{folder}': tokenizer_config.json names token {content!r} with id "
+                    f"{index}, which tokenizer.json does not have"
+                )
+        pad = settings.get("pad_token")
+        pad = pad.get("content") if isinstance(pad, dict) else pad
+        return cls(text, pad_token_id=template.token_to_id(pad) if isinstance(pad, str) else None)
+
+    def __init__(self, tokenizer_json: str, *, pad_token_id: int | None = None) -> None:
+        self._template = Tokenizer.from_str(tokenizer_json)
         self._template.no_truncation()
         self._template.no_padding()
         # A private copy with special-token matching off: set once here, never toggled per
         # call, so concurrent callers cannot see each other's setting.
-        self._literal = Tokenizer.from_str(self._template.to_str())
+        self._literal = Tokenizer.from_str(tokenizer_json)
+        self._literal.no_truncation()
+        self._literal.no_padding()
         self._literal.encode_special_tokens = True
+        self.pad_token_id = pad_token_id
+        """The id of the checkpoint's padding token (None if it names none)."""
         # The most characters one token can cover (128 for Qwen3: a run of spaces). A byte-
         # level token's string has one character per byte, and a text character has at least
         # one byte, so N tokens never cover more than N times this many characters.
-        self._max_token_chars = max(len(token) for token in backend.get_vocab())
+        self._max_token_chars = max(len(token) for token in self._template.get_vocab())
+
+    def __len__(self) -> int:
+        """Tokens in the vocabulary, added tokens included."""
+        return int(self._template.get_vocab_size(with_added_tokens=True))
+
+    def token_to_id(self, token: str) -> int | None:
+        """The id of one token of the vocabulary, or None."""
+        found: int | None = self._template.token_to_id(token)
+        return found
+
+    def id_to_token(self, token_id: int) -> str | None:
+        """The vocabulary entry of ``token_id``, or None."""
+        found: str | None = self._template.id_to_token(token_id)
+        return found
 
     def encode_template(self, text: str) -> list[int]:
         """Template text: its special tokens are special."""

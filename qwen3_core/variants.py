@@ -46,6 +46,7 @@ class Variant:
     """What a checkpoint folder holds and how it is loaded and scored."""
 
     kind: ModelKind
+    """``"embedding"`` or ``"reranker"``."""
     architecture: Architecture
     """The transformers class to load: ``base`` (``Qwen3Model``), ``causal_lm`` or
     ``seq_cls``."""
@@ -71,6 +72,17 @@ class Variant:
 
 
 def read_json(path: Path) -> Any:
+    """A JSON file of a model folder, failing as a ModelKindError that names the file.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The parsed JSON value.
+
+    Raises:
+        ModelKindError: The file cannot be read or is not valid JSON.
+    """
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -78,7 +90,18 @@ def read_json(path: Path) -> Any:
 
 
 def read_config(folder: Path) -> dict[str, Any]:
-    """config.json, checked to be a Qwen3 decoder's."""
+    """config.json, checked to be a Qwen3 decoder's.
+
+    Args:
+        folder: The model folder.
+
+    Returns:
+        The config as a dict.
+
+    Raises:
+        ModelKindError: The folder has no config.json, it is not a JSON object, or its
+            ``model_type`` is not ``"qwen3"``.
+    """
     path = folder / "config.json"
     if not path.is_file():
         raise ModelKindError(
@@ -98,7 +121,19 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]] | None:
     """Every tensor's name and shape in the folder's safetensors files (read from their
-    headers, no weights), or None when the folder has none."""
+    headers, no weights), or None when the folder has none.
+
+    Args:
+        folder: The model folder: one ``model.safetensors``, or shards listed by
+            ``model.safetensors.index.json``.
+
+    Returns:
+        Each tensor's name and shape, or None when the folder has no safetensors weights.
+
+    Raises:
+        ModelKindError: The index has no weight map, names a shard that is missing, or a
+            file is not a readable safetensors file.
+    """
     from safetensors import safe_open
 
     index = folder / "model.safetensors.index.json"
@@ -117,7 +152,7 @@ def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]] | None:
         if not path.is_file():
             raise ModelKindError(f"'{folder}' lacks the weight file '{name}' its index names")
         try:
-            with safe_open(str(path), framework="pt") as handle:
+            with safe_open(str(path), framework="numpy") as handle:
                 for key in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
                     shapes[key] = tuple(handle.get_slice(key).get_shape())
         except Exception as exc:  # a truncated or foreign file: safetensors' own error types
@@ -127,7 +162,20 @@ def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]] | None:
 
 def base_tensor_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """The tensors of a Qwen3 decoder (without prefix or head) and their shapes, from its
-    config."""
+    config.
+
+    Args:
+        config: A Qwen3 config.json, as ``read_config`` gives it.
+
+    Returns:
+        Each tensor's flat name (``embed_tokens.weight``, ``layers.0.mlp.up_proj.weight``,
+        ...) and shape.
+
+    Raises:
+        KeyError: The config lacks a dimension (``hidden_size``, ``vocab_size``, ...).
+        TypeError: A dimension is not a number.
+        ValueError: A dimension is not a number.
+    """
     hidden, inner = int(config["hidden_size"]), int(config["intermediate_size"])
     heads, kv_heads = int(config["num_attention_heads"]), int(config["num_key_value_heads"])
     head_dim = int(config.get("head_dim") or hidden // heads)
@@ -302,7 +350,23 @@ def recognise(
     """The variant in ``folder`` for a ``kind`` engine, or ModelKindError naming why it
     cannot be used. With ``weights`` False (a client of a model server, which has only the
     configs), it is told from the configs alone. ``config``: the folder's config.json as
-    ``read_config`` gave it, if the caller has it already."""
+    ``read_config`` gave it, if the caller has it already.
+
+    Args:
+        folder: The model folder.
+        kind: The model the caller asks for: ``"embedding"`` or ``"reranker"``.
+        weights: Read the safetensors headers too (and require them); False tells the
+            variant from the configs alone.
+        config: The folder's config.json, if already read; None: it is read here.
+
+    Returns:
+        The variant: which transformers class to load and how to score it.
+
+    Raises:
+        ModelKindError: The folder is not a Qwen3 model, holds the other kind of model, has
+            no safetensors weights (with ``weights``), lacks a tensor the model needs or
+            has one of the wrong shape, or is a variant that cannot be scored exactly.
+    """
     config = read_config(folder) if config is None else config
     modules = _st_modules(folder)
     shapes = tensor_shapes(folder) if weights else None

@@ -49,9 +49,10 @@ class StandInServer:
         self._embed = TransformersEmbeddingBackend(
             load_model(embedding, "embedding", cpu, torch.float32), show_progress=False
         )
-        tokens = loaded.tokenizer.convert_tokens_to_ids(["yes", "no"])
+        yes, no = loaded.tokenizer.token_to_id("yes"), loaded.tokenizer.token_to_id("no")
+        assert yes is not None and no is not None
         self._rerank = TransformersRerankBackend(
-            loaded, yes_id=tokens[0], no_id=tokens[1], show_progress=False, share_prefix=False
+            loaded, yes_id=yes, no_id=no, show_progress=False, share_prefix=False
         )
         self.faults: deque[Fault] = deque()
         self.requests: list[tuple[str, int]] = []  # (path, inputs) of every POST answered

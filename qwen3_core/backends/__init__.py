@@ -1,6 +1,8 @@
-"""Where the model runs: every backend gets the token ids built by ``qwen3_core.tokenization``."""
+"""Where the model runs: every backend gets the token ids built by ``qwen3_core.tokenization``.
 
-from typing import Literal, get_args
+Each backend has its own options (``qwen3_core.backends.options``), and one factory
+(``qwen3_core.backends.factory``) builds the backend from them.
+"""
 
 from qwen3_core.backends.base import (
     AsyncEmbeddingBackend,
@@ -8,22 +10,26 @@ from qwen3_core.backends.base import (
     EmbeddingBackend,
     RerankBackend,
 )
-
-Backend = Literal["transformers", "vllm", "server"]
-BACKENDS: tuple[str, ...] = get_args(Backend)
-
-
-def check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-
+from qwen3_core.backends.options import (
+    BACKENDS,
+    BackendChoice,
+    BackendName,
+    BackendOptions,
+    ServerOptions,
+    TransformersOptions,
+    VllmOptions,
+)
 
 __all__ = [
     "BACKENDS",
     "AsyncEmbeddingBackend",
     "AsyncRerankBackend",
-    "Backend",
+    "BackendChoice",
+    "BackendName",
+    "BackendOptions",
     "EmbeddingBackend",
     "RerankBackend",
-    "check_backend",
+    "ServerOptions",
+    "TransformersOptions",
+    "VllmOptions",
 ]

@@ -16,36 +16,25 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from qwen3_core.tokenization import RerankPrompt, TokenIds
 from qwen3_core.variants import Variant
+
+if TYPE_CHECKING:  # torch comes with vLLM; importing this module (for the server) needs none
+    import torch
+
+    from qwen3_core.backends.options import VllmOptions
 
 RERANKER_OVERRIDES: dict[str, Any] = {
     "architectures": ["Qwen3ForSequenceClassification"],
     "classifier_from_token": ["no", "yes"],
     "is_original_qwen3_reranker": True,
 }
-
-
-@dataclass(frozen=True)
-class VllmOptions:
-    """Engine settings passed to ``vllm.LLM``."""
-
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.8
-    max_model_len: int | None = None
-    """Longest prompt vLLM reserves room for; defaults to the engine's ``max_length``."""
-    enable_prefix_caching: bool = True
-    """Documents of one query share the prompt head: vLLM reuses its cached blocks."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    """Any other ``vllm.LLM`` arguments (``enforce_eager``, ``swap_space``, ...)."""
 
 
 def _import_vllm() -> Any:
@@ -85,7 +74,7 @@ def _start(
         enable_prefix_caching=options.enable_prefix_caching,
         trust_remote_code=False,
         **kw,
-        **dict(options.extra),
+        **dict(options.engine_args),
     )
 
 
@@ -127,6 +116,8 @@ class _VllmEngine:
             destroy_distributed_environment()
         except Exception:  # nothing was initialised in this process: nothing to free
             pass
+        import torch
+
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qwen3_core import prompts
 from qwen3_core.batch.optional import import_ray_data
 from qwen3_core.batch.workers import EmbedKind, EmbedWorker, RerankWorker
+from qwen3_core.defaults import DEFAULT_EMBEDDING_MODEL, DEFAULT_RERANKER_MODEL
 from qwen3_core.validation import check_int, check_text
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ _OWN_MAP_ARGUMENTS = frozenset(
 def embed_dataset(
     ds: Dataset,
     *,
-    model: str | os.PathLike[str] = prompts.DEFAULT_EMBEDDING_MODEL,
+    model: str | os.PathLike[str] = DEFAULT_EMBEDDING_MODEL,
     text_column: str = "text",
     output_column: str = "embedding",
     kind: EmbedKind = "document",
@@ -57,6 +57,39 @@ def embed_dataset(
     ``Dataset.map_batches`` arguments (``memory``, ``runtime_env``, ...) go in
     ``map_batches_options``. A row whose text is not a str (None included) fails the job
     with a TypeError naming the column and showing the row.
+
+    Args:
+        ds: The input dataset; every column passes through unchanged.
+        model: A hub id or a local model folder, as ``Qwen3Embedder`` takes it.
+        text_column: The column of texts to embed.
+        output_column: The new column for the vectors; it must not exist yet.
+        kind: ``"document"`` (the text as it is) or ``"query"`` (with the instruction).
+        instruction: The task instruction for ``kind="query"``; None: the engine's default.
+        engine_options: Further ``Qwen3Embedder`` keyword arguments (``backend``,
+            ``device``, ``dtype``, ``dimensions``, ...), except ``model``.
+        concurrency: The number of workers, or ``(min, max)`` for an autoscaling pool.
+        num_gpus_per_worker: GPUs reserved per worker (fractions share a GPU); 0: none.
+        num_cpus_per_worker: CPUs reserved per worker; None: Ray Data's default.
+        batch_size: Rows per batch handed to a worker.
+        map_batches_options: Further ``Dataset.map_batches`` arguments, except those this
+            function sets itself.
+
+    Returns:
+        A lazy dataset: the input columns plus ``output_column``. Nothing runs until it is
+        written or iterated.
+
+    Raises:
+        ImportError: Ray Data is not installed (the ``ray`` extra).
+        ValueError: An unknown ``kind``, an ``instruction`` with ``kind="document"`` or
+            with a lone surrogate (not valid Unicode), a
+            column missing from or already in the dataset's known schema, an
+            ``output_column`` equal to ``text_column``, ``concurrency`` or ``batch_size``
+            below 1, a negative resource amount, ``model`` given in ``engine_options``, or
+            a ``map_batches_options`` key this function sets.
+        TypeError: A column name or the instruction that is not a str, ``concurrency`` or
+            ``batch_size`` that is not an int, or an ``engine_options`` name that
+            ``Qwen3Embedder`` does not take. While the job runs, a row whose text is not a
+            str fails it with a TypeError too.
     """
     ray_data = import_ray_data()
     if kind not in ("document", "query"):
@@ -92,7 +125,7 @@ def embed_dataset(
 def rerank_dataset(
     ds: Dataset,
     *,
-    model: str | os.PathLike[str] = prompts.DEFAULT_RERANKER_MODEL,
+    model: str | os.PathLike[str] = DEFAULT_RERANKER_MODEL,
     query_column: str = "query",
     document_column: str = "document",
     output_column: str = "score",
@@ -110,6 +143,38 @@ def rerank_dataset(
 
     Workers, options and bad rows as in ``embed_dataset``; rows of one query that share a
     batch share the query's prefix computation, so a table grouped by query runs faster.
+
+    Args:
+        ds: The input dataset; every column passes through unchanged.
+        model: A hub id or a local model folder, as ``Qwen3Reranker`` takes it.
+        query_column: The column of queries.
+        document_column: The column of documents.
+        output_column: The new column for the scores; it must not exist yet.
+        instruction: The task instruction; None: the engine's default.
+        engine_options: Further ``Qwen3Reranker`` keyword arguments (``backend``,
+            ``device``, ``dtype``, ...), except ``model``.
+        concurrency: The number of workers, or ``(min, max)`` for an autoscaling pool.
+        num_gpus_per_worker: GPUs reserved per worker (fractions share a GPU); 0: none.
+        num_cpus_per_worker: CPUs reserved per worker; None: Ray Data's default.
+        batch_size: Rows per batch handed to a worker.
+        map_batches_options: Further ``Dataset.map_batches`` arguments, except those this
+            function sets itself.
+
+    Returns:
+        A lazy dataset: the input columns plus ``output_column`` (float32). Nothing runs
+        until it is written or iterated.
+
+    Raises:
+        ImportError: Ray Data is not installed (the ``ray`` extra).
+        ValueError: An ``instruction`` with a lone surrogate (not valid Unicode), a column
+            missing from or already in the dataset's known schema, an
+            ``output_column`` equal to an input column, ``concurrency`` or ``batch_size``
+            below 1, a negative resource amount, ``model`` given in ``engine_options``, or
+            a ``map_batches_options`` key this function sets.
+        TypeError: A column name or the instruction that is not a str, ``concurrency`` or
+            ``batch_size`` that is not an int, or an ``engine_options`` name that
+            ``Qwen3Reranker`` does not take. While the job runs, a row whose query or
+            document is not a str fails it with a TypeError too.
     """
     ray_data = import_ray_data()
     if instruction is not None:

@@ -5,20 +5,50 @@ more than embedding it)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
+from qwen3_core.backends.options import TransformersOptions
 from qwen3_core.batch.columns import require_absent, text_values, with_scores, with_vectors
 
 EmbedKind = Literal["document", "query"]
 
 
 def engine_keywords(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments a worker builds its engine with.
+
+    Args:
+        options: The job's ``engine_options``.
+
+    Returns:
+        ``options`` with the transformers backend's ``show_progress=False`` unless they set it.
+    """
     # A tqdm bar per worker and batch would interleave in the logs; Ray Data shows progress.
-    return {"show_progress": False, **options}
+    keywords = dict(options)
+    backend = keywords.get("backend", "transformers")
+    if "show_progress" in keywords or not isinstance(backend, (str, TransformersOptions)):
+        return keywords
+    if backend == "transformers":
+        backend = TransformersOptions()
+    if isinstance(backend, TransformersOptions) and backend.show_progress is None:
+        if set(keywords) & {"device", "dtype", "max_batch_tokens", "quantization", "model_kwargs"}:
+            keywords["show_progress"] = False  # the flat keywords of earlier releases
+        else:
+            keywords["backend"] = replace(backend, show_progress=False)
+    return keywords
 
 
 class EmbedWorker:
-    """Adds ``output_column`` (one unit vector per row) to Arrow batches of ``text_column``."""
+    """Adds ``output_column`` (one unit vector per row) to Arrow batches of ``text_column``.
+
+    Args:
+        model: A hub id or a local model folder.
+        engine_options: Further ``Qwen3Embedder`` keyword arguments.
+        text_column: The column of texts to embed.
+        output_column: The new column for the vectors.
+        kind: ``"document"`` or ``"query"``.
+        instruction: The task instruction for queries; None: the engine's default.
+    """
 
     def __init__(
         self,
@@ -38,6 +68,18 @@ class EmbedWorker:
         self.instruction = instruction
 
     def __call__(self, batch: Any) -> Any:
+        """Embed one batch.
+
+        Args:
+            batch: A ``pyarrow.Table`` with ``text_column``.
+
+        Returns:
+            ``batch`` plus ``output_column``, ``fixed_size_list<float32>[dimension]``.
+
+        Raises:
+            ValueError: ``batch`` lacks ``text_column`` or already has ``output_column``.
+            TypeError: A text is not a str.
+        """
         require_absent(batch, self.output_column)
         texts = text_values(batch, self.text_column)
         if self.kind == "query":
@@ -48,7 +90,16 @@ class EmbedWorker:
 
 
 class RerankWorker:
-    """Adds ``output_column`` (P(yes) per row) to Arrow batches of (query, document) rows."""
+    """Adds ``output_column`` (P(yes) per row) to Arrow batches of (query, document) rows.
+
+    Args:
+        model: A hub id or a local model folder.
+        engine_options: Further ``Qwen3Reranker`` keyword arguments.
+        query_column: The column of queries.
+        document_column: The column of documents.
+        output_column: The new column for the scores.
+        instruction: The task instruction; None: the engine's default.
+    """
 
     def __init__(
         self,
@@ -68,6 +119,18 @@ class RerankWorker:
         self.instruction = instruction
 
     def __call__(self, batch: Any) -> Any:
+        """Score one batch.
+
+        Args:
+            batch: A ``pyarrow.Table`` with ``query_column`` and ``document_column``.
+
+        Returns:
+            ``batch`` plus ``output_column``, float32 P(yes) per row.
+
+        Raises:
+            ValueError: ``batch`` lacks an input column or already has ``output_column``.
+            TypeError: A query or document is not a str.
+        """
         require_absent(batch, self.output_column)
         queries = text_values(batch, self.query_column)
         documents = text_values(batch, self.document_column)

@@ -4,14 +4,10 @@
 from __future__ import annotations
 
 import warnings
-from typing import Literal
 
 import torch
 
 from qwen3_core.kernels.decoder_linears import swap_decoder_linears
-
-Quantization = Literal["int8"]
-"""``int8``: the decoder layers' linear weights in int8 (CPU only; see ``Int8Linear``)."""
 
 
 def _has_vnni() -> bool:

@@ -1,0 +1,291 @@
+"""Each backend's own settings, as one typed object passed as ``backend=``.
+
+A setting exists only on the backend that uses it, so a wrong combination cannot be written:
+``TransformersOptions(device="cuda")``, ``VllmOptions(tensor_parallel_size=2)``,
+``ServerOptions(base_url="http://gpu-1:8000")``. The options are checked when they are made,
+before any model is opened, and no torch is imported here: a server client needs none.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from qwen3_core.validation import check_int, check_optional_int
+
+if TYPE_CHECKING:
+    import torch
+
+BackendName = Literal["transformers", "vllm", "server"]
+Quantization = Literal["int8"]
+"""``int8``: the decoder layers' linear weights in int8 (CPU only)."""
+
+_DEVICE = re.compile(r"(cpu|mps|cuda)(:\d+)?")
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+# Settings the engine owns: given in model_kwargs they would contradict it.
+_OWNED_MODEL_KWARGS = {
+    "dtype": "TransformersOptions(dtype=...)",
+    "torch_dtype": "TransformersOptions(dtype=...)",
+    "device_map": "TransformersOptions(device=...)",
+    "trust_remote_code": "nothing: remote code is never run",
+    "num_labels": "nothing: the checkpoint says it",
+    "output_loading_info": "nothing: the engine checks the loading report itself",
+    "revision": "the engine's revision=",
+    "token": "the engine's token=",
+    "cache_dir": "the engine's cache_dir=",
+    "local_files_only": "the engine's local_files_only=",
+}
+# vLLM arguments the engine sets from the checkpoint and the other options.
+_OWNED_ENGINE_ARGS = {
+    "model": "the engine's model argument",
+    "tokenizer": "nothing: the checkpoint's own tokenizer is used",
+    "runner": "nothing: the engine runs vLLM's pooling runner",
+    "dtype": "VllmOptions(dtype=...)",
+    "tensor_parallel_size": "VllmOptions(tensor_parallel_size=...)",
+    "gpu_memory_utilization": "VllmOptions(gpu_memory_utilization=...)",
+    "max_model_len": "VllmOptions(max_model_len=...)",
+    "enable_prefix_caching": "VllmOptions(enable_prefix_caching=...)",
+    "trust_remote_code": "nothing: remote code is never run",
+    "hf_overrides": "nothing: the engine derives them from the checkpoint",
+}
+
+
+def device_name(device: Any) -> str | None:
+    """``"cuda:0"`` for ``"cuda:0"`` or ``torch.device("cuda:0")``; None stays None. Only the
+    spelling is checked here; whether the device exists is checked when the model opens."""
+    if device is None:
+        return None
+    name = str(device) if type(device).__name__ == "device" else device
+    if not isinstance(name, str) or not _DEVICE.fullmatch(name.strip().lower()):
+        raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    return name.strip().lower()
+
+
+def dtype_name(dtype: Any) -> str | None:
+    """``"bfloat16"`` for ``"bfloat16"``, ``"bf16"`` or ``torch.bfloat16``; None stays None."""
+    if dtype is None:
+        return None
+    name = str(dtype).lower().removeprefix("torch.")
+    if not isinstance(dtype, str) and type(dtype).__name__ != "dtype":
+        name = ""
+    if name not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}: use 'float32', 'bfloat16' or 'float16'")
+    return _DTYPES[name]
+
+
+def _checked_kwargs(
+    name: str, value: Mapping[str, Any] | None, owned: Mapping[str, str]
+) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict, got {type(value).__name__}")
+    for key in value:
+        if key in owned:
+            raise ValueError(f"{name} may not set {key!r}: use {owned[key]}")
+    return dict(value)
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransformersOptions:
+    """Run the model in this process with transformers and torch (the default backend).
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (or a ``torch.device``);
+            None: CUDA when available, else MPS, else CPU.
+        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (or a ``torch.dtype``); None:
+            bfloat16 on GPUs with bf16 units, float16 on older GPUs, float32 on MPS and CPU.
+        quantization: ``"int8"`` runs the decoder's linear layers in int8 on CPU (float32
+            weights only): faster, not exact. None (the default) keeps the model exact.
+        max_batch_tokens: Padded tokens per forward pass; None: the default for the device
+            (on a GPU, from the memory left free once the model is loaded).
+        show_progress: A progress bar over batches; None: only for large inputs on a
+            terminal.
+        share_prefix: Reranker only: the tokens one query's documents share run once and
+            their key/value cache is reused (scores are unchanged).
+        model_kwargs: Further arguments for transformers' ``from_pretrained`` (for example
+            ``attn_implementation``); the settings above and the hub options cannot be given
+            here.
+
+    Raises:
+        ValueError: A setting is out of range or misspelt (the device is only checked to
+            exist when the model opens).
+        TypeError: A setting has the wrong type.
+    """
+
+    name: ClassVar[BackendName] = "transformers"
+    device: str | torch.device | None = None
+    dtype: str | torch.dtype | None = None
+    quantization: Quantization | None = None
+    max_batch_tokens: int | None = None
+    show_progress: bool | None = None
+    share_prefix: bool = True
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", device_name(self.device))
+        object.__setattr__(self, "dtype", dtype_name(self.dtype))
+        if self.quantization not in (None, "int8"):
+            raise ValueError(f"unknown quantization {self.quantization!r}: use None or 'int8'")
+        check_optional_int("max_batch_tokens", self.max_batch_tokens, minimum=1)
+        if self.show_progress is not None:
+            _check_bool("show_progress", self.show_progress)
+        _check_bool("share_prefix", self.share_prefix)
+        kwargs = _checked_kwargs("model_kwargs", self.model_kwargs, _OWNED_MODEL_KWARGS)
+        object.__setattr__(self, "model_kwargs", kwargs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VllmOptions:
+    """Run the model on vLLM in this process (``pip install "qwen3-rag[vllm]"``).
+
+    Args:
+        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``; None: as for transformers.
+        tensor_parallel_size: GPUs one model is split over (choose them with
+            ``CUDA_VISIBLE_DEVICES``).
+        gpu_memory_utilization: Share of each GPU's memory vLLM may take.
+        max_model_len: Longest prompt vLLM reserves room for; None: the engine's
+            ``max_length``.
+        enable_prefix_caching: Reuse the cached blocks of prompt heads that documents of one
+            query share.
+        engine_args: Further ``vllm.LLM`` arguments (``enforce_eager``, ``swap_space``,
+            ...); the settings above, the model and its overrides cannot be given here.
+
+    Raises:
+        ValueError: A setting is out of range or misspelt.
+        TypeError: A setting has the wrong type.
+    """
+
+    name: ClassVar[BackendName] = "vllm"
+    dtype: str | torch.dtype | None = None
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.8
+    max_model_len: int | None = None
+    enable_prefix_caching: bool = True
+    engine_args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", dtype_name(self.dtype))
+        check_int("tensor_parallel_size", self.tensor_parallel_size, minimum=1)
+        utilization = self.gpu_memory_utilization
+        if (
+            isinstance(utilization, bool)
+            or not isinstance(utilization, (int, float))
+            or not 0 < utilization <= 1
+        ):
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {utilization!r}")
+        check_optional_int("max_model_len", self.max_model_len, minimum=1)
+        _check_bool("enable_prefix_caching", self.enable_prefix_caching)
+        engine_args = _checked_kwargs("engine_args", self.engine_args, _OWNED_ENGINE_ARGS)
+        object.__setattr__(self, "engine_args", engine_args)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerOptions:
+    """Send token ids to vLLM model servers (``vllm serve``; see docs/serving.md). Needs no
+    torch: the client only tokenises and talks HTTP.
+
+    Args:
+        base_url: One server address (``"http://gpu-1:8000"``) or a list, used round-robin
+            (a server that fails is skipped for a while).
+        api_key: Sent as a bearer token (the servers' ``--api-key``).
+        timeout: Seconds to wait for one answer.
+        max_concurrency: Requests in flight at once, over all servers.
+        max_retries: Further tries of a request that failed on a connection error, a
+            timeout or a 429/5xx answer.
+
+    Raises:
+        ValueError: No address, an address that is not http(s), or a setting out of range.
+        TypeError: A setting has the wrong type.
+    """
+
+    name: ClassVar[BackendName] = "server"
+    base_url: str | Sequence[str]
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = 60.0
+    max_concurrency: int = 8
+    max_retries: int = 5
+
+    def __post_init__(self) -> None:
+        from qwen3_core.backends.http import check_base_urls
+
+        urls = check_base_urls(self.base_url)
+        object.__setattr__(self, "base_url", urls[0] if len(urls) == 1 else tuple(urls))
+        if self.api_key is not None and not isinstance(self.api_key, str):
+            raise TypeError(f"api_key must be a str, got {type(self.api_key).__name__}")
+        timeout = self.timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        check_int("max_concurrency", self.max_concurrency, minimum=1)
+        check_int("max_retries", self.max_retries, minimum=0)
+
+    @property
+    def urls(self) -> list[str]:
+        """The server addresses, as a list."""
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+
+
+BackendOptions = TransformersOptions | VllmOptions | ServerOptions
+BackendChoice = BackendName | TransformersOptions | VllmOptions | ServerOptions
+"""What ``backend=`` takes: a backend's name (with its default options) or its options."""
+
+_OPTIONS: dict[str, type[TransformersOptions] | type[VllmOptions] | type[ServerOptions]] = {
+    "transformers": TransformersOptions,
+    "vllm": VllmOptions,
+    "server": ServerOptions,
+}
+BACKENDS: tuple[str, ...] = tuple(_OPTIONS)
+
+
+def options_class(
+    name: str,
+) -> type[TransformersOptions] | type[VllmOptions] | type[ServerOptions]:
+    """The options class of the backend called ``name``."""
+    if name not in _OPTIONS:
+        raise ValueError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")
+    return _OPTIONS[name]
+
+
+def backend_options(backend: Any) -> BackendOptions:
+    """``backend=`` as options: a name gets that backend's defaults.
+
+    Raises:
+        ValueError: An unknown name, or ``"server"`` (which needs an address).
+        TypeError: Neither a name nor options.
+    """
+    if isinstance(backend, (TransformersOptions, VllmOptions, ServerOptions)):
+        return backend
+    if not isinstance(backend, str):
+        raise TypeError(
+            "backend must be 'transformers', 'vllm', 'server' or TransformersOptions / "
+            f"VllmOptions / ServerOptions, got {type(backend).__name__}"
+        )
+    cls = options_class(backend)
+    if cls is ServerOptions:
+        raise ValueError(
+            "backend='server' needs the servers' address: pass "
+            "backend=ServerOptions(base_url='http://host:8000')"
+        )
+    return TransformersOptions() if cls is TransformersOptions else VllmOptions()
+
+
+def setting_names(options: type[Any]) -> list[str]:
+    """The settings an options class takes."""
+    return [f.name for f in fields(options)]

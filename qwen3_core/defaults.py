@@ -1,0 +1,25 @@
+"""The defaults and bounds of the settings the engines and both adapters share, in one place
+so that they cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+DEFAULT_EMBEDDING_MODEL = "Qwen/Qwen3-Embedding-0.6B"
+DEFAULT_RERANKER_MODEL = "Qwen/Qwen3-Reranker-0.6B"
+
+MAX_LENGTH = 8192
+"""Longest input in tokens, by default: Qwen3-Embedding's and Qwen3-Reranker's own limit."""
+MIN_MAX_LENGTH: dict[Literal["embedding", "reranker"], int] = {"embedding": 2, "reranker": 1}
+"""The smallest ``max_length`` accepted: an embedding input needs a token and
+``<|endoftext|>`` (the reranker's template length is checked against its tokenizer)."""
+
+TOP_N = 3
+"""Documents a reranker adapter returns, by default."""
+MIN_TOP_N = 0
+"""``top_n=0`` is allowed and returns nothing."""
+
+EMBED_BATCH_SIZE = 256
+"""Texts per engine call from LlamaIndex (whose own default of 10 starves a GPU); the engine
+splits each call into token-budget batches itself."""
+MAX_EMBED_BATCH_SIZE = 2048
