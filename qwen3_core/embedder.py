@@ -133,6 +133,25 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         the query prompt the checkpoint declares, else the default instruction)."""
         return self._embed(self._query_texts(queries, instruction))
 
+    def tokenize_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """The token ids the model sees for each text by ``embed_documents``: truncated to
+        ``max_length``, ending in ``<|endoftext|>``.
+
+        Raises:
+            TypeError: ``texts`` is not a list of str.
+        """
+        return self._tokenizer.encode(self._document_texts(texts))[0]
+
+    def tokenize_queries(
+        self, queries: Sequence[str], instruction: str | None = None
+    ) -> list[np.ndarray]:
+        """The token ids the model sees for each query by ``embed_queries``.
+
+        Raises:
+            TypeError: ``queries`` is not a list of str.
+        """
+        return self._tokenizer.encode(self._query_texts(queries, instruction))[0]
+
     def _document_texts(self, texts: Sequence[str]) -> list[str]:
         checked = check_texts("texts", texts)
         prompt = self.document_prompt

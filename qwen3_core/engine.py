@@ -155,6 +155,20 @@ class EngineBase(Generic[B]):
         self.base_url = options.urls if isinstance(options, ServerOptions) else None
 
     @property
+    def loaded_model(self) -> Any:
+        """The object that runs the model: the ``torch.nn.Module`` on the transformers
+        backend (shared by engines on the same model, device and dtype), the ``vllm.LLM`` on
+        vLLM, None for a client of servers."""
+        return getattr(self._backend, "loaded_model", None)
+
+    @property
+    def max_batch_tokens(self) -> int | None:
+        """Padded tokens per forward pass on the transformers backend (the device's default
+        unless the options set it); None elsewhere."""
+        budget: int | None = getattr(self._backend, "max_batch_tokens", None)
+        return budget
+
+    @property
     def _backend(self) -> B:
         backend = self._backend_or_none
         if backend is None:

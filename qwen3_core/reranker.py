@@ -134,6 +134,20 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
                 )
         return variant.yes_id, variant.no_id
 
+    def tokenize(
+        self, query: str, documents: Sequence[str], instruction: str | None = None
+    ) -> list[np.ndarray]:
+        """The token ids of each (query, document) prompt as the model sees it by ``score``:
+        the official template, the document cut to fit ``max_length``.
+
+        Raises:
+            TypeError: ``query`` is not a str or ``documents`` not a list of str.
+        """
+        check_text("query", query)
+        docs = check_texts("documents", documents)
+        encoded, _ = self._tokenizer.encode([(query, d) for d in docs], self._task(instruction))
+        return [prompt.ids for prompt in encoded]
+
     def score(
         self, query: str, documents: Sequence[str], instruction: str | None = None
     ) -> np.ndarray:

@@ -147,7 +147,26 @@ class _TorchRunner:
         )
 
 
-class TransformersEmbeddingBackend:
+class _TorchBackend:
+    """What both transformers backends show of their runner."""
+
+    _runner: _TorchRunner
+
+    @property
+    def loaded_model(self) -> torch.nn.Module:
+        """The torch model (shared by engines on the same model, device and dtype)."""
+        return self._runner.loaded.model
+
+    @property
+    def max_batch_tokens(self) -> int:
+        """Padded tokens per forward pass."""
+        return self._runner.max_batch_tokens
+
+    def close(self) -> None:
+        self._runner.close()
+
+
+class TransformersEmbeddingBackend(_TorchBackend):
     """Last-token hidden states of a ``Qwen3Model``."""
 
     def __init__(
@@ -170,9 +189,6 @@ class TransformersEmbeddingBackend:
     @property
     def hidden_size(self) -> int:
         return self._hidden_size
-
-    def close(self) -> None:
-        self._runner.close()
 
     def embed(self, sequences: Sequence[TokenIds]) -> np.ndarray:
         out = np.empty((len(sequences), self._hidden_size), dtype=np.float32)
@@ -204,7 +220,7 @@ def score_rows(
     return rows
 
 
-class TransformersRerankBackend:
+class TransformersRerankBackend(_TorchBackend):
     """P(yes) from the checkpoint's own scoring head, never the full-vocabulary logits: the
     base model's last hidden state times two float32 rows [no, yes], then a softmax.
 
@@ -234,9 +250,6 @@ class TransformersRerankBackend:
         )
         self._rows = score_rows(model, loaded.variant, yes_id=yes_id, no_id=no_id)
         self.share_prefix = share_prefix
-
-    def close(self) -> None:
-        self._runner.close()
 
     def _p_yes(self, states: torch.Tensor) -> np.ndarray:
         logits = states.float() @ self._rows.T  # (B, 2): [no, yes]

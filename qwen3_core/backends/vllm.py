@@ -91,6 +91,11 @@ class _VllmEngine:
         self._llm: Any = llm
 
     @property
+    def loaded_model(self) -> Any:
+        """The ``vllm.LLM``."""
+        return self.llm
+
+    @property
     def llm(self) -> Any:
         if self._llm is None:
             raise RuntimeError("this vLLM engine is closed")
