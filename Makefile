@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   -> installs qwen3-rag in .venv and runs the two-stage demo on the offline tiny models
-#   make test   -> installs qwen3-rag with its dev extra in .venv and runs lint, types and the tests
+#   make test   -> installs qwen3-rag with its dev extra in .venv and runs lint, types, the docs
+#                  build (`make docs`, into site/) and the tests
 # TORCH_SPEC pins the CPU wheel of this workplace; on a GPU machine use e.g. `make test TORCH_SPEC=torch`.
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,11 +10,12 @@ CONSTRAINTS ?= constraints/cpu-torch.txt
 PIP = $(VENV)/bin/python -m pip
 PIP_FLAGS = --disable-pip-version-check -q
 
+CLIENT_VENV ?= .venv-client
 VLLM_VENV ?= .venv-vllm
 VLLM_PIP = $(VLLM_VENV)/bin/python -m pip
 VLLM_SCRATCH ?= $(CURDIR)/.vllm-scratch
 
-.PHONY: demo test test-vllm lint typecheck pytest install-demo install-dev install-vllm clean
+.PHONY: demo test test-client test-vllm install-client lint typecheck docs pytest install-demo install-dev install-vllm clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +38,28 @@ lint:
 typecheck:
 	$(VENV)/bin/mypy
 
+# The documentation site (prose pages and the API reference from the docstrings) into site/;
+# --strict: a broken link or anchor, or a docstring that disagrees with its signature, fails.
+docs:
+	$(VENV)/bin/mkdocs build --strict --quiet
+
 pytest:
 	$(VENV)/bin/python -m pytest
 
-test: install-dev lint typecheck pytest
+test: install-dev lint typecheck docs pytest
+
+# A client of vLLM servers needs no torch: `pip install qwen3-rag` without extras, in a virtual
+# environment of its own, serves both engines on backend=ServerOptions(...) against the
+# stand-in server of the main suite.
+$(CLIENT_VENV)/bin/python:
+	$(PYTHON) -m venv $(CLIENT_VENV)
+
+install-client: $(CLIENT_VENV)/bin/python
+	$(CLIENT_VENV)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -e .
+
+test-client: install-dev install-client
+	QWEN3_RAG_CLIENT_PYTHON=$(CURDIR)/$(CLIENT_VENV)/bin/python QWEN3_RAG_REQUIRE_CLIENT=1 \
+		$(VENV)/bin/python -m pytest -p no:cacheprovider tests/test_torch_free_client.py
 
 # The vLLM backend's tests, in a virtual environment of their own with vLLM's CPU build
 # (the main suite never depends on vLLM). The resolver brings CUDA builds of torchvision and
@@ -62,4 +82,4 @@ test-vllm: install-vllm
 		$(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_vllm_backend.py tests/test_vllm_server.py tests/test_backends.py
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_SCRATCH) .test-models .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CLIENT_VENV) $(VLLM_VENV) $(VLLM_SCRATCH) .test-models .pytest_cache .mypy_cache .ruff_cache site
