@@ -29,9 +29,9 @@ BATCH_SIZE = 64
 
 
 def setup_local(path: str, texts: list[str], device: str, report: str) -> Any:
-    from qwen3_core import Qwen3Embedder
+    from qwen3_core import Qwen3Embedder, TransformersOptions
 
-    embedder = Qwen3Embedder(path, device=device, show_progress=False)
+    embedder = Qwen3Embedder(path, backend=TransformersOptions(device=device, show_progress=False))
 
     def run() -> Any:
         return embedder.embed_documents(texts)
@@ -43,6 +43,7 @@ def setup_local(path: str, texts: list[str], device: str, report: str) -> Any:
 def setup_ray(path: str, texts: list[str], device: str, report: str, workers: int) -> Any:
     import ray
 
+    from qwen3_core import TransformersOptions
     from qwen3_core.batch import embed_dataset
 
     cpus = os.cpu_count() or 1
@@ -59,7 +60,8 @@ def setup_ray(path: str, texts: list[str], device: str, report: str, workers: in
     on_gpu = device.startswith("cuda")
     options: dict[str, Any] = {
         "model": path,
-        "engine_options": {} if on_gpu else {"device": "cpu"},  # Ray picks each worker's GPU
+        # Ray picks each worker's GPU
+        "engine_options": {} if on_gpu else {"backend": TransformersOptions(device="cpu")},
         "concurrency": workers,
         "batch_size": BATCH_SIZE,
         "num_gpus_per_worker": 1 if on_gpu else 0,

@@ -43,17 +43,13 @@ def setup_qwen3_rag(
     backend: str = "transformers",
     quantization: Literal["int8"] | None = None,
 ) -> Any:
-    from qwen3_core import Qwen3Embedder
+    from qwen3_core import Qwen3Embedder, TransformersOptions
 
     if backend == "vllm":
         embedder = Qwen3Embedder(path, backend="vllm", max_length=1024)
     else:
-        embedder = Qwen3Embedder(
-            path,
-            device=device,
-            show_progress=False,
-            quantization=quantization,
-        )
+        options = TransformersOptions(device=device, show_progress=False, quantization=quantization)
+        embedder = Qwen3Embedder(path, backend=options)
 
     def run() -> Any:
         return embedder.embed_documents(texts)

@@ -27,6 +27,7 @@ from benchmarks.common import (
     sequence_flops,
 )
 from qwen3_core.kernels.onednn_linear import ENVIRONMENT_SWITCH
+from qwen3_core.tokenization import LiteralTokenizer, RerankTokenizer
 
 SEED_BATCH = 16
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
@@ -43,15 +44,12 @@ def setup_qwen3_rag(
     share_prefix: bool = True,
     quantization: Literal["int8"] | None = None,
 ) -> Any:
-    from qwen3_core import Qwen3Reranker
+    from qwen3_core import Qwen3Reranker, TransformersOptions
 
-    reranker = Qwen3Reranker(
-        path,
-        device=device,
-        share_prefix=share_prefix,
-        show_progress=False,
-        quantization=quantization,
+    options = TransformersOptions(
+        device=device, share_prefix=share_prefix, show_progress=False, quantization=quantization
     )
+    reranker = Qwen3Reranker(path, backend=options)
     return _timed(reranker, pairs)
 
 
@@ -139,14 +137,12 @@ def main() -> None:
     args = base_arguments("Reranking throughput").parse_args()
     from transformers import AutoTokenizer
 
-    from qwen3_core import Qwen3Reranker
-
     folders = model_folders(args.shape)
     path = str(folders.reranker)
     tokenizer = AutoTokenizer.from_pretrained(path)
     config = json.loads((folders.reranker / "config.json").read_text())
     # Exact prompt lengths from the engine's own tokenizer (no model work).
-    prompt_tokens = Qwen3Reranker(path, device="cpu")._tokenizer
+    prompt_tokens = RerankTokenizer(LiteralTokenizer.from_folder(folders.reranker), 8192)
     print(f"rerank: shape {args.shape}, device {args.device}, {torch.get_num_threads()} threads")
     peaks = matmul_peaks(args.device)
     for n_queries, n_docs in [(1, 64), (8, 16)]:

@@ -39,12 +39,13 @@ MARKERS = ("alpha", "bravo", "charlie", "delta")  # one per row, see ``setup``
 
 
 def _engine(kind: str, path: str, device: str, base_url: str | None) -> Any:
-    from qwen3_core import Qwen3Embedder, Qwen3Reranker
+    from qwen3_core import Qwen3Embedder, Qwen3Reranker, ServerOptions, TransformersOptions
 
     engine_class = Qwen3Embedder if kind == "embed" else Qwen3Reranker
     if base_url is None:
-        return engine_class(path, device=device, max_length=MAX_LENGTH, show_progress=False)
-    return engine_class(path, backend="server", base_url=base_url, max_length=MAX_LENGTH)
+        options = TransformersOptions(device=device, show_progress=False)
+        return engine_class(path, backend=options, max_length=MAX_LENGTH)
+    return engine_class(path, backend=ServerOptions(base_url=base_url), max_length=MAX_LENGTH)
 
 
 def setup(
@@ -121,7 +122,7 @@ def main() -> None:
                 queries = make_texts(tokenizer, max(2, int(16 * args.scale)), 8, 16, seed=1)
                 docs = make_texts(tokenizer, 32 * len(queries), 16, 256, seed=2)
                 calls = [(q, docs[32 * i : 32 * (i + 1)]) for i, q in enumerate(queries)]
-                rerank = RerankTokenizer(LiteralTokenizer.of(tokenizer), MAX_LENGTH)
+                rerank = RerankTokenizer(LiteralTokenizer.from_folder(folder), MAX_LENGTH)
                 prompts, _ = rerank.encode(
                     [(q, d) for q, ds in calls for d in ds], DEFAULT_INSTRUCTION
                 )

@@ -25,11 +25,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def model_folders(shape: str) -> Any:
-    """The offline random models of ``shape`` (built once under .bench-models/)."""
+    """The offline random models of ``shape``, built once into the test-model cache
+    (``qwen3_core.testing.models_cache_folder()``)."""
     from qwen3_core.testing import build_test_models
 
-    root = Path(os.environ.get("QWEN3_RAG_BENCH_MODELS", REPO / ".bench-models"))
-    return build_test_models(root, shape)
+    return build_test_models(shape=shape)
 
 
 def base_arguments(description: str) -> argparse.ArgumentParser:
