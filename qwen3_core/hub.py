@@ -28,7 +28,19 @@ def import_names(module: str, *names: str) -> tuple[Any, ...]:
     """``from module import names``, one thread at a time. transformers and huggingface_hub
     are lazy modules whose first import, made by several threads at the same moment, fails
     in all but one of them ("cannot import name 'AutoModel' from 'transformers'"): engines
-    first built by many threads at once would fail without this lock."""
+    first built by many threads at once would fail without this lock.
+
+    Args:
+        module: The module's dotted name.
+        *names: The attributes to take from it.
+
+    Returns:
+        The attributes, in the order of ``names``.
+
+    Raises:
+        ImportError: The module cannot be imported.
+        AttributeError: The module has no attribute of one of the names.
+    """
     with _import_lock:
         imported = importlib.import_module(module)
         return tuple(getattr(imported, name) for name in names)
@@ -49,7 +61,13 @@ def _default_source() -> ModelSource:
 
 @dataclass(frozen=True)
 class HubOptions:
-    """How a model id is fetched. A local folder ignores all of them."""
+    """How a model id is fetched. A local folder ignores all of them.
+
+    Raises:
+        ValueError: ``revision`` is not a non-empty str, or ``source`` is not a known source.
+        TypeError: ``token`` is not a str, a bool or None, or ``local_files_only`` is not a
+            bool.
+    """
 
     revision: str | None = None
     """A branch, tag or commit of the model repository; None: the default branch."""
@@ -76,10 +94,27 @@ class HubOptions:
             raise ValueError(f"unknown source {self.source!r}: use 'huggingface' or 'modelscope'")
 
     def resolved_source(self) -> ModelSource:
+        """The source a model id is fetched from.
+
+        Returns:
+            ``source`` when set; otherwise ``"modelscope"`` when QWEN3_RAG_USE_MODELSCOPE is
+            1 (or true, yes), else ``"huggingface"``.
+
+        Raises:
+            ValueError: QWEN3_RAG_USE_MODELSCOPE holds something other than 1/0,
+                true/false or yes/no.
+        """
         return self.source if self.source is not None else _default_source()
 
     def key(self) -> tuple[str, ...]:
-        """What tells two fetches of one id apart (not the token: same files either way)."""
+        """What tells two fetches of one id apart (not the token: same files either way).
+
+        Returns:
+            The source, revision, cache folder and ``local_files_only``, as strings.
+
+        Raises:
+            ValueError: As ``resolved_source`` raises it.
+        """
         cache = "" if self.cache_dir is None else os.fspath(self.cache_dir)
         return (self.resolved_source(), self.revision or "", cache, str(self.local_files_only))
 
@@ -98,7 +133,25 @@ def resolve_model_folder(
 ) -> Path:
     """A local folder as it is; a model id downloaded (or found in the local cache), without
     its weights when ``weights`` is False (a client of a model server needs only the tokenizer
-    and config)."""
+    and config).
+
+    Args:
+        model: A local folder (a path that exists, or one that starts with ``.``, ``/`` or
+            ``~``), or a hub id such as ``"Qwen/Qwen3-Reranker-0.6B"``.
+        hub: How a hub id is fetched; None: the defaults of ``HubOptions``.
+        weights: Also download the ``*.safetensors`` files, not only the tokenizer and
+            config files.
+
+    Returns:
+        The model's folder: ``model`` itself for a local folder, else the downloaded (or
+        cached) snapshot.
+
+    Raises:
+        ValueError: ``model`` is empty, or QWEN3_RAG_USE_MODELSCOPE holds an unknown value.
+        ModelNotFoundError: The path is a file or a missing folder, or the id could not be
+            fetched (not found, gated, offline with nothing cached, ...).
+        ImportError: ``source="modelscope"`` without the ``modelscope`` package.
+    """
     hub = hub or HubOptions()
     name = os.fspath(model)
     if not isinstance(name, str) or not name.strip():

