@@ -1,10 +1,13 @@
-"""``qwen3-rag demo``: seed 003's two-stage search, and its errors as one clear line."""
+"""``qwen3-rag demo``: the two-stage search, its results table, and its errors as one clear line
+(caught before torch is imported wherever the arguments alone show them)."""
 
 from __future__ import annotations
 
+import argparse
 import builtins
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker
-from qwen3_core.demo.cli import main
-from qwen3_core.demo.corpus import CorpusError, load_corpus_file
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
+from qwen3_core.cli.checks import check_demo_arguments
+from qwen3_core.cli.main import main
+from qwen3_core.cli.parser import build_parser
+from qwen3_core.demo.corpus import SAMPLE_DOCUMENTS, CorpusError, load_corpus_file, read_corpus
 from qwen3_core.demo.search import TwoStageSearch
 from qwen3_core.testing import ModelPaths
 
@@ -147,6 +152,11 @@ def test_console_script_runs(test_models: ModelPaths) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Query: 什么是重力？" in result.stdout and "top 4 of 18" in result.stdout
+    # The load time, once the models are in, and nothing else on stderr: no warning, no bar.
+    assert re.search(
+        r"^Loaded the embedding and reranker models in \d+\.\d s\.$", result.stdout, re.M
+    )
+    assert result.stderr == ""
 
 
 def test_unreadable_corpus_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,33 +169,59 @@ def test_unreadable_corpus_is_one_clear_line(capsys: pytest.CaptureFixture[str])
 
 
 # The real command in subprocesses, as a user runs it: one line on stderr, a non-zero exit,
-# never a traceback. Started together, since each pays for importing torch.
+# never a traceback. Started together, since those that load a model pay for importing torch.
+# Each case: the entry point ("script": the installed qwen3-rag, "module": python -m
+# qwen3_core.cli), the arguments, the error's text, and whether the error needs the engine.
 CLI_FAILURES = {
-    "missing-corpus": (["--tiny", "--corpus", "{root}/missing.txt"], "does not exist"),
-    "empty-corpus": (["--tiny", "--corpus", "{root}/empty.txt"], "has no documents"),
-    "binary-corpus": (["--tiny", "--corpus", "{root}/binary.bin"], "looks binary"),
-    "model-not-found": (["--embedding-model", "{root}/no-such-model"], "does not exist"),
-    "query-not-utf8": (["--tiny", "--query", "\udcff\udcfe"], "contains a lone surrogate"),
+    "missing-corpus": (
+        "script",
+        ["--tiny", "--corpus", "{root}/missing.txt"],
+        "does not exist",
+        False,
+    ),
+    "empty-corpus": (
+        "module",
+        ["--tiny", "--corpus", "{root}/empty.txt"],
+        "has no documents",
+        False,
+    ),
+    "binary-corpus": ("script", ["--tiny", "--corpus", "{root}/binary.bin"], "looks binary", False),
+    "bad-top-k": ("module", ["--tiny", "--top-k", "0"], "--top-k must be at least 1", False),
+    "model-not-found": (
+        "script",
+        ["--embedding-model", "{root}/no-such-model"],
+        "does not exist",
+        True,
+    ),
+    "query-not-utf8": (
+        "module",
+        ["--tiny", "--query", "\udcff\udcfe"],
+        "contains a lone surrogate",
+        False,
+    ),
 }
+# Modules that only loading a model needs: an argument error must be found without them.
+ENGINE_MODULES = {"torch", "transformers", "qwen3_core.embedder", "qwen3_core.reranker"}
 
 
 @pytest.fixture(scope="module")
 def cli_runs(
     test_models: ModelPaths, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, tuple[int, str, str]]:
+) -> dict[str, tuple[int, str, str, set[str]]]:
+    """Per case: the exit status, stdout, stderr without the import log, and the modules the
+    process imported (from ``python -X importtime``, which logs every import on stderr)."""
     root = tmp_path_factory.mktemp("cli")
     (root / "empty.txt").write_bytes(b"\n \n")
     (root / "binary.bin").write_bytes(bytes(range(256)) * 64)
     env = {**os.environ, "QWEN3_RAG_TEST_MODELS": str(test_models.embedding.parents[1])}
     script = Path(sys.executable).with_name("qwen3-rag")
     running = {}
-    for index, (name, (args, _)) in enumerate(CLI_FAILURES.items()):
-        # The console script, and the module run as a program: both entry points.
-        command = [str(script)] if index % 2 else [sys.executable, "-m", "qwen3_core.demo.cli"]
+    for name, (entry, args, _, _) in CLI_FAILURES.items():
+        target = [str(script)] if entry == "script" else ["-m", "qwen3_core.cli"]
         argv = [a.replace("{root}", str(root)) for a in args]
         running[name] = subprocess.Popen(
             # A query that is not UTF-8 reaches Python as lone surrogates (surrogateescape).
-            [os.fsencode(a) for a in [*command, "demo", *argv]],
+            [os.fsencode(a) for a in [sys.executable, "-X", "importtime", *target, "demo", *argv]],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -193,18 +229,42 @@ def cli_runs(
     results = {}
     for name, process in running.items():
         out, err = process.communicate(timeout=300)
-        results[name] = (process.returncode, out.decode(), err.decode())
+        log = [line for line in err.decode().splitlines() if line.startswith("import time:")]
+        rest = [line for line in err.decode().splitlines() if not line.startswith("import time:")]
+        modules = {line.rsplit("|", 1)[1].strip() for line in log}
+        results[name] = (process.returncode, out.decode(), "\n".join(rest), modules)
     return results
 
 
 @pytest.mark.parametrize("name", list(CLI_FAILURES))
-def test_command_fails_with_one_line(cli_runs: dict[str, tuple[int, str, str]], name: str) -> None:
-    returncode, _, err = cli_runs[name]
+def test_command_fails_with_one_line(
+    cli_runs: dict[str, tuple[int, str, str, set[str]]], name: str
+) -> None:
+    returncode, _, err, _ = cli_runs[name]
     assert returncode == 2, err
     assert "Traceback" not in err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert CLI_FAILURES[name][1] in lines[0]
+    assert CLI_FAILURES[name][2] in lines[0]
+
+
+@pytest.mark.parametrize("name", [name for name, case in CLI_FAILURES.items() if not case[3]])
+def test_argument_errors_never_import_torch(
+    cli_runs: dict[str, tuple[int, str, str, set[str]]], name: str
+) -> None:
+    """The arguments and the corpus file are checked before the engine is imported: a typo
+    is reported at once, not after seconds of importing torch."""
+    returncode, _, _, modules = cli_runs[name]
+    assert returncode == 2
+    assert "qwen3_core.cli.main" in modules  # the log is read correctly
+    assert not modules & ENGINE_MODULES
+
+
+def test_the_import_log_shows_the_engine_when_a_model_is_loaded(
+    cli_runs: dict[str, tuple[int, str, str, set[str]]],
+) -> None:
+    """The check above can fail: a command that gets as far as loading a model imports torch."""
+    assert ENGINE_MODULES.issubset(cli_runs["model-not-found"][3])
 
 
 def test_own_corpus_without_a_query_says_what_to_pass(
@@ -233,3 +293,147 @@ def test_own_corpus_without_a_query_on_a_terminal_asks(
     assert main(["demo", "--tiny", "--corpus", str(corpus), "--top-n", "1"]) == 0
     out = capsys.readouterr().out
     assert "Interactive search" in out and "Query: another" in out
+
+
+def _result_fields(out: str) -> list[list[str]]:
+    """Every results row: rank, doc, relevance, similarity, embedding rank, document text."""
+    rows = [line.split(maxsplit=5) for line in out.splitlines()]
+    return [fields for fields in rows if len(fields) == 6 and fields[0].isdigit()]
+
+
+def _result_rows(out: str) -> list[tuple[str, str]]:
+    """(doc, document text) of every results row, in order."""
+    return [(fields[1], fields[5]) for fields in _result_fields(out)]
+
+
+def _search_all(
+    corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[str, list[tuple[str, str]]]:
+    """Runs the command on ``corpus`` with every document in the results."""
+    args = ["demo", "--tiny", "--corpus", str(corpus), "--query", "number", "--top-k", "9"]
+    assert main([*args, "--top-n", "9"]) == 0
+    out = capsys.readouterr().out
+    return out, _result_rows(out)
+
+
+def test_results_name_documents_by_their_jsonl_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "docs.jsonl"
+    records = [{"id": f"doc-{i}", "text": f"text number {i}"} for i in range(3)]
+    records += [{"id": 100 + i, "text": f"text number {i}"} for i in range(3, 5)]
+    corpus.write_text("\n".join(json.dumps(record) for record in records))
+    out, rows = _search_all(corpus, capsys)
+    assert len(rows) == 5
+    expected = {"doc-0": 0, "doc-1": 1, "doc-2": 2, "103": 3, "104": 4}
+    for doc, text in rows:
+        assert text == f"text number {expected[doc]}"
+    assert 'doc             the "id" field in docs.jsonl' in out
+
+
+def test_results_number_jsonl_records_from_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "docs.jsonl"
+    # A blank line between records: records are counted, not lines.
+    lines = [json.dumps({"text": f"text number {i}"}) for i in range(1, 5)]
+    corpus.write_text("\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]) + "\n")
+    out, rows = _search_all(corpus, capsys)
+    assert sorted(rows) == [(str(i), f"text number {i}") for i in range(1, 5)]
+    assert "doc             the record number in docs.jsonl" in out
+
+
+def test_results_name_text_lines_by_line_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "notes.txt"
+    corpus.write_text("text on line 1\n\ntext on line 3\ntext on line 4\fstill line 4\n")
+    out, rows = _search_all(corpus, capsys)
+    assert sorted(doc for doc, _ in rows) == ["1", "3", "4"]
+    for doc, text in rows:
+        assert text.startswith(f"text on line {doc}")
+    assert "doc             the line number in notes.txt" in out
+
+
+def test_results_table_says_what_its_columns_hold(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--tiny", "--query", "什么是重力？", "--top-k", "5", "--top-n", "5"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Columns:") == 1  # the legend, once
+    header = next(line for line in out.splitlines() if line.endswith("  document"))
+    assert header.split() == [
+        "rank",
+        "doc",
+        "relevance",
+        "similarity",
+        "embedding",
+        "rank",
+        "document",
+    ]
+    rows = _result_fields(out)
+    assert [row[0] for row in rows] == ["1", "2", "3", "4", "5"]
+    for row in rows:  # the sample corpus, numbered from 1
+        assert SAMPLE_DOCUMENTS[int(row[1]) - 1].startswith(row[5].removesuffix("..."))
+    # Every one of the 5 candidates, each with its rank before reranking.
+    assert sorted(int(row[4]) for row in rows) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        ([{"id": "a", "text": "x"}, {"text": "y"}], 'no "id", while other records have one'),
+        ([{"id": 7, "text": "x"}, {"id": "7", "text": "y"}], "was already used on line 1"),
+        ([{"id": True, "text": "x"}], '"id" must be a string or an integer'),
+        ([{"id": 1.5, "text": "x"}], '"id" must be a string or an integer'),
+        ([{"id": " ", "text": "x"}], '"id" is empty'),
+        ([{"id": "a", "text": "bad \ud800 text"}], '"text" contains a lone surrogate'),
+    ],
+)
+def test_bad_jsonl_ids_are_one_clear_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    records: list[dict[str, object]],
+    message: str,
+) -> None:
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("\n".join(json.dumps(record) for record in records))
+    assert main(["demo", "--tiny", "--corpus", str(corpus), "--query", "q"]) == 2
+    assert message in _error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--top-k", "0"], "--top-k must be at least 1, got 0"),
+        (["--top-n", "-1"], "--top-n must be at least 1, got -1"),
+        (["--top-k", "2", "--top-n", "3"], "--top-n (3) cannot be more than --top-k (2)"),
+        (["--reranker-model", "some/model"], "--tiny cannot be combined with --embedding-model"),
+        (["--device", "gpu"], "unknown device 'gpu'"),
+        (["--dtype", "int4"], "unknown dtype 'int4'"),
+        (["--query", " "], "--query is empty"),
+        (["--backend", "server"], "--backend server needs the servers' address"),
+        (["--backend", "vllm", "--device", "cpu"], "--device is not a setting of --backend vllm"),
+        (["--base-url", "http://localhost:8000"], "--base-url is not a setting of --backend"),
+    ],
+)
+def test_bad_arguments_are_one_clear_line(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["demo", "--tiny", *args]) == 2
+    assert message in _error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("given", "passed"),
+    [(["--dtype", "auto"], None), (["--dtype", "BF16"], "bfloat16"), ([], None)],
+)
+def test_dtype_auto_lets_the_engine_choose(given: list[str], passed: str | None) -> None:
+    args: argparse.Namespace = build_parser().parse_args(["demo", "--tiny", *given])
+    backend = check_demo_arguments(args, stdin_is_terminal=False).backend
+    assert isinstance(backend, TransformersOptions) and backend.dtype == passed
+
+
+def test_read_corpus_labels(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("first doc\r\n\r\n  second doc  \r\n")
+    read = read_corpus(corpus)
+    assert read.documents == ["first doc", "second doc"] and read.labels == ["1", "3"]

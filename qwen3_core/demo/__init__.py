@@ -1,1 +1,2 @@
-"""The two-stage search (embedding top-k, then reranking), as the ``qwen3-rag demo`` command."""
+"""The demo's corpora and its two-stage search (embedding top-k, then reranking); the
+``qwen3-rag demo`` command (``qwen3_core.cli``) runs them."""

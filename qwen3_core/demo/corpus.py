@@ -1,9 +1,13 @@
-"""The demo's 18-document sample corpus (Chinese and English) and its two test queries."""
+"""The demo's corpora: the 18-document sample (Chinese and English) with its two queries, and
+users' corpus files, each document with the name users know it by."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+
+from qwen3_core.validation import check_text
 
 SAMPLE_DOCUMENTS: tuple[str, ...] = (
     # The capital of China
@@ -39,9 +43,36 @@ class CorpusError(ValueError):
     """A corpus file that cannot be used, with the reason."""
 
 
+@dataclass(frozen=True)
+class Corpus:
+    """Documents, and what each is called in the results."""
+
+    documents: list[str]
+    labels: list[str]
+    """Per document: its ``id`` field, else its line number (plain text) or record number
+    (JSONL), counted from 1."""
+    label_meaning: str
+    """What the labels are, for the legend of the results: "the line number in notes.txt"."""
+
+
+def sample_corpus() -> Corpus:
+    """The built-in sample corpus, its documents numbered from 1."""
+    labels = [str(number) for number in range(1, len(SAMPLE_DOCUMENTS) + 1)]
+    return Corpus(list(SAMPLE_DOCUMENTS), labels, "the number in the built-in sample corpus")
+
+
 def load_corpus_file(path: str | Path) -> list[str]:
+    """The documents of a corpus file (see ``read_corpus``)."""
+    return read_corpus(path).documents
+
+
+def read_corpus(path: str | Path) -> Corpus:
     """Documents from a file: JSONL with a "text" field per line (``.jsonl`` files, or any file
-    whose first non-empty line is a JSON object), else one document per non-empty line."""
+    whose first non-empty line is a JSON object), else one document per non-empty line.
+
+    JSONL records with an "id" field (a string or an integer) are known by it; otherwise each
+    document is known by its record number (JSONL) or its line number (plain text).
+    """
     file = Path(path).expanduser()
     if not file.exists():
         raise CorpusError(f"corpus file '{file}' does not exist")
@@ -57,15 +88,47 @@ def load_corpus_file(path: str | Path) -> list[str]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise CorpusError(f"corpus file '{file}' is not UTF-8 text ({exc.reason})") from exc
-    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    # Only line feeds (and CR LF, CR) end a line, as in editors: str.splitlines() would also
+    # split at form feeds and U+2028, and the line numbers shown would not match the file.
+    physical = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = [(number, line) for number, line in enumerate(physical, 1) if line.strip()]
     if not lines:
         raise CorpusError(f"corpus file '{file}' has no documents")
     if file.suffix == ".jsonl" or lines[0][1].lstrip().startswith("{"):
-        return [_jsonl_text(file, number, line) for number, line in lines]
-    return [line.strip() for _, line in lines]
+        return _read_jsonl(file, lines)
+    return Corpus(
+        [line.strip() for _, line in lines],
+        [str(number) for number, _ in lines],
+        f"the line number in {file.name}",
+    )
 
 
-def _jsonl_text(file: Path, number: int, line: str) -> str:
+def _read_jsonl(file: Path, lines: list[tuple[int, str]]) -> Corpus:
+    documents: list[str] = []
+    ids: list[str | None] = []
+    for number, line in lines:
+        text, record_id = _jsonl_record(file, number, line)
+        documents.append(text)
+        ids.append(record_id)
+    if all(record_id is None for record_id in ids):
+        labels = [str(record) for record in range(1, len(documents) + 1)]
+        return Corpus(documents, labels, f"the record number in {file.name}")
+    # Mixing ids and record numbers would make "3" ambiguous; a repeated id names two records.
+    first_line: dict[str, int] = {}
+    for (number, _), record_id in zip(lines, ids, strict=True):
+        if record_id is None:
+            raise CorpusError(f'{file}:{number}: no "id", while other records have one')
+        if record_id in first_line:
+            raise CorpusError(
+                f'{file}:{number}: "id" {record_id!r} was already used on line '
+                f"{first_line[record_id]}"
+            )
+        first_line[record_id] = number
+    return Corpus(documents, list(first_line), f'the "id" field in {file.name}')
+
+
+def _jsonl_record(file: Path, number: int, line: str) -> tuple[str, str | None]:
+    """A record's text and its id (None without one)."""
     try:
         record = json.loads(line)
     except ValueError as exc:
@@ -73,4 +136,19 @@ def _jsonl_text(file: Path, number: int, line: str) -> str:
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
         raise CorpusError(f'{file}:{number}: expected a JSON object with a "text" string')
     text: str = record["text"]
-    return text
+    try:
+        # JSON escapes can spell lone surrogates, which no tokenizer accepts.
+        check_text(f'{file}:{number}: "text"', text)
+        if isinstance(record.get("id"), str):
+            check_text(f'{file}:{number}: "id"', record["id"])
+    except ValueError as exc:
+        raise CorpusError(str(exc)) from exc
+    if "id" not in record:
+        return text, None
+    record_id = record["id"]
+    # bool is a subclass of int, but true/false are not ids.
+    if isinstance(record_id, bool) or not isinstance(record_id, (str, int)):
+        raise CorpusError(f'{file}:{number}: "id" must be a string or an integer')
+    if isinstance(record_id, str) and not record_id.strip():
+        raise CorpusError(f'{file}:{number}: "id" is empty')
+    return text, str(record_id)

@@ -1,0 +1,127 @@
+"""Everything ``qwen3-rag demo`` can check before the engine is imported: the numbers, the
+names, the queries and the corpus file. Each problem is a ``UsageError`` with one line."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from qwen3_core import defaults
+from qwen3_core.backends.options import (
+    BackendOptions,
+    ServerOptions,
+    TransformersOptions,
+    VllmOptions,
+)
+from qwen3_core.demo.corpus import SAMPLE_QUERIES, Corpus, read_corpus, sample_corpus
+from qwen3_core.validation import check_text
+
+
+class UsageError(ValueError):
+    """An argument the command cannot use, with the reason."""
+
+
+@dataclass(frozen=True)
+class DemoRequest:
+    """A checked ``qwen3-rag demo`` command line."""
+
+    corpus: Corpus
+    queries: list[str]
+    interactive: bool
+    top_k: int
+    top_n: int
+    tiny: bool
+    embedding_model: str
+    reranker_model: str
+    instruction: str
+    backend: BackendOptions
+    """Where the models run, with the settings given (checked; no torch needed to check)."""
+
+
+def check_demo_arguments(args: argparse.Namespace, *, stdin_is_terminal: bool) -> DemoRequest:
+    """The request ``args`` make, or a ``UsageError`` (a ``CorpusError`` for the corpus file)."""
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.top_n < 1:
+        raise UsageError(f"--top-n must be at least 1, got {args.top_n}")
+    if args.top_n > args.top_k:
+        raise UsageError(
+            f"--top-n ({args.top_n}) cannot be more than --top-k ({args.top_k}): the reranker "
+            "orders the top-k candidates of the embedding search"
+        )
+    if args.tiny and (args.embedding_model or args.reranker_model):
+        raise UsageError("--tiny cannot be combined with --embedding-model or --reranker-model")
+    for name in ("--embedding-model", "--reranker-model"):
+        value = getattr(args, name[2:].replace("-", "_"))
+        if value is not None and not value.strip():
+            raise UsageError(f"{name} is empty")
+    backend = _backend_options(args)
+    instruction = _check_unicode("--instruction", args.instruction)
+    queries = [_check_string("--query", query) for query in args.query or []]
+    corpus = read_corpus(args.corpus) if args.corpus else sample_corpus()
+    if not args.corpus and not queries:
+        queries = list(SAMPLE_QUERIES)
+    interactive = bool(args.interactive)
+    if not queries and not interactive:
+        # Your own corpus and no query: nothing would be searched.
+        if not stdin_is_terminal:
+            raise UsageError(
+                "--corpus was given without a query: pass --query TEXT (repeatable) or "
+                "--interactive"
+            )
+        interactive = True
+    return DemoRequest(
+        corpus=corpus,
+        queries=queries,
+        interactive=interactive,
+        top_k=args.top_k,
+        top_n=args.top_n,
+        tiny=bool(args.tiny),
+        embedding_model=args.embedding_model or defaults.DEFAULT_EMBEDDING_MODEL,
+        reranker_model=args.reranker_model or defaults.DEFAULT_RERANKER_MODEL,
+        instruction=instruction,
+        backend=backend,
+    )
+
+
+def check_query(query: str) -> str:
+    """A query typed or passed: non-empty, valid Unicode."""
+    return _check_string("the query", query)
+
+
+def _check_string(name: str, value: str) -> str:
+    if not value.strip():
+        raise UsageError(f"{name} is empty")
+    return _check_unicode(name, value)
+
+
+def _check_unicode(name: str, value: str) -> str:
+    try:
+        return check_text(name, value)
+    except ValueError as exc:  # bytes that are not UTF-8 reach Python as lone surrogates
+        raise UsageError(str(exc)) from exc
+
+
+def _backend_options(args: argparse.Namespace) -> BackendOptions:
+    """The backend's options from --backend, --device, --dtype and --base-url."""
+    # "auto" is what leaving --dtype out means: the engine chooses for the device.
+    dtype = None if args.dtype is not None and args.dtype.lower() == "auto" else args.dtype
+    given = {"--device": args.device, "--dtype": dtype, "--base-url": args.base_url}
+    takes = {
+        "transformers": {"--device", "--dtype"},
+        "vllm": {"--dtype"},
+        "server": {"--base-url"},
+    }[args.backend]
+    for name, value in given.items():
+        if value is not None and name not in takes:
+            raise UsageError(f"{name} is not a setting of --backend {args.backend}")
+    if args.backend == "server" and not args.base_url:
+        raise UsageError("--backend server needs the servers' address: --base-url URL")
+    try:
+        if args.backend == "server":
+            return ServerOptions(base_url=args.base_url)
+        if args.backend == "vllm":
+            return VllmOptions(dtype=dtype)
+        return TransformersOptions(device=args.device, dtype=dtype)
+    except (ValueError, TypeError) as exc:  # a misspelt device or dtype, a bad address
+        raise UsageError(str(exc)) from exc

@@ -1,0 +1,98 @@
+"""``qwen3-rag``'s entry point: check the command line, then run it; a failure is one line on
+stderr and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from qwen3_core.cli.checks import DemoRequest, UsageError, check_demo_arguments, check_query
+from qwen3_core.cli.output import print_legend, print_outcome
+from qwen3_core.cli.parser import build_parser
+from qwen3_core.demo.corpus import CorpusError
+
+if TYPE_CHECKING:
+    from qwen3_core.demo.search import TwoStageSearch
+
+QUIT_WORDS = {"quit", "exit", "q", "退出"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        request = check_demo_arguments(args, stdin_is_terminal=_stdin_is_terminal())
+        # Only now, with the arguments and the corpus known to be usable, is the engine loaded.
+        return run_demo(request)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a command line prints one line, never a traceback
+        print(f"error: {describe_failure(exc)}", file=sys.stderr)
+        return 2
+
+
+def run_demo(request: DemoRequest) -> int:
+    from qwen3_core.cli.models import load_models
+
+    search = load_models(request)
+    seconds = search.index(request.corpus.documents)
+    print(
+        f"Embedded {len(request.corpus.documents)} documents in {seconds:.2f} s "
+        f"(vectors of {search.embedder.dimension} dimensions)."
+    )
+    print_legend(request.corpus)
+    for query in request.queries:
+        print_outcome(query, search.search(query, request.top_k, request.top_n), request.corpus)
+    if request.interactive:
+        interactive_loop(search, request)
+    return 0
+
+
+def interactive_loop(search: TwoStageSearch, request: DemoRequest) -> None:
+    print("\nInteractive search: type a query, or quit / exit / q (Ctrl-D or Ctrl-C also end it).")
+    while True:
+        try:
+            query = input("query> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        if query.lower() in QUIT_WORDS:
+            return
+        if not query:
+            continue
+        try:
+            check_query(query)
+        except UsageError as exc:  # one bad line typed: say so, and ask again
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        outcome = search.search(query, request.top_k, request.top_n)
+        print_outcome(query, outcome, request.corpus)
+
+
+def describe_failure(exc: Exception) -> str:
+    """The error line's text (after "error: ")."""
+    if isinstance(exc, (UsageError, CorpusError)):
+        return _one_line(exc)
+    # The engine is imported by now: its errors can be recognised.
+    from qwen3_core.hub import ModelNotFoundError
+    from qwen3_core.variants import ModelKindError
+
+    if isinstance(exc, ModelNotFoundError):
+        return (
+            f"{_one_line(exc)}. Run with --tiny to try the offline test models, or pass a local "
+            "folder with --embedding-model / --reranker-model."
+        )
+    if isinstance(exc, (ImportError, ModelKindError, ValueError, TypeError)):
+        return _one_line(exc)
+    return f"{type(exc).__name__}: {_one_line(exc)}"
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error's message (some libraries' messages run over many)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
