@@ -25,4 +25,5 @@ def import_ray_data() -> ModuleType:
         raise ImportError(
             f"qwen3_core.batch runs on Ray Data, which is not installed ({exc}): {EXTRA_HINT}"
         ) from exc
-    return ray.data
+    data: ModuleType = ray.data
+    return data
