@@ -1,21 +1,22 @@
-"""Shared fixtures: the offline tiny Qwen3 models, built once and cached between runs."""
+"""Shared fixtures: the offline tiny Qwen3 models, built once and cached between runs (in
+``models_cache_folder()``: ``$QWEN3_RAG_TEST_MODELS``, else the user cache folder)."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import pytest
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
-from qwen3_core.testing import ModelPaths, VariantPaths, build_test_models, build_variants
+from qwen3_core.demo.corpus import SAMPLE_DOCUMENTS, SAMPLE_QUERIES  # used across the suites
+from qwen3_core.testing import (
+    ModelPaths,
+    VariantPaths,
+    build_test_models,
+    build_variants,
+    models_cache_folder,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-
-# Seed 003's sample corpus and queries, used across the suites.
-from qwen3_core.demo.corpus import SAMPLE_DOCUMENTS, SAMPLE_QUERIES  # noqa: E402
-
-TEST_MODELS = Path(os.environ.get("QWEN3_RAG_TEST_MODELS", REPO / ".test-models"))
+# Shared with `qwen3-rag demo --tiny`, the notebooks and the benchmarks: built once per machine.
+TEST_MODELS = models_cache_folder()
 
 
 @pytest.fixture(scope="session")

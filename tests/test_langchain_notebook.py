@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
@@ -24,10 +23,9 @@ def test_notebook_runs(
     assert all(not cell.outputs and cell.execution_count is None for cell in code)
     assert "USE_TINY_MODELS = True" in code[0].source
     assert "Qwen/Qwen3-Embedding-0.6B" in code[0].source
-    # The kernel inherits the environment: point it at the models the fixture built.
-    root = Path(os.environ.get("QWEN3_RAG_TEST_MODELS", REPO / ".test-models"))
-    monkeypatch.setenv("QWEN3_RAG_TEST_MODELS", str(root))
-    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebook's FAISS folder lands here
+    # The kernel inherits the environment, so it finds the models the fixture built in the
+    # same cache folder; whatever it puts in temp lands in tmp_path.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     client = NotebookClient(
         nb,
         kernel_name="python3",
@@ -40,3 +38,4 @@ def test_notebook_runs(
     )
     assert str(test_models.embedding) in printed  # it used the fixture's models
     assert printed.count("doc-") >= 3  # the hits it printed
+    assert not list(tmp_path.glob("qwen3-faiss-*"))  # its last cell removed the store's folder

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,14 +11,11 @@ from langchain_tests.unit_tests import EmbeddingsUnitTests
 from langchain_qwen3 import Qwen3Embeddings
 from qwen3_core.testing import ModelPaths, build_test_models
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def tiny_models() -> ModelPaths:
     """The conftest's tiny models: the suites read their parameters from a property, where
-    fixtures cannot be asked for. Same root rule as tests/conftest.py; a built copy is
-    reused, so this is cheap."""
-    return build_test_models(Path(os.environ.get("QWEN3_RAG_TEST_MODELS", REPO / ".test-models")))
+    fixtures cannot be asked for. A built copy is reused, so this is cheap."""
+    return build_test_models()
 
 
 @pytest.mark.disable_socket  # LangChain runs unit suites offline: construction must not connect

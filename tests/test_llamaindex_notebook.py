@@ -28,8 +28,10 @@ def test_notebook_is_stored_without_outputs() -> None:
 def test_notebook_runs_on_the_tiny_models(
     test_models: ModelPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The kernel inherits this environment: it reuses the suite's models, fetches nothing.
+    # The kernel inherits this environment: it reuses the suite's models, fetches nothing,
+    # and whatever it puts in temp lands in tmp_path.
     monkeypatch.setenv("QWEN3_RAG_TEST_MODELS", str(test_models.embedding.parents[1]))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     notebook = nbformat.read(NOTEBOOK, as_version=4)

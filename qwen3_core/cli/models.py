@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qwen3_core.cli.checks import DemoRequest
 
 if TYPE_CHECKING:
     from qwen3_core.demo.search import TwoStageSearch
-
-
-def tiny_models_folder() -> Path:
-    """Where ``--tiny`` builds and keeps the offline test models."""
-    if "QWEN3_RAG_TEST_MODELS" in os.environ:
-        return Path(os.environ["QWEN3_RAG_TEST_MODELS"])
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "qwen3-rag" / "test-models"
 
 
 def load_models(request: DemoRequest) -> TwoStageSearch:
@@ -35,7 +25,7 @@ def load_models(request: DemoRequest) -> TwoStageSearch:
         from qwen3_core.testing import build_test_models
 
         print("Using tiny RANDOM offline models: the pipeline is real, the ranking is random.")
-        models = build_test_models(tiny_models_folder(), "tiny")
+        models = build_test_models(shape="tiny")  # in models_cache_folder()
         embedding_model, reranker_model = str(models.embedding), str(models.reranker)
     print(f"Loading the embedding model {embedding_model} ...")
     embedder = Qwen3Embedder(

