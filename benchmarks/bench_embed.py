@@ -1,4 +1,4 @@
-"""Embedding throughput: qwen3-rag against seed 002's loop and sentence-transformers.
+"""Embedding throughput: qwen3-rag against the model card's loop and sentence-transformers.
 
 Workload: 256 documents of 16 to 512 tokens (fixed seed), on a random model of the chosen
 shape (``--shape 0.6b`` is the exact Qwen3-Embedding-0.6B shape). Run:
@@ -29,7 +29,8 @@ from benchmarks.common import (
 )
 from qwen3_core.kernels.onednn_linear import ENVIRONMENT_SWITCH
 
-SEED_BATCH = 32  # seed 002 embeds a list at once; fixed chunks of 32, padded to the longest
+# The model card embeds a list at once: here fixed chunks of 32, padded to the longest.
+MODEL_CARD_BATCH = 32
 
 
 def _dtype(device: str) -> torch.dtype:
@@ -72,8 +73,9 @@ def setup_int8(path: str, texts: list[str], device: str) -> Any:
     return setup_qwen3_rag(path, texts, device, quantization="int8")
 
 
-def setup_seed_loop(path: str, texts: list[str], device: str) -> Any:
-    """Seed 002: left padding, pad to the longest of each chunk, last-token pool, normalise."""
+def setup_model_card_loop(path: str, texts: list[str], device: str) -> Any:
+    """The model card's loop: left padding, pad to the longest of each chunk, last-token
+    pool, normalise."""
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
@@ -95,7 +97,10 @@ def setup_seed_loop(path: str, texts: list[str], device: str) -> Any:
 
     def run() -> Any:
         return torch.cat(
-            [encode(texts[i : i + SEED_BATCH]) for i in range(0, len(texts), SEED_BATCH)]
+            [
+                encode(texts[i : i + MODEL_CARD_BATCH])
+                for i in range(0, len(texts), MODEL_CARD_BATCH)
+            ]
         )
 
     run.warmup = lambda: encode(texts[:4])  # type: ignore[attr-defined]
@@ -113,7 +118,7 @@ def setup_sentence_transformers(path: str, texts: list[str], device: str) -> Any
     model.to(_dtype(device))
 
     def run() -> Any:
-        return model.encode(texts, batch_size=SEED_BATCH, convert_to_numpy=True)
+        return model.encode(texts, batch_size=MODEL_CARD_BATCH, convert_to_numpy=True)
 
     run.warmup = lambda: model.encode(texts[:4])  # type: ignore[attr-defined]
     return run
@@ -125,7 +130,7 @@ METHODS = {
     "qwen3-rag, torch linear": "benchmarks.bench_embed.setup_torch_linear",
     # CPU only: int8 decoder weights on VNNI (not exact; see docs/performance.md).
     "qwen3-rag, int8": "benchmarks.bench_embed.setup_int8",
-    "seed 002 loop": "benchmarks.bench_embed.setup_seed_loop",
+    "model-card loop": "benchmarks.bench_embed.setup_model_card_loop",
     "sentence-transformers": "benchmarks.bench_embed.setup_sentence_transformers",
     # Where vLLM is installed (its CPU build keeps one of the cores for itself).
     "qwen3-rag, vllm backend": "benchmarks.bench_embed.setup_vllm",
@@ -157,7 +162,7 @@ def main() -> None:
         tokens=sum(lengths),
         flops=flops,
         peaks=peaks,
-        baselines=["seed 002 loop", "sentence-transformers"],
+        baselines=["model-card loop", "sentence-transformers"],
     )
 
 

@@ -29,7 +29,7 @@ from benchmarks.common import (
 from qwen3_core.kernels.onednn_linear import ENVIRONMENT_SWITCH
 from qwen3_core.tokenization import LiteralTokenizer, RerankTokenizer
 
-SEED_BATCH = 16
+MODEL_CARD_BATCH = 16
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 
 
@@ -82,9 +82,10 @@ def setup_whole_prompts(path: str, pairs: list[tuple[str, str]], device: str) ->
     return setup_qwen3_rag(path, pairs, device, share_prefix=False)
 
 
-def setup_seed_loop(path: str, pairs: list[tuple[str, str]], device: str) -> Any:
-    """Seed 000: format, tokenise with truncation, add prefix/suffix ids, left-pad each batch
-    of 16, full logits, [no, yes] at the last position, log_softmax, exp."""
+def setup_model_card_loop(path: str, pairs: list[tuple[str, str]], device: str) -> Any:
+    """The model card's loop: format, tokenise with truncation, add prefix/suffix ids,
+    left-pad each batch of 16, full logits, [no, yes] at the last position, log_softmax,
+    exp."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from qwen3_core import prompts
@@ -113,7 +114,9 @@ def setup_seed_loop(path: str, pairs: list[tuple[str, str]], device: str) -> Any
 
     def run() -> Any:
         return [
-            s for i in range(0, len(pairs), SEED_BATCH) for s in compute(pairs[i : i + SEED_BATCH])
+            s
+            for i in range(0, len(pairs), MODEL_CARD_BATCH)
+            for s in compute(pairs[i : i + MODEL_CARD_BATCH])
         ]
 
     run.warmup = lambda: compute(pairs[:2])  # type: ignore[attr-defined]
@@ -127,7 +130,7 @@ METHODS = {
     # CPU only: int8 decoder weights on VNNI (not exact; see docs/performance.md).
     "qwen3-rag, int8": "benchmarks.bench_rerank.setup_int8",
     "qwen3-rag, whole prompts": "benchmarks.bench_rerank.setup_whole_prompts",
-    "seed 000 loop": "benchmarks.bench_rerank.setup_seed_loop",
+    "model-card loop": "benchmarks.bench_rerank.setup_model_card_loop",
     # Where vLLM is installed (its CPU build keeps one of the cores for itself).
     "qwen3-rag, vllm backend": "benchmarks.bench_rerank.setup_vllm",
 }
@@ -168,7 +171,7 @@ def main() -> None:
             tokens=sum(lengths),
             flops=sum(sequence_flops(config, n) for n in lengths),
             peaks=peaks,
-            baselines=["seed 000 loop", "qwen3-rag, whole prompts"],
+            baselines=["model-card loop", "qwen3-rag, whole prompts"],
         )
 
 
