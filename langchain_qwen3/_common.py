@@ -7,10 +7,22 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from langchain_core.documents import Document
-from pydantic import BaseModel, ConfigDict, PlainValidator, PrivateAttr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    PlainValidator,
+    PrivateAttr,
+    model_validator,
+)
 from typing_extensions import Self
 
-from qwen3_core.adapters import backend_choice, fold_old_settings, reject_settings_beside_engine
+from qwen3_core.adapters import (
+    backend_choice,
+    backend_setting_dump,
+    fold_old_settings,
+    reject_settings_beside_engine,
+)
 from qwen3_core.backends.options import BackendChoice
 from qwen3_core.lazy import LazyEngine
 
@@ -19,7 +31,9 @@ from qwen3_core.lazy import LazyEngine
 if TYPE_CHECKING:
     BackendField = BackendChoice
 else:
-    BackendField = Annotated[Any, PlainValidator(backend_choice)]
+    BackendField = Annotated[
+        Any, PlainValidator(backend_choice), PlainSerializer(backend_setting_dump)
+    ]
 
 
 class LazyEngineAdapter(BaseModel):

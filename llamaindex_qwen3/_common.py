@@ -7,9 +7,9 @@ import os
 from typing import TYPE_CHECKING, Annotated, Any
 
 from llama_index.core.schema import BaseComponent
-from pydantic import PlainValidator
+from pydantic import PlainSerializer, PlainValidator
 
-from qwen3_core.adapters import backend_choice
+from qwen3_core.adapters import backend_choice, backend_setting_dump
 from qwen3_core.backends.options import BackendChoice
 
 # The options are plain dataclasses that check themselves (and whose torch types pydantic
@@ -17,7 +17,9 @@ from qwen3_core.backends.options import BackendChoice
 if TYPE_CHECKING:
     BackendField = BackendChoice
 else:
-    BackendField = Annotated[Any, PlainValidator(backend_choice)]
+    BackendField = Annotated[
+        Any, PlainValidator(backend_choice), PlainSerializer(backend_setting_dump)
+    ]
 
 
 def model_id(value: str | os.PathLike[str]) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
 from qwen3_core.backends.legacy import options_with_old_keywords
@@ -13,6 +14,7 @@ from qwen3_core.backends.options import (
     ServerOptions,
     TransformersOptions,
     VllmOptions,
+    options_class,
 )
 
 OLD_ADAPTER_SETTINGS = ("device", "dtype", "max_batch_tokens", "show_progress", "backend_options")
@@ -20,7 +22,8 @@ OLD_ADAPTER_SETTINGS = ("device", "dtype", "max_batch_tokens", "show_progress", 
 
 
 def backend_choice(value: Any) -> BackendChoice:
-    """An adapter's ``backend`` setting, checked: a backend's name or its options.
+    """An adapter's ``backend`` setting, checked: a backend's name, its options, or options
+    as ``backend_setting_dump`` wrote them (a dict with the backend's ``name``).
 
     Raises:
         ValueError: An unknown name, or ``"server"`` without its address.
@@ -28,6 +31,10 @@ def backend_choice(value: Any) -> BackendChoice:
     """
     if isinstance(value, (TransformersOptions, VllmOptions, ServerOptions)):
         return value
+    if isinstance(value, Mapping) and "name" in value:
+        settings = {key: item for key, item in value.items() if key != "name"}
+        options: BackendChoice = options_class(str(value["name"]))(**settings)
+        return options
     if value == "server":
         raise ValueError(
             "backend='server' needs the servers' address: pass "
@@ -41,6 +48,17 @@ def backend_choice(value: Any) -> BackendChoice:
         "backend must be 'transformers', 'vllm' or TransformersOptions / VllmOptions / "
         f"ServerOptions, got {type(value).__name__}"
     )
+
+
+def backend_setting_dump(value: BackendChoice) -> str | dict[str, Any]:
+    """An adapter's ``backend`` setting as plain data (``to_dict``, ``model_dump``, JSON):
+    the name, or the options' settings under the backend's ``name``. An ``api_key`` is left
+    out, so a saved component holds no secret; give it again when loading."""
+    if isinstance(value, str):
+        return value
+    settings = {field.name: getattr(value, field.name) for field in fields(value)}
+    settings.pop("api_key", None)
+    return {"name": value.name, **settings}
 
 
 def fold_old_settings(owner: str, settings: dict[str, Any], *, stacklevel: int) -> None:
