@@ -7,6 +7,7 @@ close the prompt and answer for the model. Only the template's own special token
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,8 @@ class LiteralTokenizer:
 
     Built with ``LiteralTokenizer.from_folder``; the engine shares one per set of tokenizer
     files (``qwen3_core.checkpoints``), since parsing the 151k-token Qwen3 tokenizer takes
-    about a second.
+    about a second. It is parsed once: template text is split at its special tokens, and the
+    pieces between them are encoded like user text.
     """
 
     FILES: ClassVar[tuple[str, ...]] = ("tokenizer.json", "tokenizer_config.json")
@@ -80,9 +82,8 @@ class LiteralTokenizer:
         path = folder / "tokenizer.json"
         if not path.is_file():
             raise ModelKindError(f"'{folder}' has no tokenizer.json (a fast tokenizer)")
-        text = path.read_text(encoding="utf-8")
         try:
-            template = Tokenizer.from_str(text)
+            tokenizer = Tokenizer.from_file(str(path))
         except Exception as exc:  # the Rust parser's own error types
             raise ModelKindError(f"'{path}' is not a readable tokenizer: {exc}") from exc
         config_path = folder / "tokenizer_config.json"
@@ -91,49 +92,76 @@ class LiteralTokenizer:
         added = settings.get("added_tokens_decoder")
         for index, token in (added or {}).items() if isinstance(added, dict) else ():
             content = token.get("content") if isinstance(token, dict) else None
-            if content is not None and template.token_to_id(content) != int(index):
+            if content is not None and tokenizer.token_to_id(content) != int(index):
                 raise ModelKindError(
                     f"'{folder}': tokenizer_config.json names token {content!r} with id "
                     f"{index}, which tokenizer.json does not have"
                 )
         pad = settings.get("pad_token")
         pad = pad.get("content") if isinstance(pad, dict) else pad
-        return cls(text, pad_token_id=template.token_to_id(pad) if isinstance(pad, str) else None)
+        pad_id = tokenizer.token_to_id(pad) if isinstance(pad, str) else None
+        return cls(tokenizer, pad_token_id=pad_id)
 
-    def __init__(self, tokenizer_json: str, *, pad_token_id: int | None = None) -> None:
-        self._template = Tokenizer.from_str(tokenizer_json)
-        self._template.no_truncation()
-        self._template.no_padding()
-        # A private copy with special-token matching off: set once here, never toggled per
+    def __init__(self, tokenizer: Tokenizer, *, pad_token_id: int | None = None) -> None:
+        """Takes ``tokenizer`` over: it is set to encode literally, once, here."""
+        specials = {
+            token.content: index
+            for index, token in tokenizer.get_added_tokens_decoder().items()
+            if token.special
+        }
+        for token in tokenizer.get_added_tokens_decoder().values():
+            if token.special and (token.lstrip or token.rstrip or token.single_word):
+                # Splitting template text at the special tokens would then differ from the
+                # tokenizer's own matching: such a tokenizer is not Qwen3's.
+                raise ModelKindError(
+                    f"the tokenizer's special token {token.content!r} strips or matches whole "
+                    "words only: this is not a Qwen3 tokenizer"
+                )
+        self._specials = specials
+        self._special_pattern = re.compile(
+            "|".join(re.escape(c) for c in sorted(specials, key=len, reverse=True))
+        )
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        # Special-token matching off, set once before anyone can call: never toggled per
         # call, so concurrent callers cannot see each other's setting.
-        self._literal = Tokenizer.from_str(tokenizer_json)
-        self._literal.no_truncation()
-        self._literal.no_padding()
-        self._literal.encode_special_tokens = True
+        tokenizer.encode_special_tokens = True
+        self._literal = tokenizer
         self.pad_token_id = pad_token_id
         """The id of the checkpoint's padding token (None if it names none)."""
         # The most characters one token can cover (128 for Qwen3: a run of spaces). A byte-
         # level token's string has one character per byte, and a text character has at least
         # one byte, so N tokens never cover more than N times this many characters.
-        self._max_token_chars = max(len(token) for token in self._template.get_vocab())
+        self._max_token_chars = max(len(token) for token in tokenizer.get_vocab())
 
     def __len__(self) -> int:
         """Tokens in the vocabulary, added tokens included."""
-        return int(self._template.get_vocab_size(with_added_tokens=True))
+        return int(self._literal.get_vocab_size(with_added_tokens=True))
 
     def token_to_id(self, token: str) -> int | None:
         """The id of one token of the vocabulary, or None."""
-        found: int | None = self._template.token_to_id(token)
+        found: int | None = self._literal.token_to_id(token)
         return found
 
     def id_to_token(self, token_id: int) -> str | None:
         """The vocabulary entry of ``token_id``, or None."""
-        found: str | None = self._template.id_to_token(token_id)
+        found: str | None = self._literal.id_to_token(token_id)
         return found
 
     def encode_template(self, text: str) -> list[int]:
-        """Template text: its special tokens are special."""
-        ids: list[int] = self._template.encode(text, add_special_tokens=False).ids
+        """Template text: its special tokens are special (the tokenizer's own matching: it
+        splits the text at them and encodes the pieces between)."""
+        ids: list[int] = []
+        start = 0
+        for match in self._special_pattern.finditer(text) if self._specials else ():
+            if match.start() > start:
+                ids.extend(
+                    self._literal.encode(text[start : match.start()], add_special_tokens=False).ids
+                )
+            ids.append(self._specials[match.group()])
+            start = match.end()
+        if start < len(text):
+            ids.extend(self._literal.encode(text[start:], add_special_tokens=False).ids)
         return ids
 
     def encode_literal(self, texts: Sequence[str], max_tokens: int | None = None) -> list[TokenIds]:
@@ -226,7 +254,7 @@ class LiteralTokenizer:
 
     def single_token_id(self, token: str) -> int | None:
         """The id of ``token`` if it is encoded as exactly one token."""
-        ids = self._template.encode(token, add_special_tokens=False).ids
+        ids = self.encode_template(token)
         return ids[0] if len(ids) == 1 else None
 
 
