@@ -126,7 +126,7 @@ class Qwen3Embedding(BaseEmbedding):
         model = one_model_name(model, model_name)
         if backend is not None:
             kwargs["backend"] = backend
-        fold_old_settings(type(self).__name__, kwargs, stacklevel=2)
+        fold_old_settings(type(self).__name__, kwargs, stacklevel=3)  # it, __init__, the caller
         backend = kwargs.pop("backend", None)
         reject_unknown_kwargs(type(self).__name__, kwargs, BaseEmbedding)
         if engine is not None:

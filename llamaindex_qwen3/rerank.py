@@ -137,7 +137,7 @@ class Qwen3Rerank(BaseNodePostprocessor):
         settings = dict(deprecated)
         if backend is not None:
             settings["backend"] = backend
-        fold_old_settings(type(self).__name__, settings, stacklevel=2)
+        fold_old_settings(type(self).__name__, settings, stacklevel=3)  # it, __init__, the caller
         reject_unknown_kwargs(type(self).__name__, settings, allowed=frozenset({"backend"}))
         backend = settings.get("backend")
         if engine is not None:

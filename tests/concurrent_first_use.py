@@ -23,10 +23,12 @@ from langchain_qwen3 import Qwen3Embeddings
 from langchain_qwen3 import Qwen3Rerank as LangChainRerank
 from llamaindex_qwen3 import Qwen3Embedding
 from llamaindex_qwen3 import Qwen3Rerank as LlamaIndexRerank
+from qwen3_core import TransformersOptions
 
 THREADS = 8
 TEXTS = ["Gravity attracts bodies with mass.", "北京是中国的首都。", "Python is a language."]
 QUERY = "what is gravity"
+CPU = TransformersOptions(device="cpu")  # run as a program: tests/options.py is not importable
 
 
 def spellings(folder: Path) -> list[str]:
@@ -42,18 +44,20 @@ def main(embedding: Path, reranker: Path) -> dict[str, Any]:
         barrier.wait()
         name, reranker_name = names[index % 4], reranker_names[index % 4]
         if index % 2:  # the reranker first: both models load at the same moment
-            emb: Any = Qwen3Embeddings(model=name, device="cpu")
-            rerank: Any = LangChainRerank(model=reranker_name, device="cpu", top_n=None)
+            emb: Any = Qwen3Embeddings(model=name, backend=CPU)
+            rerank: Any = LangChainRerank(model=reranker_name, backend=CPU, top_n=None)
             docs = [Document(page_content=t) for t in TEXTS]
             scores = [d.metadata["relevance_score"] for d in rerank.compress_documents(docs, QUERY)]
             vectors = emb.embed_documents(TEXTS)
         else:
-            emb = Qwen3Embedding(name, device="cpu")
-            rerank = LlamaIndexRerank(reranker_name, device="cpu", top_n=len(TEXTS))
+            emb = Qwen3Embedding(name, backend=CPU)
+            rerank = LlamaIndexRerank(reranker_name, backend=CPU, top_n=len(TEXTS))
             vectors = emb.get_text_embedding_batch(TEXTS)
             nodes = [NodeWithScore(node=TextNode(text=t), score=0.0) for t in TEXTS]
             scores = [n.score for n in rerank.postprocess_nodes(nodes, query_str=QUERY)]
-        return emb._engine.get(), rerank._engine.get(), vectors, sorted(scores)
+        if index % 2:  # LangChain's adapters have no public engine getter
+            return emb._engine.get(), rerank._engine.get(), vectors, sorted(scores)
+        return emb.engine, rerank.engine, vectors, sorted(scores)
 
     errors: list[str] = []
     built: list[tuple[Any, Any, list[Any], list[float]]] = []
@@ -70,8 +74,8 @@ def main(embedding: Path, reranker: Path) -> dict[str, Any]:
     return {
         "errors": errors,
         "engines": len(engines),
-        "embedding_weights": len({id(e._backend._runner.decoder) for e, *_ in built}),
-        "reranker_weights": len({id(r._backend._runner.decoder) for _, r, *_ in built}),
+        "embedding_weights": len({id(e.loaded_model) for e, *_ in built}),
+        "reranker_weights": len({id(r.loaded_model) for _, r, *_ in built}),
         "same_vectors": all(b[2] == built[0][2] for b in built),
         "same_scores": all(b[3] == built[0][3] for b in built),
     }

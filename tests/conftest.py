@@ -14,6 +14,7 @@ from qwen3_core.testing import (
     build_variants,
     models_cache_folder,
 )
+from tests.options import CPU
 
 # Shared with `qwen3-rag demo --tiny`, the notebooks and the benchmarks: built once per machine.
 TEST_MODELS = models_cache_folder()
@@ -32,12 +33,12 @@ def test_variants(test_models: ModelPaths) -> VariantPaths:
 
 @pytest.fixture(scope="session")
 def embedder(test_models: ModelPaths) -> Qwen3Embedder:
-    return Qwen3Embedder(test_models.embedding, device="cpu")
+    return Qwen3Embedder(test_models.embedding, backend=CPU)
 
 
 @pytest.fixture(scope="session")
 def reranker(test_models: ModelPaths) -> Qwen3Reranker:
-    return Qwen3Reranker(test_models.reranker, device="cpu")
+    return Qwen3Reranker(test_models.reranker, backend=CPU)
 
 
 @pytest.fixture(scope="session")

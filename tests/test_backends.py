@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
 from qwen3_core.testing import ModelPaths
+from tests.options import CPU
 
 
 def test_unknown_backend(test_models: ModelPaths) -> None:
@@ -29,12 +30,12 @@ def test_vllm_backend_without_vllm_names_the_extra(test_models: ModelPaths) -> N
 
 
 def test_close_and_context_manager(test_models: ModelPaths, corpus: list[str]) -> None:
-    with Qwen3Reranker(test_models.reranker, device="cpu") as reranker:
+    with Qwen3Reranker(test_models.reranker, backend=CPU) as reranker:
         assert reranker.score("q", corpus[:2]).shape == (2,)
     with pytest.raises(RuntimeError, match="this Qwen3Reranker is closed"):
         reranker.score("q", corpus[:2])
     reranker.close()  # idempotent
-    embedder = Qwen3Embedder(test_models.embedding, device="cpu")
+    embedder = Qwen3Embedder(test_models.embedding, backend=CPU)
     embedder.close()
     with pytest.raises(RuntimeError, match="this Qwen3Embedder is closed"):
         embedder.embed_queries(["q"])
@@ -44,13 +45,13 @@ def test_adapters_pass_backend_options_to_the_engine(test_models: ModelPaths) ->
     from langchain_qwen3 import Qwen3Rerank as LangChainRerank
     from llamaindex_qwen3 import Qwen3Rerank as LlamaIndexRerank
 
-    for adapter in (
-        LangChainRerank(model=str(test_models.reranker), backend_options={"share_prefix": False}),
-        LlamaIndexRerank(model=str(test_models.reranker), backend_options={"share_prefix": False}),
-    ):
-        engine = adapter._engine.get()
-        assert engine._backend.share_prefix is False  # type: ignore[attr-defined]
+    options = TransformersOptions(device="cpu", share_prefix=False)
+    langchain = LangChainRerank(model=str(test_models.reranker), backend=options)
+    llamaindex = LlamaIndexRerank(model=str(test_models.reranker), backend=options)
+    # LangChain's adapter has no public engine getter: its ``engine`` field is the given one.
+    for engine in (langchain._engine.get(), llamaindex.engine):
+        assert engine.options == TransformersOptions(
+            device="cpu", dtype="float32", share_prefix=False
+        )
     with pytest.raises(TypeError, match="no_such_option"):
-        LangChainRerank(
-            model=str(test_models.reranker), backend_options={"no_such_option": 1}
-        )._engine.get()
+        TransformersOptions(no_such_option=1)  # type: ignore[call-arg]

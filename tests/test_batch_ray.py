@@ -20,6 +20,7 @@ import pytest
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
 from qwen3_core.testing import ModelPaths
+from tests.options import CPU
 
 ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'qwen3-rag[ray]'")
 pa = pytest.importorskip("pyarrow")
@@ -30,7 +31,7 @@ from qwen3_core.batch.workers import EmbedWorker, RerankWorker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = 2000
-CPU = {"device": "cpu"}
+ON_CPU = {"backend": CPU}  # engine_options: the engines' keyword arguments
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,7 @@ def test_embed_dataset_equals_the_engine(
     ]
     ds = ray.data.from_items(items)
     out = embed_dataset(
-        ds, model=models["embedding"], engine_options=CPU, concurrency=2, batch_size=128
+        ds, model=models["embedding"], engine_options=ON_CPU, concurrency=2, batch_size=128
     )
     rows = out.take_all()
     assert [{k: r[k] for k in ("id", "text", "lang", "weight")} for r in rows] == items
@@ -106,7 +107,7 @@ def test_rerank_dataset_equals_the_engine(
     out = rerank_dataset(
         ray.data.from_items(items),
         model=models["reranker"],
-        engine_options=CPU,
+        engine_options=ON_CPU,
         concurrency=2,
         batch_size=200,
     )
@@ -120,7 +121,9 @@ def test_rerank_dataset_equals_the_engine(
 def test_a_bad_row_fails_the_job_naming_it(ray_cluster: None, models: dict[str, str]) -> None:
     items: list[dict[str, Any]] = [{"doc_id": f"d{i}", "text": f"text {i}"} for i in range(50)]
     items[31]["text"] = None
-    out = embed_dataset(ray.data.from_items(items), model=models["embedding"], engine_options=CPU)
+    out = embed_dataset(
+        ray.data.from_items(items), model=models["embedding"], engine_options=ON_CPU
+    )
     with pytest.raises(Exception, match="column 'text' must hold a str") as caught:
         out.materialize()
     # Ray wraps the worker's TypeError; its message comes through whole.
@@ -136,7 +139,7 @@ def test_workers_in_process(
 ) -> None:
     """The callable classes without Ray: queries with an instruction, an instructed reranker,
     and the errors a worker raises where the driver could not see the schema."""
-    worker = EmbedWorker(models["embedding"], CPU, "question", "vector", "query", "Find it")
+    worker = EmbedWorker(models["embedding"], ON_CPU, "question", "vector", "query", "Find it")
     out = worker(pa.table({"qid": list(range(len(queries))), "question": queries}))
     assert out.column_names == ["qid", "question", "vector"]
     expected = embedder.embed_queries(queries, "Find it")
@@ -148,7 +151,7 @@ def test_workers_in_process(
     assert worker(pa.table({"question": pa.array([], pa.string())})).num_rows == 0
 
     pairs = [(queries[0], d) for d in corpus]
-    scorer = RerankWorker(models["reranker"], CPU, "q", "d", "relevance", "Judge it")
+    scorer = RerankWorker(models["reranker"], ON_CPU, "q", "d", "relevance", "Judge it")
     table = pa.table({"q": [q for q, _ in pairs], "d": [d for _, d in pairs]})
     scores = scorer(table).column("relevance").to_numpy()
     np.testing.assert_allclose(scores, reranker.score_pairs(pairs, "Judge it"), atol=1e-5)

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from safetensors.torch import load_file, save_file
 
-from qwen3_core import ModelKindError, Qwen3Embedder, Qwen3Reranker
+from qwen3_core import ModelKindError, Qwen3Embedder, Qwen3Reranker, TransformersOptions
 from qwen3_core.testing import ModelPaths, VariantPaths
 from qwen3_core.testing.variants import seq_cls_copy
 from qwen3_core.variants import recognise
 from tests.faulty_models import link_or_copy
+from tests.options import CPU
 
 
 def _copy(source: Path, target: Path) -> Path:
@@ -44,11 +45,11 @@ def test_missing_decoder_tensor_is_named(test_models: ModelPaths, tmp_path: Path
     folder = _copy(test_models.reranker, tmp_path / "r")
     _drop_tensors(folder, "model.layers.1.mlp.down_proj.weight")
     with pytest.raises(ModelKindError, match=r"model\.layers\.1\.mlp\.down_proj\.weight"):
-        Qwen3Reranker(folder, device="cpu")
+        Qwen3Reranker(folder, backend=CPU)
     folder = _copy(test_models.embedding, tmp_path / "e")
     _drop_tensors(folder, "layers.0.self_attn.k_norm.weight")
     with pytest.raises(ModelKindError, match=r"layers\.0\.self_attn\.k_norm\.weight.*random"):
-        Qwen3Embedder(folder, device="cpu")
+        Qwen3Embedder(folder, backend=CPU)
 
 
 def test_untied_reranker_without_lm_head(test_models: ModelPaths, tmp_path: Path) -> None:
@@ -56,7 +57,7 @@ def test_untied_reranker_without_lm_head(test_models: ModelPaths, tmp_path: Path
     _drop_tensors(folder, "lm_head.weight")
     _rewrite_json(folder / "config.json", tie_word_embeddings=False)
     with pytest.raises(ModelKindError, match=r"no lm_head\.weight.*would be random"):
-        Qwen3Reranker(folder, device="cpu")
+        Qwen3Reranker(folder, backend=CPU)
 
 
 def test_seq_cls_with_three_labels(test_models: ModelPaths, tmp_path: Path) -> None:
@@ -67,21 +68,21 @@ def test_seq_cls_with_three_labels(test_models: ModelPaths, tmp_path: Path) -> N
     labels = {"0": "LABEL_0", "1": "LABEL_1", "2": "LABEL_2"}
     _rewrite_json(folder / "config.json", id2label=labels, num_labels=3)
     with pytest.raises(ModelKindError, match="3 labels"):
-        Qwen3Reranker(folder, device="cpu")
+        Qwen3Reranker(folder, backend=CPU)
 
 
 def test_seq_cls_without_its_score_head(test_variants: VariantPaths, tmp_path: Path) -> None:
     folder = _copy(test_variants.rerankers["seq-cls-1"], tmp_path / "r")
     _drop_tensors(folder, "score.weight")
     with pytest.raises(ModelKindError, match=r"no score\.weight"):
-        Qwen3Reranker(folder, device="cpu")
+        Qwen3Reranker(folder, backend=CPU)
 
 
 def test_seq_cls_labels_in_another_meaning(test_variants: VariantPaths, tmp_path: Path) -> None:
     folder = _copy(test_variants.rerankers["seq-cls-2"], tmp_path / "r")
     _rewrite_json(folder / "config.json", id2label={"0": "negative", "1": "neutral"})
     with pytest.raises(ModelKindError, match=r"expected \[no, yes\]"):
-        Qwen3Reranker(folder, device="cpu")
+        Qwen3Reranker(folder, backend=CPU)
 
 
 def test_swapped_labels_are_followed(test_variants: VariantPaths, tmp_path: Path) -> None:
@@ -102,7 +103,7 @@ def test_reranker_variants_refused_as_embedders(
     variant: str, engine: Any, message: str, test_variants: VariantPaths
 ) -> None:
     with pytest.raises(ModelKindError, match=message):
-        engine(test_variants.rerankers[variant], device="cpu")
+        engine(test_variants.rerankers[variant], backend=CPU)
 
 
 @pytest.mark.parametrize(
@@ -117,7 +118,7 @@ def test_embedding_variants_refused_as_rerankers(
     variant: str, message: str, test_variants: VariantPaths
 ) -> None:
     with pytest.raises(ModelKindError, match=message):
-        Qwen3Reranker(test_variants.embeddings[variant], device="cpu")
+        Qwen3Reranker(test_variants.embeddings[variant], backend=CPU)
 
 
 def test_sentence_transformers_pooling_other_than_last_token(
@@ -126,7 +127,7 @@ def test_sentence_transformers_pooling_other_than_last_token(
     folder = _copy(test_variants.embeddings["sentence-transformers"], tmp_path / "e")
     _rewrite_json(folder / "1_Pooling" / "config.json", pooling_mode="mean")
     with pytest.raises(ModelKindError, match="another mode than the last token"):
-        Qwen3Embedder(folder, device="cpu")
+        Qwen3Embedder(folder, backend=CPU)
 
 
 def test_sentence_transformers_extra_module(test_variants: VariantPaths, tmp_path: Path) -> None:
@@ -136,14 +137,14 @@ def test_sentence_transformers_extra_module(test_variants: VariantPaths, tmp_pat
     (folder / "modules.json").unlink()
     (folder / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(ModelKindError, match="Dense module"):
-        Qwen3Embedder(folder, device="cpu")
+        Qwen3Embedder(folder, backend=CPU)
 
 
 def test_cross_encoder_scoring_one_token(test_variants: VariantPaths, tmp_path: Path) -> None:
     folder = _copy(test_variants.rerankers["sentence-transformers"], tmp_path / "r")
     _rewrite_json(folder / "1_LogitScore" / "config.json", false_token_id=None)
     with pytest.raises(ModelKindError, match="false_token_id=None"):
-        Qwen3Reranker(folder, device="cpu")
+        Qwen3Reranker(folder, backend=CPU)
 
 
 def test_cross_encoder_token_outside_the_vocabulary(
@@ -152,14 +153,14 @@ def test_cross_encoder_token_outside_the_vocabulary(
     folder = _copy(test_variants.rerankers["sentence-transformers"], tmp_path / "r")
     _rewrite_json(folder / "1_LogitScore" / "config.json", true_token_id=10**7)
     with pytest.raises(ModelKindError, match="true_token_id=10000000"):
-        Qwen3Reranker(folder, device="cpu")
+        Qwen3Reranker(folder, backend=CPU)
 
 
 def test_folder_without_safetensors(test_models: ModelPaths, tmp_path: Path) -> None:
     folder = _copy(test_models.reranker, tmp_path / "r")
     (folder / "model.safetensors").unlink()
     with pytest.raises(ModelKindError, match="no safetensors weights"):
-        Qwen3Reranker(folder, device="cpu")
+        Qwen3Reranker(folder, backend=CPU)
 
 
 def test_shard_named_in_the_index_but_absent(test_variants: VariantPaths, tmp_path: Path) -> None:
@@ -167,7 +168,7 @@ def test_shard_named_in_the_index_but_absent(test_variants: VariantPaths, tmp_pa
     shard = sorted(folder.glob("model-*.safetensors"))[-1]
     shard.unlink()
     with pytest.raises(ModelKindError, match=f"lacks the weight file '{shard.name}'"):
-        Qwen3Reranker(folder, device="cpu")
+        Qwen3Reranker(folder, backend=CPU)
 
 
 def test_tensor_of_another_shape(test_models: ModelPaths, tmp_path: Path) -> None:
@@ -177,9 +178,12 @@ def test_tensor_of_another_shape(test_models: ModelPaths, tmp_path: Path) -> Non
     (folder / "model.safetensors").unlink()
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(ModelKindError, match=r"up_proj"):
-        Qwen3Reranker(folder, device="cpu")
+        Qwen3Reranker(folder, backend=CPU)
 
 
 def test_remote_code_stays_off(test_models: ModelPaths, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"trust_remote_code.*never"):
-        Qwen3Reranker(test_models.reranker, device="cpu", model_kwargs={"trust_remote_code": True})
+        Qwen3Reranker(
+            test_models.reranker,
+            backend=TransformersOptions(device="cpu", model_kwargs={"trust_remote_code": True}),
+        )

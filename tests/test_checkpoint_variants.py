@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, ServerOptions, TransformersOptions
 from qwen3_core.testing import RERANKER_VARIANTS, ModelPaths, VariantPaths
 from qwen3_core.testing.variants import FINE_TUNED_QUERY_PROMPT
+from tests.options import CPU
 from tests.reference import ReferenceEmbedder, ReferenceReranker, ReferenceSeqClsReranker
 
 QUERY = "What is the capital of China?"
@@ -35,7 +36,7 @@ class Rerankers(dict[str, Qwen3Reranker]):
         self.variants = variants
 
     def __missing__(self, name: str) -> Qwen3Reranker:
-        engine = self[name] = Qwen3Reranker(self.variants.rerankers[name], device="cpu")
+        engine = self[name] = Qwen3Reranker(self.variants.rerankers[name], backend=CPU)
         return engine
 
 
@@ -76,7 +77,7 @@ def test_sharded_bfloat16_loads_in_bfloat16_too(
 ) -> None:
     folder = test_variants.rerankers["sharded-bf16"]
     full = rerankers["sharded-bf16"].score(QUERY, corpus)
-    half = Qwen3Reranker(folder, device="cpu", dtype="bfloat16")
+    half = Qwen3Reranker(folder, backend=TransformersOptions(device="cpu", dtype="bfloat16"))
     assert half.dtype == torch.bfloat16
     np.testing.assert_allclose(half.score(QUERY, corpus), full, atol=5e-2)
 
@@ -104,7 +105,7 @@ def test_reranker_saved_by_sentence_transformers(
 
     CrossEncoder(str(test_models.reranker), device="cpu").save_pretrained(str(tmp_path / "ce"))
     assert (tmp_path / "ce" / "modules.json").is_file()
-    engine = Qwen3Reranker(tmp_path / "ce", device="cpu")
+    engine = Qwen3Reranker(tmp_path / "ce", backend=CPU)
     assert "sentence-transformers" in engine.variant.description
     np.testing.assert_allclose(engine.score(QUERY, corpus), reference_scores, atol=1e-5)
 
@@ -130,18 +131,18 @@ def test_embedding_variants_embed_documents_exactly(
     reference_embedder: ReferenceEmbedder,
     corpus: list[str],
 ) -> None:
-    engine = Qwen3Embedder(test_variants.embeddings[name], device="cpu")
+    engine = Qwen3Embedder(test_variants.embeddings[name], backend=CPU)
     want = torch.stack([reference_embedder.embed(d) for d in corpus]).numpy()
     np.testing.assert_allclose(engine.embed_documents(corpus), want, atol=1e-5, rtol=0)
     # Only the base model is loaded: no lm_head memory is spent.
-    names = [n for n, _ in engine._backend._runner.loaded.model.named_parameters()]
+    names = [n for n, _ in engine.loaded_model.named_parameters()]
     assert not any("lm_head" in n for n in names)
 
 
 def test_declared_query_prompt_is_the_default(
     test_variants: VariantPaths, reference_embedder: ReferenceEmbedder, queries: list[str]
 ) -> None:
-    engine = Qwen3Embedder(test_variants.embeddings["sentence-transformers"], device="cpu")
+    engine = Qwen3Embedder(test_variants.embeddings["sentence-transformers"], backend=CPU)
     assert engine.instruction == "Given a product question, retrieve matching listings"
     assert "from the checkpoint" in repr(engine)
     want = torch.stack([reference_embedder.embed(FINE_TUNED_QUERY_PROMPT + q) for q in queries])
@@ -149,7 +150,7 @@ def test_declared_query_prompt_is_the_default(
     # An explicit instruction still wins, at construction and per call.
     task = "Find the passage"
     explicit = Qwen3Embedder(
-        test_variants.embeddings["sentence-transformers"], device="cpu", instruction=task
+        test_variants.embeddings["sentence-transformers"], backend=CPU, instruction=task
     )
     assert "from the checkpoint" not in repr(explicit)
     mine = torch.stack([reference_embedder.query(q, instruction=task) for q in queries]).numpy()
@@ -171,10 +172,10 @@ def test_embedder_saved_by_sentence_transformers_matches_its_encode(
     model = SentenceTransformer(
         modules=[transformer, pooling, Normalize()],
         prompts={"query": prompt, "document": ""},
-        device="cpu",
+        backend=CPU,
     )
     model.save(str(tmp_path / "st"))
-    engine = Qwen3Embedder(tmp_path / "st", device="cpu")
+    engine = Qwen3Embedder(tmp_path / "st", backend=CPU)
     assert engine.query_prompt == prompt
     for text in queries[:3]:  # one at a time: no padding in the reference
         want = model.encode([text], prompt_name="query", convert_to_numpy=True)
@@ -201,12 +202,12 @@ def test_matryoshka_range_of_the_larger_models(
     config.update(asdict(SHAPES[shape]))
     config["layer_types"] = ["full_attention"] * SHAPES[shape].num_hidden_layers
     (folder / "config.json").write_text(json.dumps(config))
-    server = {"backend": "server", "base_url": "http://127.0.0.1:9"}
-    full = Qwen3Embedder(folder, **server)  # type: ignore[arg-type]
+    server = ServerOptions(base_url="http://127.0.0.1:9")
+    full = Qwen3Embedder(folder, backend=server)
     assert full.dimension == hidden
-    assert Qwen3Embedder(folder, dimensions=32, **server).dimension == 32  # type: ignore[arg-type]
+    assert Qwen3Embedder(folder, dimensions=32, backend=server).dimension == 32
     with pytest.raises(ValueError, match=f"dimensions.*{hidden}"):
-        Qwen3Embedder(folder, dimensions=hidden + 1, **server)  # type: ignore[arg-type]
+        Qwen3Embedder(folder, dimensions=hidden + 1, backend=server)
 
 
 def test_adapters_use_the_declared_query_prompt(
@@ -217,9 +218,9 @@ def test_adapters_use_the_declared_query_prompt(
 
     folder = test_variants.embeddings["sentence-transformers"]
     want = reference_embedder.embed(FINE_TUNED_QUERY_PROMPT + "red running shoes").numpy()
-    langchain = Qwen3Embeddings(model=str(folder), device="cpu")
+    langchain = Qwen3Embeddings(model=str(folder), backend=CPU)
     np.testing.assert_allclose(langchain.embed_query("red running shoes"), want, atol=1e-5)
-    llamaindex = Qwen3Embedding(str(folder), device="cpu")
+    llamaindex = Qwen3Embedding(str(folder), backend=CPU)
     np.testing.assert_allclose(llamaindex.get_query_embedding("red running shoes"), want, atol=1e-5)
 
 
@@ -233,7 +234,7 @@ def test_loading_prints_nothing(
     folder = tmp_path / "fresh"  # a folder of its own: a real load, not the shared copy
     shutil.copytree(test_variants.embeddings["causal-lm"], folder)
     capfd.readouterr()
-    Qwen3Embedder(folder, device="cpu").embed_documents(["x"])
+    Qwen3Embedder(folder, backend=CPU).embed_documents(["x"])
     out, err = capfd.readouterr()
     assert "Loading weights" not in err + out and "LOAD REPORT" not in err + out
     from transformers.utils import logging as hf_logging
@@ -258,7 +259,7 @@ def test_declared_document_prompt_is_applied(
     config = json.loads(config_path.read_text())
     config["prompts"]["document"] = "passage: "
     config_path.write_text(json.dumps(config))
-    engine = Qwen3Embedder(folder, device="cpu")
+    engine = Qwen3Embedder(folder, backend=CPU)
     assert "document_prompt='passage: '" in repr(engine)
     want = torch.stack([reference_embedder.embed("passage: " + d) for d in corpus[:4]]).numpy()
     np.testing.assert_allclose(engine.embed_documents(corpus[:4]), want, atol=1e-5, rtol=0)

@@ -33,7 +33,7 @@ from langchain_qwen3 import Qwen3CrossEncoder, Qwen3Embeddings
 from langchain_qwen3 import Qwen3Rerank as LangChainRerank
 from llamaindex_qwen3 import Qwen3Embedding
 from llamaindex_qwen3 import Qwen3Rerank as LlamaIndexRerank
-from qwen3_core import Qwen3Embedder, Qwen3Reranker, RerankResult
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, RerankResult, TransformersOptions
 from qwen3_core.testing import ModelPaths
 from tests.faulty_models import link_or_copy
 
@@ -232,7 +232,7 @@ def _fresh_copy(source: Path, target: Path) -> Path:
 
 def _decoder(engine: Any) -> Any:
     """The engine's torch decoder (a ``Qwen3Model``): the weights it runs."""
-    return engine._backend._runner.decoder
+    return engine.loaded_model.base_model
 
 
 def test_eight_threads_building_adapters_at_once_in_a_fresh_process_load_once(
@@ -300,8 +300,9 @@ def test_keyboard_interrupt_midway_leaves_the_engines_usable(
     hooked: Callable[[torch.nn.Module, Any], None],
 ) -> None:
     # A small token budget: each call runs several batches, and is stopped in the third.
-    embedder = Qwen3Embedder(test_models.embedding, device="cpu", max_batch_tokens=256)
-    reranker = Qwen3Reranker(test_models.reranker, device="cpu", max_batch_tokens=256)
+    small_batches = TransformersOptions(device="cpu", max_batch_tokens=256)
+    embedder = Qwen3Embedder(test_models.embedding, backend=small_batches)
+    reranker = Qwen3Reranker(test_models.reranker, backend=small_batches)
     documents = documents[:12]
     want = embedder.embed_documents(documents), reranker.score(queries[0], documents)
     stops = _Interrupt(KeyboardInterrupt(), at=3), _Interrupt(KeyboardInterrupt(), at=3)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from qwen3_core import Qwen3Embedder
+from qwen3_core import Qwen3Embedder, TransformersOptions
 from qwen3_core.testing import ModelPaths
+from tests.options import CPU
 from tests.reference import ReferenceEmbedder
 
 EDGE_TEXTS = ["", " ", "a", "hello world", "<|im_end|> literal", "x" * 700, "é" * 50, "🙂 emoji"]
@@ -55,8 +56,11 @@ def test_result_does_not_depend_on_the_batch(embedder: Qwen3Embedder, corpus: li
 
 
 def test_small_token_budget_gives_same_result(test_models: ModelPaths, corpus: list[str]) -> None:
-    big = Qwen3Embedder(test_models.embedding, device="cpu")
-    small = Qwen3Embedder(test_models.embedding, device="cpu", max_batch_tokens=40)
+    big = Qwen3Embedder(test_models.embedding, backend=CPU)
+    small = Qwen3Embedder(
+        test_models.embedding, backend=TransformersOptions(device="cpu", max_batch_tokens=40)
+    )
+    assert small.max_batch_tokens == 40
     np.testing.assert_allclose(
         big.embed_documents(corpus), small.embed_documents(corpus), atol=1e-5, rtol=0
     )
@@ -78,7 +82,7 @@ def test_left_padded_seed_batch_agrees(
 def test_matryoshka_dimensions(
     test_models: ModelPaths, reference: ReferenceEmbedder, corpus: list[str], dims: int
 ) -> None:
-    emb = Qwen3Embedder(test_models.embedding, device="cpu", dimensions=dims)
+    emb = Qwen3Embedder(test_models.embedding, backend=CPU, dimensions=dims)
     got = emb.embed_documents(corpus[:5])
     assert got.shape == (5, dims) and emb.dimension == dims
     want = np.stack([reference.embed(t, dim=dims).numpy() for t in corpus[:5]])
@@ -90,7 +94,7 @@ def test_long_text_is_truncated_keeping_endoftext(
     reference: ReferenceEmbedder,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    emb = Qwen3Embedder(test_models.embedding, device="cpu", max_length=32)
+    emb = Qwen3Embedder(test_models.embedding, backend=CPU, max_length=32)
     texts = ["gravity " * 500, "short text", "北京" * 400]
     with caplog.at_level(logging.WARNING, logger="qwen3_core"):
         got = emb.embed_documents(texts)
@@ -98,7 +102,7 @@ def test_long_text_is_truncated_keeping_endoftext(
     assert len(warnings) == 1 and "2 of 3" in warnings[0].getMessage()
     want = np.stack([reference.embed(t, max_length=32).numpy() for t in texts])
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
-    ids, _ = emb._tokenizer.encode(texts)
+    ids = emb.tokenize_documents(texts)
     assert [len(i) for i in ids] == [32, 3, 32] and all(i[-1] == 151643 for i in ids)
 
 
@@ -144,8 +148,6 @@ def test_bad_input_is_a_clear_type_error(embedder: Qwen3Embedder, call, message:
         ({"dimensions": 65}, "dimensions must be between 1 and 64"),
         ({"max_length": 1}, "max_length must be >= 2"),
         ({"max_length": 10**6}, "exceeds the model's 32768 positions"),
-        ({"dtype": "int8"}, "unknown dtype"),
-        ({"device": "tpu"}, "unknown device"),
     ],
 )
 def test_bad_configuration_is_a_clear_error(
@@ -155,6 +157,15 @@ def test_bad_configuration_is_a_clear_error(
         Qwen3Embedder(test_models.embedding, **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"dtype": "int8"}, "unknown dtype"), ({"device": "tpu"}, "unknown device")],
+)
+def test_bad_backend_option_is_a_clear_error(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TransformersOptions(**settings)  # type: ignore[arg-type]
+
+
 def test_same_model_is_loaded_once(test_models: ModelPaths, embedder: Qwen3Embedder) -> None:
-    again = Qwen3Embedder(str(test_models.embedding), device="cpu", dimensions=8)
-    assert again._backend._runner.decoder is embedder._backend._runner.decoder  # type: ignore[attr-defined]
+    again = Qwen3Embedder(str(test_models.embedding), backend=CPU, dimensions=8)
+    assert again.loaded_model is embedder.loaded_model

@@ -6,20 +6,23 @@ import numpy as np
 import pytest
 import torch
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
 from qwen3_core.testing import ModelPaths, VariantPaths
+from tests.options import CPU
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
+FLOAT32 = TransformersOptions(dtype="float32")  # on the default device: CUDA here
+
 
 def test_embedder_bfloat16_close_to_float32(
     test_models: ModelPaths, embedder: Qwen3Embedder, corpus: list[str]
 ) -> None:
-    gpu = Qwen3Embedder(test_models.embedding, dtype="bfloat16")
-    assert gpu.device.type == "cuda" and gpu.dtype == torch.bfloat16
+    gpu = Qwen3Embedder(test_models.embedding, backend=TransformersOptions(dtype="bfloat16"))
+    assert gpu.device is not None and gpu.device.type == "cuda" and gpu.dtype == torch.bfloat16
     np.testing.assert_allclose(
         gpu.embed_documents(corpus), embedder.embed_documents(corpus), atol=2e-2, rtol=0
     )
@@ -28,7 +31,7 @@ def test_embedder_bfloat16_close_to_float32(
 def test_reranker_bfloat16_close_to_float32(
     test_models: ModelPaths, reranker: Qwen3Reranker, corpus: list[str], queries: list[str]
 ) -> None:
-    gpu = Qwen3Reranker(test_models.reranker, dtype="bfloat16")
+    gpu = Qwen3Reranker(test_models.reranker, backend=TransformersOptions(dtype="bfloat16"))
     for query in queries:
         np.testing.assert_allclose(
             gpu.score(query, corpus), reranker.score(query, corpus), atol=2e-2, rtol=0
@@ -38,7 +41,7 @@ def test_reranker_bfloat16_close_to_float32(
 def test_gpu_float32_matches_cpu(
     test_models: ModelPaths, reranker: Qwen3Reranker, corpus: list[str]
 ) -> None:
-    gpu = Qwen3Reranker(test_models.reranker, dtype="float32")
+    gpu = Qwen3Reranker(test_models.reranker, backend=FLOAT32)
     np.testing.assert_allclose(
         gpu.score("什么是重力？", corpus), reranker.score("什么是重力？", corpus), atol=1e-4, rtol=0
     )
@@ -52,12 +55,12 @@ def test_defaults_read_from_the_device(test_models: ModelPaths) -> None:
     gpu = Qwen3Reranker(test_models.reranker)
     capability = torch.cuda.get_device_capability(gpu.device)
     assert gpu.dtype == default_dtype("cuda", capability)
-    budget = gpu._backend._runner.max_batch_tokens
-    assert 512 <= budget <= 65536
+    budget = gpu.max_batch_tokens
+    assert budget is not None and 512 <= budget <= 65536
 
 
 def test_variants_on_the_gpu(test_variants: VariantPaths, corpus: list[str]) -> None:
     for name, folder in test_variants.rerankers.items():
-        cpu = Qwen3Reranker(folder, device="cpu").score("什么是重力？", corpus)
-        gpu = Qwen3Reranker(folder, dtype="float32").score("什么是重力？", corpus)
+        cpu = Qwen3Reranker(folder, backend=CPU).score("什么是重力？", corpus)
+        gpu = Qwen3Reranker(folder, backend=FLOAT32).score("什么是重力？", corpus)
         np.testing.assert_allclose(gpu, cpu, atol=1e-4, rtol=0, err_msg=name)

@@ -26,10 +26,17 @@ from langchain_qwen3 import Qwen3CrossEncoder, Qwen3Embeddings
 from langchain_qwen3 import Qwen3Rerank as LangChainRerank
 from llamaindex_qwen3 import Qwen3Embedding
 from llamaindex_qwen3 import Qwen3Rerank as LlamaIndexRerank
-from qwen3_core import ModelKindError, ModelNotFoundError, Qwen3Embedder, Qwen3Reranker
+from qwen3_core import (
+    ModelKindError,
+    ModelNotFoundError,
+    Qwen3Embedder,
+    Qwen3Reranker,
+    TransformersOptions,
+)
 from qwen3_core.testing import ModelPaths
-from qwen3_core.tokenization import EmbeddingTokenizer
+from qwen3_core.tokenization import EmbeddingTokenizer, LiteralTokenizer
 from tests.faulty_models import byte_level_tokenizer_copy, float16_overflow_copy
+from tests.options import CPU
 
 QUERY = "什么是重力？"
 DIMENSION = 64  # the tiny embedding model's hidden size
@@ -70,9 +77,15 @@ def short_apis(test_models: ModelPaths) -> Apis:
     """The same weights (shared through the load cache) with max_length=512: long texts cost
     less, and are cut all the same."""
     return Apis.over(
-        Qwen3Embedder(test_models.embedding, device="cpu", max_length=512),
-        Qwen3Reranker(test_models.reranker, device="cpu", max_length=512),
+        Qwen3Embedder(test_models.embedding, backend=CPU, max_length=512),
+        Qwen3Reranker(test_models.reranker, backend=CPU, max_length=512),
     )
+
+
+@pytest.fixture(scope="module")
+def literal(embedder: Qwen3Embedder) -> LiteralTokenizer:
+    """The embedding model's own tokenizer, read from its folder."""
+    return LiteralTokenizer.from_folder(embedder.model_path)
 
 
 @pytest.fixture
@@ -80,7 +93,7 @@ def forward_calls(embedder: Qwen3Embedder, reranker: Qwen3Reranker) -> Iterator[
     """One entry per forward pass of either shared model while the test runs."""
     calls: list[int] = []
     engines: list[Any] = [embedder, reranker]
-    modules = [e._backend._runner.decoder for e in engines]
+    modules = [e.loaded_model.base_model for e in engines]
     handles = [m.register_forward_pre_hook(lambda *_: calls.append(1)) for m in modules]
     yield calls
     for handle in handles:
@@ -683,20 +696,18 @@ def test_ten_megabyte_text_is_cut_in_bounded_time(
     machine."""
     text = HUGE_TEXTS[name]()
     start = time.perf_counter()
-    (ids,), cut = embedder._tokenizer.encode([text])
-    (prompt,), cut_prompt = reranker._tokenizer.encode([(QUERY, text)], reranker.instruction)
+    (ids,) = embedder.tokenize_documents([text])
+    (prompt,) = reranker.tokenize(QUERY, [text])
     elapsed = time.perf_counter() - start
-    assert (cut.truncated, cut_prompt.truncated) == (1, 1)
-    assert len(ids) == len(prompt) == 8192
+    assert len(ids) == len(prompt) == 8192  # both cut to max_length
     assert elapsed < 10, f"{elapsed:.1f} s to cut a 10 MB text"
 
 
-def test_whitespace_run_past_the_regex_engines_limit(embedder: Qwen3Embedder) -> None:
+def test_whitespace_run_past_the_regex_engines_limit(literal: LiteralTokenizer) -> None:
     """The pre-tokeniser's regex engine panics on a run of 10 million spaces or tabs (a Rust
     panic, a BaseException that every ``except Exception`` misses). Only a bounded prefix is
     ever tokenised, up to the model's 32768 positions: no panic; and a panic that still
     happens (tokenising such a run whole) is a ValueError."""
-    literal = embedder._tokenizer._tokenizer
     (ids,) = literal.encode_literal(["\t" * 11_000_000], max_tokens=32767)
     assert len(ids) == 32768
     with pytest.raises(ValueError, match="the tokenizer failed on an input text"):
@@ -724,67 +735,81 @@ def _missing(models: ModelPaths) -> Path:
 
 
 CONFIG_ERRORS: list[tuple[str, Callable[[ModelPaths], object], type[Exception], str]] = [
-    ("engine-device", lambda m: Qwen3Embedder(m.embedding, device="tpu"), ValueError, "device"),
+    (
+        "engine-device",
+        lambda m: Qwen3Embedder(m.embedding, backend=TransformersOptions(device="tpu")),
+        ValueError,
+        "device",
+    ),
     (
         "engine-device-index",
-        lambda m: Qwen3Reranker(m.reranker, device="cpu:x"),
+        lambda m: Qwen3Reranker(m.reranker, backend=TransformersOptions(device="cpu:x")),
         ValueError,
         "unknown device",
     ),
-    ("engine-dtype", lambda m: Qwen3Reranker(m.reranker, dtype="int8"), ValueError, "dtype"),
+    (
+        "engine-dtype",
+        lambda m: Qwen3Reranker(m.reranker, backend=TransformersOptions(dtype="int8")),
+        ValueError,
+        "dtype",
+    ),
     (
         "engine-dtype-object",
-        lambda m: Qwen3Embedder(m.embedding, device="cpu", dtype=torch.float64),
+        lambda m: Qwen3Embedder(
+            m.embedding, backend=TransformersOptions(device="cpu", dtype=torch.float64)
+        ),
         ValueError,
-        r"dtype torch.float64 is not supported",
+        r"dtype torch.float64",
     ),
     (
         "engine-dimensions",
-        lambda m: Qwen3Embedder(m.embedding, device="cpu", dimensions=65),
+        lambda m: Qwen3Embedder(m.embedding, backend=CPU, dimensions=65),
         ValueError,
         "dimensions must be between 1 and 64, got 65",
     ),
     (
         "engine-dimensions-type",
-        lambda m: Qwen3Embedder(m.embedding, device="cpu", dimensions=True),  # type: ignore[arg-type]
+        lambda m: Qwen3Embedder(m.embedding, backend=CPU, dimensions=True),  # type: ignore[arg-type]
         TypeError,
         "dimensions must be an int",
     ),
     (
         "engine-max-length-prompt",
-        lambda m: Qwen3Reranker(m.reranker, device="cpu", max_length=48),
+        lambda m: Qwen3Reranker(m.reranker, backend=CPU, max_length=48),
         ValueError,
         "max_length=48 leaves no room for text",
     ),
     (
         "engine-max-length",
-        lambda m: Qwen3Embedder(m.embedding, device="cpu", max_length=0),
+        lambda m: Qwen3Embedder(m.embedding, backend=CPU, max_length=0),
         ValueError,
         "max_length must be >= 2",
     ),
     (
         "engine-missing-folder",
-        lambda m: Qwen3Reranker(_missing(m), device="cpu"),
+        lambda m: Qwen3Reranker(_missing(m), backend=CPU),
         ModelNotFoundError,
         "no-such-model' does not exist",
     ),
     (
         "langchain-device",
-        lambda m: Qwen3Embeddings(model=str(m.embedding), device="tpu").embed_query("q"),
+        lambda m: Qwen3Embeddings(
+            model=str(m.embedding), backend=TransformersOptions(device="tpu")
+        ).embed_query("q"),
         ValueError,
         "device",
     ),
     (
         "langchain-dtype",
-        lambda m: LangChainRerank(model=str(m.reranker), dtype="int8").compress_documents(
-            _DOCUMENT, "q"
-        ),
+        lambda m: LangChainRerank(
+            model=str(m.reranker), backend=TransformersOptions(dtype="int8")
+        ).compress_documents(_DOCUMENT, "q"),
         ValueError,
         "dtype",
     ),
     (
         "langchain-dimensions",
-        lambda m: Qwen3Embeddings(model=str(m.embedding), device="cpu", dimensions=65).embed_query(
+        lambda m: Qwen3Embeddings(model=str(m.embedding), backend=CPU, dimensions=65).embed_query(
             "q"
         ),
         ValueError,
@@ -798,19 +823,21 @@ CONFIG_ERRORS: list[tuple[str, Callable[[ModelPaths], object], type[Exception], 
     ),
     (
         "langchain-wrong-kind",
-        lambda m: Qwen3Embeddings(model=str(m.reranker), device="cpu").embed_query("q"),
+        lambda m: Qwen3Embeddings(model=str(m.reranker), backend=CPU).embed_query("q"),
         ModelKindError,
         "looks like a Qwen3 reranker",
     ),
     (
         "llamaindex-device",
-        lambda m: Qwen3Embedding(m.embedding, device="tpu").get_query_embedding("q"),
+        lambda m: Qwen3Embedding(
+            m.embedding, backend=TransformersOptions(device="tpu")
+        ).get_query_embedding("q"),
         ValueError,
         "device",
     ),
     (
         "llamaindex-max-length-prompt",
-        lambda m: LlamaIndexRerank(m.reranker, device="cpu", max_length=20).postprocess_nodes(
+        lambda m: LlamaIndexRerank(m.reranker, backend=CPU, max_length=20).postprocess_nodes(
             _NODE, query_str="q"
         ),
         ValueError,
@@ -818,13 +845,13 @@ CONFIG_ERRORS: list[tuple[str, Callable[[ModelPaths], object], type[Exception], 
     ),
     (
         "llamaindex-missing-folder",
-        lambda m: Qwen3Embedding(_missing(m), device="cpu").get_text_embedding("t"),
+        lambda m: Qwen3Embedding(_missing(m), backend=CPU).get_text_embedding("t"),
         ModelNotFoundError,
         "no-such-model' does not exist",
     ),
     (
         "llamaindex-wrong-kind",
-        lambda m: LlamaIndexRerank(m.embedding, device="cpu").postprocess_nodes(
+        lambda m: LlamaIndexRerank(m.embedding, backend=CPU).postprocess_nodes(
             _NODE, query_str="q"
         ),
         ModelKindError,
@@ -850,14 +877,15 @@ def test_reranker_tokenizer_without_single_yes_and_no_tokens(
 ) -> None:
     folder = byte_level_tokenizer_copy(test_models.reranker, tmp_path / "reranker")
     with pytest.raises(ValueError, match='does not encode "yes" and "no" as single tokens'):
-        Qwen3Reranker(folder, device="cpu")
+        Qwen3Reranker(folder, backend=CPU)
 
 
-def test_query_prompt_overhead_is_checked(embedder: Qwen3Embedder) -> None:
+def test_query_prompt_overhead_is_checked(
+    embedder: Qwen3Embedder, literal: LiteralTokenizer
+) -> None:
     """max_length must leave a query some of its own tokens after ``Instruct: ...\nQuery:``:
     otherwise every query is cut to the same prompt and gets the same vector."""
-    literal = embedder._tokenizer._tokenizer
-    embedder._tokenizer.check_query_room(embedder.instruction)  # 8192: plenty
+    EmbeddingTokenizer(literal, embedder.max_length).check_query_room(embedder.instruction)
     with pytest.raises(ValueError, match=r"max_length=20 leaves no room .* take 20 tokens"):
         EmbeddingTokenizer(literal, max_length=20).check_query_room(embedder.instruction)
     short = EmbeddingTokenizer(literal, max_length=12)
@@ -871,8 +899,8 @@ def test_embedder_refuses_max_length_without_room_for_queries(
     test_models: ModelPaths, embedder: Qwen3Embedder
 ) -> None:
     with pytest.raises(ValueError, match="leaves no room for the query"):
-        Qwen3Embedder(test_models.embedding, device="cpu", max_length=12)
-    short = Qwen3Embedder(test_models.embedding, device="cpu", max_length=12, instruction="Find")
+        Qwen3Embedder(test_models.embedding, backend=CPU, max_length=12)
+    short = Qwen3Embedder(test_models.embedding, backend=CPU, max_length=12, instruction="Find")
     short.embed_documents(["documents need no instruction"])
     with pytest.raises(ValueError, match="leaves no room for the query"):
         short.embed_queries(["q"], instruction=embedder.instruction)
@@ -934,11 +962,12 @@ def overflowing_apis(test_models: ModelPaths, tmp_path_factory: pytest.TempPathF
     """Every entry point over float16 engines whose activations overflow (a real checkpoint
     with a large final-norm gain: finite in float32, inf in float16)."""
     root = tmp_path_factory.mktemp("overflow")
+    float16 = TransformersOptions(device="cpu", dtype="float16")
     embedding = float16_overflow_copy(test_models.embedding, root / "embedding")
     reranker = float16_overflow_copy(test_models.reranker, root / "reranker")
     return Apis.over(
-        Qwen3Embedder(embedding, device="cpu", dtype="float16"),
-        Qwen3Reranker(reranker, device="cpu", dtype="float16"),
+        Qwen3Embedder(embedding, backend=float16),
+        Qwen3Reranker(reranker, backend=float16),
     )
 
 

@@ -12,10 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from qwen3_core import ModelNotFoundError, Qwen3Embedder, Qwen3Reranker
+from qwen3_core import (
+    ModelNotFoundError,
+    Qwen3Embedder,
+    Qwen3Reranker,
+    ServerOptions,
+    TransformersOptions,
+)
 from qwen3_core.hub import HubOptions, resolve_model_folder
 from qwen3_core.testing import ModelPaths, VariantPaths
 from tests.faulty_models import link_or_copy
+from tests.options import CPU
 
 REPO_ID = "Qwen/Qwen3-Reranker-0.6B"
 
@@ -43,15 +50,15 @@ def hf_cache(tmp_path: Path, test_models: ModelPaths, test_variants: VariantPath
 def test_hugging_face_cache_with_revision(
     hf_cache: Path, test_models: ModelPaths, test_variants: VariantPaths, corpus: list[str]
 ) -> None:
-    main = Qwen3Reranker(REPO_ID, device="cpu", cache_dir=hf_cache, local_files_only=True)
+    main = Qwen3Reranker(REPO_ID, backend=CPU, cache_dir=hf_cache, local_files_only=True)
     assert main.model_path.name == "a" * 40
     branch = Qwen3Reranker(
-        REPO_ID, device="cpu", cache_dir=hf_cache, local_files_only=True, revision="seq-cls"
+        REPO_ID, backend=CPU, cache_dir=hf_cache, local_files_only=True, revision="seq-cls"
     )
     assert branch.model_path.name == "b" * 40
     assert branch.variant.architecture == "seq_cls"
     # Two revisions of one id are two models, not one cache entry.
-    assert branch._backend is not main._backend
+    assert branch.loaded_model is not main.loaded_model
     np.testing.assert_allclose(
         branch.score("q", corpus[:4]), main.score("q", corpus[:4]), atol=1e-5
     )
@@ -81,13 +88,13 @@ def test_modelscope_cache(
     assert resolve_model_folder("Qwen/Qwen3-Embedding-0.6B", hub) == snapshot
     engine = Qwen3Embedder(
         "Qwen/Qwen3-Embedding-0.6B",
-        device="cpu",
+        backend=CPU,
         source="modelscope",
         cache_dir=cache,
         local_files_only=True,
     )
     assert engine.model_path == snapshot
-    local = Qwen3Embedder(test_models.embedding, device="cpu")
+    local = Qwen3Embedder(test_models.embedding, backend=CPU)
     np.testing.assert_allclose(engine.embed_documents(["x"]), local.embed_documents(["x"]))
     # The switch by environment, as vLLM's VLLM_USE_MODELSCOPE.
     monkeypatch.setenv("QWEN3_RAG_USE_MODELSCOPE", "1")
@@ -119,13 +126,13 @@ def test_bad_modelscope_switch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_model_kwargs_reach_from_pretrained(test_models: ModelPaths, corpus: list[str]) -> None:
-    sdpa = Qwen3Embedder(test_models.embedding, device="cpu")
+    sdpa = Qwen3Embedder(test_models.embedding, backend=CPU)
     eager = Qwen3Embedder(
-        test_models.embedding, device="cpu", model_kwargs={"attn_implementation": "eager"}
+        test_models.embedding,
+        backend=TransformersOptions(device="cpu", model_kwargs={"attn_implementation": "eager"}),
     )
-    model = eager._backend._runner.loaded.model
-    assert model.config._attn_implementation == "eager"
-    assert sdpa._backend._runner.loaded.model.config._attn_implementation == "sdpa"
+    assert eager.loaded_model.config._attn_implementation == "eager"
+    assert sdpa.loaded_model.config._attn_implementation == "sdpa"
     np.testing.assert_allclose(
         eager.embed_documents(corpus[:3]), sdpa.embed_documents(corpus[:3]), atol=1e-5
     )
@@ -134,23 +141,26 @@ def test_model_kwargs_reach_from_pretrained(test_models: ModelPaths, corpus: lis
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"torch_dtype": torch.float16}, "use dtype="),
-        ({"device_map": "auto"}, "use device="),
-        ({"revision": "main"}, "use revision="),
+        ({"torch_dtype": torch.float16}, r"use TransformersOptions\(dtype=\.\.\.\)"),
+        ({"device_map": "auto"}, r"use TransformersOptions\(device=\.\.\.\)"),
+        ({"revision": "main"}, "use the engine's revision="),
     ],
 )
 def test_model_kwargs_that_the_engine_owns(
     test_models: ModelPaths, kwargs: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        Qwen3Embedder(test_models.embedding, device="cpu", model_kwargs=kwargs)
+        Qwen3Embedder(
+            test_models.embedding, backend=TransformersOptions(device="cpu", model_kwargs=kwargs)
+        )
 
 
 def test_model_kwargs_need_the_transformers_backend(test_models: ModelPaths) -> None:
-    with pytest.raises(ValueError, match="model_kwargs= is passed to transformers"):
+    """Only TransformersOptions has model_kwargs: for a server it cannot be written."""
+    with pytest.raises(TypeError, match="model_kwargs"):
         Qwen3Reranker(
             test_models.reranker,
-            backend="server",
-            base_url="http://127.0.0.1:9",
-            model_kwargs={"attn_implementation": "eager"},
+            backend=ServerOptions(  # type: ignore[call-arg]
+                base_url="http://127.0.0.1:9", model_kwargs={"attn_implementation": "eager"}
+            ),
         )

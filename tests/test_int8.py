@@ -10,28 +10,39 @@ within 0.036.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker
+from qwen3_core import (
+    Qwen3Embedder,
+    Qwen3Reranker,
+    ServerOptions,
+    TransformersOptions,
+    VllmOptions,
+)
 from qwen3_core.kernels.int8 import Int8Linear
 from qwen3_core.loading import load_model
 from qwen3_core.testing import ModelPaths
+from tests.options import CPU
+
+INT8 = TransformersOptions(device="cpu", quantization="int8")
 
 
 @pytest.fixture(scope="module")
 def int8_embedder(test_models: ModelPaths) -> Qwen3Embedder:
-    return Qwen3Embedder(test_models.embedding, device="cpu", quantization="int8")
+    return Qwen3Embedder(test_models.embedding, backend=INT8)
 
 
 @pytest.fixture(scope="module")
 def int8_reranker(test_models: ModelPaths) -> Qwen3Reranker:
-    return Qwen3Reranker(test_models.reranker, device="cpu", quantization="int8")
+    return Qwen3Reranker(test_models.reranker, backend=INT8)
 
 
 def _model(engine: Qwen3Embedder | Qwen3Reranker) -> torch.nn.Module:
-    model: torch.nn.Module = engine._backend._runner.loaded.model  # type: ignore[attr-defined]
+    model: torch.nn.Module = engine.loaded_model
     return model
 
 
@@ -100,36 +111,48 @@ def test_float32_default_is_untouched(
     ).model
     assert float_model is _model(embedder) and float_model is not _model(int8_embedder)
     assert not any(isinstance(m, Int8Linear) for m in float_model.modules())
-    again = Qwen3Embedder(test_models.embedding, device="cpu")
+    again = Qwen3Embedder(test_models.embedding, backend=CPU)
     assert _model(again) is _model(embedder)
     np.testing.assert_array_equal(again.embed_documents(corpus), before)
-    same = Qwen3Embedder(test_models.embedding, device="cpu", quantization="int8")
+    same = Qwen3Embedder(test_models.embedding, backend=INT8)
     assert _model(same) is _model(int8_embedder)  # int8 is cached too
     assert not any(isinstance(m, Int8Linear) for m in _model(reranker).modules())
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("settings", "message"),
     [
         ({"device": "cuda"}, "runs on CPU only"),
         ({"device": "cuda:1"}, "runs on CPU only"),
         ({"device": "cpu", "dtype": "bfloat16"}, "works from float32 weights"),
         ({"device": "cpu", "dtype": "float16"}, "works from float32 weights"),
-        ({"backend": "vllm"}, "is for backend='transformers'"),
-        ({"backend": "server", "base_url": "http://localhost:1"}, "is for backend='transformers'"),
     ],
 )
 def test_int8_is_rejected_where_it_does_not_apply(
-    test_models: ModelPaths, kwargs: dict[str, object], message: str
+    test_models: ModelPaths, settings: dict[str, object], message: str
 ) -> None:
     for engine, folder in (
         (Qwen3Embedder, test_models.embedding),
         (Qwen3Reranker, test_models.reranker),
     ):
         with pytest.raises(ValueError, match=message):
-            engine(folder, quantization="int8", **kwargs)  # type: ignore[arg-type]
+            engine(folder, backend=TransformersOptions(quantization="int8", **settings))  # type: ignore[arg-type]
 
 
-def test_unknown_quantization_is_rejected(test_models: ModelPaths) -> None:
+@pytest.mark.parametrize(
+    "options",
+    [
+        lambda: VllmOptions(quantization="int8"),  # type: ignore[call-arg]
+        lambda: ServerOptions(base_url="http://localhost:1", quantization="int8"),  # type: ignore[call-arg]
+    ],
+    ids=["vllm", "server"],
+)
+def test_int8_is_for_the_transformers_backend_only(options: Callable[[], object]) -> None:
+    """Only TransformersOptions has quantization: for vLLM or a server it cannot be written."""
+    with pytest.raises(TypeError, match="quantization"):
+        options()
+
+
+def test_unknown_quantization_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown quantization 'int4'"):
-        Qwen3Embedder(test_models.embedding, device="cpu", quantization="int4")  # type: ignore[arg-type]
+        TransformersOptions(device="cpu", quantization="int4")  # type: ignore[arg-type]

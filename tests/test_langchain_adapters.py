@@ -20,25 +20,32 @@ from langchain_core.documents import Document
 from pydantic import ValidationError
 
 from langchain_qwen3 import Qwen3CrossEncoder, Qwen3Embeddings, Qwen3Rerank
-from qwen3_core import ModelKindError, ModelNotFoundError, Qwen3Embedder, Qwen3Reranker
+from qwen3_core import (
+    ModelKindError,
+    ModelNotFoundError,
+    Qwen3Embedder,
+    Qwen3Reranker,
+    TransformersOptions,
+)
 from qwen3_core.testing import ModelPaths
+from tests.options import CPU
 
 QUERY = "中国的首都是哪里？"
 
 
 @pytest.fixture(scope="module")
 def emb(test_models: ModelPaths) -> Qwen3Embeddings:
-    return Qwen3Embeddings(model=str(test_models.embedding), device="cpu")
+    return Qwen3Embeddings(model=str(test_models.embedding), backend=CPU)
 
 
 @pytest.fixture(scope="module")
 def rerank(test_models: ModelPaths) -> Qwen3Rerank:
-    return Qwen3Rerank(model=str(test_models.reranker), device="cpu", top_n=3)
+    return Qwen3Rerank(model=str(test_models.reranker), backend=CPU, top_n=3)
 
 
 @pytest.fixture(scope="module")
 def cross(test_models: ModelPaths) -> Qwen3CrossEncoder:
-    return Qwen3CrossEncoder(model=str(test_models.reranker), device="cpu")
+    return Qwen3CrossEncoder(model=str(test_models.reranker), backend=CPU)
 
 
 def documents(texts: list[str]) -> list[Document]:
@@ -69,15 +76,15 @@ def test_bad_folder_fails_on_first_use_with_the_engine_error(
     tmp_path: Path, test_models: ModelPaths
 ) -> None:
     missing = tmp_path / "no-such-model"
-    emb = Qwen3Embeddings(model=str(missing), device="cpu")
-    rerank = Qwen3Rerank(model=str(missing), device="cpu")
+    emb = Qwen3Embeddings(model=str(missing), backend=CPU)
+    rerank = Qwen3Rerank(model=str(missing), backend=CPU)
     assert not emb.engine_loaded and not rerank.engine_loaded
     with pytest.raises(ModelNotFoundError, match="no-such-model"):
         emb.embed_query("q")
     with pytest.raises(ModelNotFoundError, match="no-such-model"):
         rerank.compress_documents([Document(page_content="d")], "q")
     # The wrong kind of checkpoint: the engine tells which class loads it.
-    cross = Qwen3CrossEncoder(model=str(test_models.embedding), device="cpu")
+    cross = Qwen3CrossEncoder(model=str(test_models.embedding), backend=CPU)
     with pytest.raises(ModelKindError, match="Qwen3Embedder"):
         cross.score([("q", "d")])
 
@@ -89,9 +96,13 @@ def test_fields_are_documented_and_strict() -> None:
         Qwen3Rerank(top_k=3)  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         Qwen3Rerank(score_threshold=1.5)
+
+
+def test_settings_round_trip_through_a_dict() -> None:
     # torch objects are stored as plain strings, so the settings round-trip through a dict.
-    emb = Qwen3Embeddings(dtype=torch.bfloat16, device=torch.device("cpu"))
-    assert (emb.dtype, emb.device) == ("bfloat16", "cpu")
+    backend = TransformersOptions(dtype=torch.bfloat16, device=torch.device("cpu"))
+    emb = Qwen3Embeddings(backend=backend)
+    assert emb.backend == TransformersOptions(device="cpu", dtype="bfloat16")
     assert Qwen3Embeddings(**emb.model_dump()).model_dump() == emb.model_dump()
 
 
@@ -99,15 +110,16 @@ def test_ready_engine(embedder: Qwen3Embedder, reranker: Qwen3Reranker) -> None:
     emb = Qwen3Embeddings(engine=embedder)
     assert emb.engine_loaded and emb._engine.get() is embedder
     # The fields describe the engine that runs, not the defaults.
-    assert Path(emb.model) == embedder.model_path and emb.device == "cpu"
-    assert emb.dtype == "float32" and emb.query_instruction == embedder.instruction
+    assert Path(emb.model) == embedder.model_path and emb.backend == embedder.options
+    assert emb.backend == TransformersOptions(device="cpu", dtype="float32")
+    assert emb.query_instruction == embedder.instruction
     rerank = Qwen3Rerank(engine=reranker, top_n=2)
     assert rerank._engine.get() is reranker and Path(rerank.model) == reranker.model_path
     assert "engine" not in rerank.model_dump()
     with pytest.raises(ValidationError, match="either engine= or those settings"):
         Qwen3Embeddings(engine=embedder, model="Qwen/Qwen3-Embedding-0.6B")
-    with pytest.raises(ValidationError, match="device, dtype"):
-        Qwen3CrossEncoder(engine=reranker, device="cpu", dtype="float32")
+    with pytest.raises(ValidationError, match="backend, max_length"):
+        Qwen3CrossEncoder(engine=reranker, backend=CPU, max_length=8192)
     with pytest.raises(ValidationError):
         Qwen3Rerank(engine=embedder)  # type: ignore[arg-type]
 
@@ -126,9 +138,9 @@ def test_adapters_share_weights(tmp_path: Path, test_models: ModelPaths) -> None
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(transformers.AutoModel, "from_pretrained", counting)
-        first = Qwen3Embeddings(model=str(folder), device="cpu")
+        first = Qwen3Embeddings(model=str(folder), backend=CPU)
         # Another spelling of the folder and another output size: still the same weights.
-        second = Qwen3Embeddings(model=f"{folder}/", device="cpu", dimensions=16)
+        second = Qwen3Embeddings(model=f"{folder}/", backend=CPU, dimensions=16)
         assert loads == []
         (full,), (short,) = first.embed_documents(["shared"]), second.embed_documents(["shared"])
     assert len(loads) == 1

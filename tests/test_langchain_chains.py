@@ -21,6 +21,7 @@ from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_qwen3 import Qwen3CrossEncoder, Qwen3Embeddings, Qwen3Rerank
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
 from qwen3_core.testing import ModelPaths
+from tests.options import CPU
 
 K = 8
 TOP_N = 3
@@ -28,12 +29,12 @@ TOP_N = 3
 
 @pytest.fixture(scope="module")
 def emb(test_models: ModelPaths) -> Qwen3Embeddings:
-    return Qwen3Embeddings(model=str(test_models.embedding), device="cpu")
+    return Qwen3Embeddings(model=str(test_models.embedding), backend=CPU)
 
 
 @pytest.fixture(scope="module")
 def rerank(test_models: ModelPaths) -> Qwen3Rerank:
-    return Qwen3Rerank(model=str(test_models.reranker), device="cpu", top_n=TOP_N)
+    return Qwen3Rerank(model=str(test_models.reranker), backend=CPU, top_n=TOP_N)
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,15 @@ SCRIPT = textwrap.dedent(
     from langchain_core.embeddings import Embeddings
 
     from langchain_qwen3 import Qwen3CrossEncoder, Qwen3Embeddings, Qwen3Rerank
+    from qwen3_core import TransformersOptions
+
+    cpu = TransformersOptions(device="cpu")
 
     # The embedding model runs (its lazy imports happen on first use); the reranker adapters
     # share this module's imports, so constructing them is enough.
-    emb = Qwen3Embeddings(model=sys.argv[1], device="cpu")
-    rerank = Qwen3Rerank(model=sys.argv[2], device="cpu", top_n=1)
-    cross = Qwen3CrossEncoder(model=sys.argv[2], device="cpu")
+    emb = Qwen3Embeddings(model=sys.argv[1], backend=cpu)
+    rerank = Qwen3Rerank(model=sys.argv[2], backend=cpu, top_n=1)
+    cross = Qwen3CrossEncoder(model=sys.argv[2], backend=cpu)
     print(json.dumps({
         "dimension": len(emb.embed_query("capital of China?")),
         "empty": [rerank.compress_documents([], "q"), cross.score([])],

@@ -10,6 +10,7 @@ from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 from langchain_qwen3 import Qwen3Embeddings
 from qwen3_core.testing import ModelPaths, build_test_models
+from tests.options import CPU
 
 
 def tiny_models() -> ModelPaths:
@@ -40,4 +41,4 @@ class TestQwen3EmbeddingsIntegration(EmbeddingsIntegrationTests):
 
     @property
     def embedding_model_params(self) -> dict[str, Any]:
-        return {"model": str(tiny_models().embedding), "device": "cpu"}
+        return {"model": str(tiny_models().embedding), "backend": CPU}

@@ -13,8 +13,15 @@ import torch
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from llamaindex_qwen3 import Qwen3Embedding
-from qwen3_core import DEFAULT_INSTRUCTION, ModelKindError, ModelNotFoundError, Qwen3Embedder
+from qwen3_core import (
+    DEFAULT_INSTRUCTION,
+    ModelKindError,
+    ModelNotFoundError,
+    Qwen3Embedder,
+    TransformersOptions,
+)
 from qwen3_core.testing import ModelPaths
+from tests.options import CPU
 
 TASK = "检索能回答用户查询的文档"
 
@@ -27,9 +34,7 @@ def embed_model(embedder: Qwen3Embedder) -> Qwen3Embedding:
 @pytest.fixture(scope="module")
 def shaped(test_models: ModelPaths) -> Qwen3Embedding:
     # Built from the folder, as users do; the weights are the session engine's (load cache).
-    return Qwen3Embedding(
-        test_models.embedding, device="cpu", query_instruction=TASK, dimensions=16
-    )
+    return Qwen3Embedding(test_models.embedding, backend=CPU, query_instruction=TASK, dimensions=16)
 
 
 @pytest.fixture
@@ -130,7 +135,8 @@ def test_ready_engine_fills_the_fields(embedder: Qwen3Embedder) -> None:
     model = Qwen3Embedding(engine=embedder)
     assert model.engine is embedder and model.engine_loaded
     assert model.model_name == str(embedder.model_path)
-    assert (model.device, model.dtype) == ("cpu", "float32")
+    assert model.backend == embedder.options
+    assert model.backend == TransformersOptions(device="cpu", dtype="float32")
     assert (model.dimensions, model.max_length) == (None, embedder.max_length)
     assert model.query_instruction == embedder.instruction
     # The adapter's own instruction is used per call, whatever the engine's.
@@ -147,12 +153,10 @@ def test_settings_beside_a_ready_engine_are_an_error(embedder: Qwen3Embedder) ->
 
 
 def test_device_and_dtype_objects_become_plain_names(test_models: ModelPaths) -> None:
-    model = Qwen3Embedding(test_models.embedding, device=torch.device("cpu"), dtype=torch.float32)
-    assert (model.model_name, model.device, model.dtype) == (
-        str(test_models.embedding),
-        "cpu",
-        "float32",
-    )
+    backend = TransformersOptions(device=torch.device("cpu"), dtype=torch.float32)
+    model = Qwen3Embedding(test_models.embedding, backend=backend)
+    assert model.model_name == str(test_models.embedding)
+    assert model.backend == TransformersOptions(device="cpu", dtype="float32")
 
 
 def test_copies_rebuild_from_the_fields(
@@ -165,6 +169,9 @@ def test_copies_rebuild_from_the_fields(
     assert isinstance(clone, Qwen3Embedding) and not clone.engine_loaded
     assert clone.to_dict() == shaped.to_dict()
     np.testing.assert_allclose(clone.get_query_embedding("what is gravity"), want, atol=1e-6)
+
+
+def test_dicts_rebuild_from_the_fields(shaped: Qwen3Embedding) -> None:
     restored = Qwen3Embedding.from_dict(shaped.to_dict())
     assert restored.to_dict() == shaped.to_dict() and not restored.engine_loaded
     assert restored.dimensions == 16 and restored.query_instruction == TASK
@@ -173,16 +180,16 @@ def test_copies_rebuild_from_the_fields(
 def test_bad_folder_fails_on_first_use_not_construction(
     tmp_path: Path, test_models: ModelPaths
 ) -> None:
-    missing = Qwen3Embedding(tmp_path / "no-such-model", device="cpu")
+    missing = Qwen3Embedding(tmp_path / "no-such-model", backend=CPU)
     assert not missing.engine_loaded
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         missing.get_query_embedding("q")
-    wrong_kind = Qwen3Embedding(test_models.reranker, device="cpu")
+    wrong_kind = Qwen3Embedding(test_models.reranker, backend=CPU)
     with pytest.raises(ModelKindError, match="Qwen3Reranker"):
         wrong_kind.get_text_embedding_batch(["a", "b"])
 
 
 async def test_bad_folder_fails_on_first_async_use(tmp_path: Path) -> None:
-    missing = Qwen3Embedding(tmp_path / "no-such-model", device="cpu")
+    missing = Qwen3Embedding(tmp_path / "no-such-model", backend=CPU)
     with pytest.raises(ModelNotFoundError):
         await missing.aget_text_embedding_batch(["a"])

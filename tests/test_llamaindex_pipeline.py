@@ -23,6 +23,7 @@ from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore
 from llamaindex_qwen3 import Qwen3Embedding, Qwen3Rerank
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
 from qwen3_core.testing import ModelPaths
+from tests.options import CPU
 
 TOP_K = 8
 TOP_N = 3
@@ -31,12 +32,12 @@ TOP_N = 3
 @pytest.fixture(scope="module")
 def embed_model(test_models: ModelPaths) -> Qwen3Embedding:
     # Both adapters from folders, as users build them (the weights are the session engines').
-    return Qwen3Embedding(test_models.embedding, device="cpu")
+    return Qwen3Embedding(test_models.embedding, backend=CPU)
 
 
 @pytest.fixture(scope="module")
 def rerank(test_models: ModelPaths) -> Qwen3Rerank:
-    return Qwen3Rerank(test_models.reranker, top_n=TOP_N, device="cpu")
+    return Qwen3Rerank(test_models.reranker, top_n=TOP_N, backend=CPU)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,10 @@ from qwen3_core import (
     ModelNotFoundError,
     Qwen3Embedder,
     Qwen3Reranker,
+    TransformersOptions,
 )
 from qwen3_core.testing import ModelPaths
+from tests.options import CPU
 
 QUERY = "什么是重力？"
 
@@ -148,10 +150,11 @@ def test_custom_instruction(reranker: Qwen3Reranker, corpus: list[str]) -> None:
 def test_ready_engine_fills_the_fields(reranker: Qwen3Reranker, embedder: Qwen3Embedder) -> None:
     rr = Qwen3Rerank(engine=reranker, top_n=2)
     assert rr.engine is reranker and rr.engine_loaded
-    assert (rr.model, rr.device, rr.dtype) == (str(reranker.model_path), "cpu", "float32")
+    assert (rr.model, rr.backend) == (str(reranker.model_path), reranker.options)
+    assert rr.backend == TransformersOptions(device="cpu", dtype="float32")
     assert (rr.max_length, rr.instruction) == (reranker.max_length, reranker.instruction)
-    with pytest.raises(ValueError, match="engine= was given together with device"):
-        Qwen3Rerank(engine=reranker, device="cuda")
+    with pytest.raises(ValueError, match="engine= was given together with backend"):
+        Qwen3Rerank(engine=reranker, backend=TransformersOptions(device="cuda"))
     with pytest.raises(TypeError, match="engine must be a Qwen3Reranker, got Qwen3Embedder"):
         Qwen3Rerank(engine=embedder)  # type: ignore[arg-type]
 
@@ -163,18 +166,22 @@ def test_copies_rebuild_from_the_fields(rerank: Qwen3Rerank, corpus: list[str]) 
     assert isinstance(clone, Qwen3Rerank) and not clone.engine_loaded
     got = [(n.node.node_id, n.score) for n in clone.postprocess_nodes(nodes, query_str=QUERY)]
     assert got == want
+    assert clone.to_dict() == rerank.to_dict()
+
+
+def test_dicts_rebuild_from_the_fields(rerank: Qwen3Rerank) -> None:
     restored = Qwen3Rerank.from_dict(rerank.to_dict())
-    assert restored.to_dict() == clone.to_dict() == rerank.to_dict()
+    assert restored.to_dict() == rerank.to_dict()
     assert not restored.engine_loaded
 
 
 def test_bad_folder_fails_on_first_use_not_construction(
     tmp_path: Path, test_models: ModelPaths, corpus: list[str]
 ) -> None:
-    missing = Qwen3Rerank(tmp_path / "no-such-model", device="cpu")
+    missing = Qwen3Rerank(tmp_path / "no-such-model", backend=CPU)
     assert not missing.engine_loaded
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         missing.postprocess_nodes(retrieved(corpus[:2]), query_str=QUERY)
-    wrong_kind = Qwen3Rerank(test_models.embedding, device="cpu")
+    wrong_kind = Qwen3Rerank(test_models.embedding, backend=CPU)
     with pytest.raises(ModelKindError, match="Qwen3Embedder"):
         wrong_kind.postprocess_nodes(retrieved(corpus[:2]), query_str=QUERY)

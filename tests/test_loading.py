@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from qwen3_core import ModelKindError, ModelNotFoundError, Qwen3Embedder, Qwen3Reranker
+from qwen3_core import (
+    ModelKindError,
+    ModelNotFoundError,
+    Qwen3Embedder,
+    Qwen3Reranker,
+    TransformersOptions,
+)
 from qwen3_core.testing import ModelPaths
 
 
@@ -66,8 +72,9 @@ def test_folder_without_config(tmp_path: Path) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_cuda_without_a_gpu(test_models: ModelPaths) -> None:
     with pytest.raises(ValueError, match="CUDA is not available"):
-        Qwen3Embedder(test_models.embedding, device="cuda")
+        Qwen3Embedder(test_models.embedding, backend=TransformersOptions(device="cuda"))
 
 
 def test_cpu_defaults_to_float32(embedder: Qwen3Embedder) -> None:
     assert embedder.device == torch.device("cpu") and embedder.dtype == torch.float32
+    assert embedder.options == TransformersOptions(device="cpu", dtype="float32")

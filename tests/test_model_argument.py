@@ -16,14 +16,15 @@ from llamaindex_qwen3 import Qwen3Embedding
 from llamaindex_qwen3 import Qwen3Rerank as LlamaIndexRerank
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
 from qwen3_core.testing import ModelPaths
+from tests.options import CPU
 
 
 def test_llamaindex_embedding_takes_model(test_models: ModelPaths) -> None:
     folder = str(test_models.embedding)
-    assert Qwen3Embedding(model=folder, device="cpu").model_name == folder
-    assert Qwen3Embedding(model_name=folder, device="cpu").model_name == folder
-    assert Qwen3Embedding(folder, model_name=folder, device="cpu").model_name == folder
-    built = Qwen3Embedding(model=Path(folder), device="cpu")
+    assert Qwen3Embedding(model=folder, backend=CPU).model_name == folder
+    assert Qwen3Embedding(model_name=folder, backend=CPU).model_name == folder
+    assert Qwen3Embedding(folder, model_name=folder, backend=CPU).model_name == folder
+    built = Qwen3Embedding(model=Path(folder), backend=CPU)
     assert built.engine.model_path == Path(folder)  # the folder given, not the default model
     with pytest.raises(ValueError, match=r"model=.* and model_name=.* differ"):
         Qwen3Embedding(model=folder, model_name="Qwen/Qwen3-Embedding-4B")

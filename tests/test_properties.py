@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from langchain_qwen3 import Qwen3Embeddings
 from llamaindex_qwen3 import Qwen3Embedding
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
+from qwen3_core.testing import ModelPaths
+from qwen3_core.tokenization import LiteralTokenizer
 
 DIMENSION = 64
 SETTINGS = settings(
@@ -311,14 +313,19 @@ def long_words(draw: st.DrawFn) -> str:
     return head + word + tail
 
 
+@pytest.fixture(scope="module")
+def literal(test_models: ModelPaths) -> LiteralTokenizer:
+    """The embedding model's own tokenizer, read from its folder as the engine reads it."""
+    return LiteralTokenizer.from_folder(test_models.embedding)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=long_words(), max_tokens=st.integers(1, 600))
 def test_long_word_prefix_tokenisation_is_exact(
-    embedder: Qwen3Embedder, text: str, max_tokens: int
+    literal: LiteralTokenizer, text: str, max_tokens: int
 ) -> None:
     """Only a bounded prefix of one long word is tokenised; its first tokens are the whole
     text's (the lookahead after them is far longer than any BPE merge reaches)."""
-    literal = embedder._tokenizer._tokenizer
     (head,) = literal.encode_literal([text], max_tokens=max_tokens)
     (whole,) = literal.encode_literal([text])
     assert head.tolist() == whole[: max_tokens + 1].tolist()

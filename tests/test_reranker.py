@@ -9,6 +9,7 @@ import pytest
 
 from qwen3_core import Qwen3Reranker, RerankResult
 from qwen3_core.testing import ModelPaths
+from tests.options import CPU
 from tests.reference import ReferenceReranker
 
 
@@ -89,7 +90,7 @@ def test_long_document_is_truncated(
     reference: ReferenceReranker,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    rr = Qwen3Reranker(test_models.reranker, device="cpu", max_length=128)
+    rr = Qwen3Reranker(test_models.reranker, backend=CPU, max_length=128)
     docs = ["gravity pulls " * 400, "short", "长城" * 300]
     with caplog.at_level(logging.WARNING, logger="qwen3_core"):
         got = rr.score("what is gravity", docs)
@@ -97,13 +98,13 @@ def test_long_document_is_truncated(
     assert len(warnings) == 1 and "2 of 3" in warnings[0].getMessage()
     want = [reference.score("what is gravity", d, max_length=128) for d in docs]
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
-    prompts_, _ = rr._tokenizer.encode([("what is gravity", d) for d in docs], rr.instruction)
+    prompts_ = rr.tokenize("what is gravity", docs)
     assert len(prompts_[0]) == 128 and len(prompts_[2]) == 128
-    assert all(p.ids[-9:].tolist() == rr._tokenizer.suffix.tolist() for p in prompts_)
+    assert all(p[-9:].tolist() == reference.suffix for p in prompts_)
 
 
 def test_very_long_query_still_fits(test_models: ModelPaths, reference: ReferenceReranker) -> None:
-    rr = Qwen3Reranker(test_models.reranker, device="cpu", max_length=100)
+    rr = Qwen3Reranker(test_models.reranker, backend=CPU, max_length=100)
     query = "why " * 200
     got = rr.score(query, ["doc one", "doc two"])
     want = [reference.score(query, d, max_length=100) for d in ["doc one", "doc two"]]
@@ -139,4 +140,4 @@ def test_bad_input_is_a_clear_error(reranker: Qwen3Reranker, call, message: str)
 
 def test_max_length_must_leave_room_for_text(test_models: ModelPaths) -> None:
     with pytest.raises(ValueError, match="leaves no room for text"):
-        Qwen3Reranker(test_models.reranker, device="cpu", max_length=60)
+        Qwen3Reranker(test_models.reranker, backend=CPU, max_length=60)

@@ -5,18 +5,23 @@ test_vllm_server.py, in the vLLM CI step). Faults are scripted on the stand-in."
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, ServerOptions, TransformersOptions
 from qwen3_core.backends.http import ServerError
 from qwen3_core.backends.server import MAX_INPUTS_PER_REQUEST
 from qwen3_core.testing import ModelPaths, free_port
+from tests.faulty_models import link_or_copy
 from tests.servers import Fault, StandInServer
 
 DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens there
@@ -50,15 +55,22 @@ def no_leftover_faults(server: StandInServer) -> Iterator[None]:
 
 
 def client_embedder(
-    test_models: ModelPaths, base_url: str | list[str], **kw: object
+    test_models: ModelPaths,
+    base_url: str | list[str],
+    *,
+    dimensions: int | None = None,
+    **settings: Any,
 ) -> Qwen3Embedder:
-    return Qwen3Embedder(test_models.embedding, backend="server", base_url=base_url, **kw)  # type: ignore[arg-type]
+    """An embedding client of ``base_url``; ``settings`` are further ServerOptions."""
+    backend = ServerOptions(base_url=base_url, **settings)
+    return Qwen3Embedder(test_models.embedding, backend=backend, dimensions=dimensions)
 
 
 def client_reranker(
-    test_models: ModelPaths, base_url: str | list[str], **kw: object
+    test_models: ModelPaths, base_url: str | list[str], **settings: Any
 ) -> Qwen3Reranker:
-    return Qwen3Reranker(test_models.reranker, backend="server", base_url=base_url, **kw)  # type: ignore[arg-type]
+    """A reranker client of ``base_url``; ``settings`` are further ServerOptions."""
+    return Qwen3Reranker(test_models.reranker, backend=ServerOptions(base_url=base_url, **settings))
 
 
 def test_same_results_as_the_transformers_backend(
@@ -146,17 +158,15 @@ async def test_adapters_async_methods(
     from llamaindex_qwen3 import Qwen3Embedding
     from llamaindex_qwen3 import Qwen3Rerank as LlamaRerank
 
-    options = {"base_url": server.url}
-    lc = Qwen3Embeddings(
-        model=str(test_models.embedding), backend="server", backend_options=options
-    )
+    options = ServerOptions(base_url=server.url)
+    lc = Qwen3Embeddings(model=str(test_models.embedding), backend=options)
     np.testing.assert_allclose(
         await lc.aembed_documents(corpus), embedder.embed_documents(corpus), atol=1e-5
     )
     np.testing.assert_allclose(
         await lc.aembed_query(queries[0]), embedder.embed_queries(queries[:1])[0], atol=1e-5
     )
-    li = Qwen3Embedding(str(test_models.embedding), backend="server", backend_options=options)
+    li = Qwen3Embedding(str(test_models.embedding), backend=options)
     np.testing.assert_allclose(
         await li.aget_text_embedding_batch(corpus), embedder.embed_documents(corpus), atol=1e-5
     )
@@ -165,19 +175,12 @@ async def test_adapters_async_methods(
     )
 
     expected = reranker.score(queries[0], corpus)
-    lc_rr = Qwen3Rerank(
-        model=str(test_models.reranker),
-        backend="server",
-        backend_options=options,
-        top_n=len(corpus),
-    )
+    lc_rr = Qwen3Rerank(model=str(test_models.reranker), backend=options, top_n=len(corpus))
     docs = await lc_rr.acompress_documents([Document(page_content=d) for d in corpus], queries[0])
     assert sorted(d.metadata["relevance_score"] for d in docs) == pytest.approx(
         sorted(expected.tolist()), abs=1e-5
     )
-    li_rr = LlamaRerank(
-        str(test_models.reranker), top_n=len(corpus), backend="server", backend_options=options
-    )
+    li_rr = LlamaRerank(str(test_models.reranker), top_n=len(corpus), backend=options)
     nodes = [NodeWithScore(node=TextNode(text=d), score=0.0) for d in corpus]
     ranked = await li_rr.apostprocess_nodes(nodes, QueryBundle(queries[0]))
     assert sorted(n.score for n in ranked) == pytest.approx(sorted(expected.tolist()), abs=1e-5)
@@ -227,15 +230,17 @@ def test_malformed_answers_are_clear_errors(
 
 
 def test_wrong_model_and_missing_yes_no_classifier(
-    test_models: ModelPaths, server: StandInServer
+    test_models: ModelPaths, server: StandInServer, tmp_path: Path
 ) -> None:
-    # The reranker's name sent to the embedding endpoint: the server does not serve it.
-    with Qwen3Embedder(test_models.embedding, backend="server", base_url=server.url) as remote:
-        remote._backend.model = "Qwen/Qwen3-Embedding-8B"  # type: ignore[attr-defined]
-        with pytest.raises(
-            ServerError, match="404: The model `Qwen/Qwen3-Embedding-8B` does not exist"
-        ):
-            remote.embed_documents(["x"])
+    # A model the server does not serve: the client sends the model as the user named it.
+    other = tmp_path / "Qwen3-Embedding-8B"
+    shutil.copytree(test_models.embedding, other, copy_function=link_or_copy)
+    missing = re.escape(f"404: The model `{other}` does not exist")
+    with (
+        Qwen3Embedder(other, backend=ServerOptions(base_url=server.url)) as remote,
+        pytest.raises(ServerError, match=missing),
+    ):
+        remote.embed_documents(["x"])
     # A pooling server without the yes/no overrides answers with a class distribution.
     server.faults.append(Fault(200, b'{"data": [{"index": 0, "probs": [0.3, 0.7]}]}'))
     with (
@@ -296,20 +301,23 @@ def test_server_killed_mid_run_and_restarted(
 
 
 def test_bad_server_settings(test_models: ModelPaths) -> None:
-    with pytest.raises(ValueError, match="needs base_url"):
-        Qwen3Embedder(test_models.embedding, backend="server")
+    with pytest.raises(ValueError, match="needs the servers' address"):
+        Qwen3Embedder(test_models.embedding, backend="server")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="base_url"):
+        ServerOptions()  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="must be an http:// or https:// address"):
-        Qwen3Embedder(test_models.embedding, backend="server", base_url="localhost:8000")
+        client_embedder(test_models, "localhost:8000")
     with pytest.raises(ValueError, match="empty list"):
-        Qwen3Reranker(test_models.reranker, backend="server", base_url=[])
-    with pytest.raises(ValueError, match="apply to backend='server'"):
-        Qwen3Embedder(test_models.embedding, base_url="http://127.0.0.1:8000")
-    with pytest.raises(ValueError, match="device= and dtype= are not used"):
-        Qwen3Reranker(test_models.reranker, backend="server", base_url=DEAD, dtype="float16")
+        client_reranker(test_models, [])
+    # A server setting on another backend, or a local one on a server, cannot be written.
+    with pytest.raises(TypeError, match="base_url"):
+        TransformersOptions(base_url="http://127.0.0.1:8000")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="dtype"):
+        client_reranker(test_models, DEAD, dtype="float16")
     with pytest.raises(ValueError, match="timeout must be a positive"):
-        Qwen3Reranker(test_models.reranker, backend="server", base_url=DEAD, timeout=0)
+        client_reranker(test_models, DEAD, timeout=0)
     with pytest.raises(ValueError, match="max_concurrency"):
-        Qwen3Reranker(test_models.reranker, backend="server", base_url=DEAD, max_concurrency=0)
+        client_reranker(test_models, DEAD, max_concurrency=0)
 
 
 def test_serving_docs_start_the_reranker_as_the_client_expects() -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
 from qwen3_core.testing import ModelPaths
+from tests.options import CPU
 
 psutil = pytest.importorskip("psutil")
 
@@ -70,8 +71,8 @@ def test_soak_twenty_thousand_items_in_constant_memory(
 ) -> None:
     words = [*" ".join(corpus).split(), "gravity", "北京", "🙂", "the", "of", "and", "mass"]
     items = mixed_items(ITEMS, words)
-    embedder = Qwen3Embedder(test_models.embedding, device="cpu")
-    reranker = Qwen3Reranker(test_models.reranker, device="cpu")
+    embedder = Qwen3Embedder(test_models.embedding, backend=CPU)
+    reranker = Qwen3Reranker(test_models.reranker, backend=CPU)
     start = time.perf_counter()
     samples: list[float] = []
     for k, first in enumerate(range(0, ITEMS, CHUNK)):

@@ -4,19 +4,23 @@ out-of-memory back-off."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
 from qwen3_core.batching import OutOfMemoryBackoff, token_budget_batches
 from qwen3_core.testing import ModelPaths
+from tests.options import CPU
 
 
 @pytest.fixture(scope="module")
 def whole_prompts(test_models: ModelPaths) -> Qwen3Reranker:
-    return Qwen3Reranker(test_models.reranker, device="cpu", share_prefix=False)
+    return Qwen3Reranker(
+        test_models.reranker, backend=TransformersOptions(device="cpu", share_prefix=False)
+    )
 
 
 def _mixed_documents(corpus: list[str]) -> list[str]:
@@ -31,7 +35,16 @@ def test_shared_prefix_equals_whole_prompts(
     queries: list[str],
     max_batch_tokens: int | None,
 ) -> None:
-    shared = Qwen3Reranker(test_models.reranker, device="cpu", max_batch_tokens=max_batch_tokens)
+    shared = Qwen3Reranker(
+        test_models.reranker,
+        backend=TransformersOptions(device="cpu", max_batch_tokens=max_batch_tokens),
+    )
+    assert whole_prompts.options == TransformersOptions(
+        device="cpu", dtype="float32", share_prefix=False
+    )
+    assert shared.options == TransformersOptions(
+        device="cpu", dtype="float32", max_batch_tokens=max_batch_tokens
+    )
     docs = _mixed_documents(corpus)
     for query in queries:
         np.testing.assert_allclose(
@@ -101,23 +114,20 @@ def test_engine_survives_allocation_failures(
 ) -> None:
     """A real engine whose model fails to allocate on batches above 4 rows (as a GPU would
     under a too-large budget): the call still succeeds with the same results."""
-    embedder = Qwen3Embedder(test_models.embedding, device="cpu", dimensions=32)
+    embedder = Qwen3Embedder(test_models.embedding, backend=CPU, dimensions=32)
     expected = embedder.embed_documents(corpus)
-    runner = embedder._backend._runner  # type: ignore[attr-defined]
-    real = runner.decoder
 
-    class FailsOnLargeBatches(torch.nn.Module):
-        def forward(self, input_ids: torch.Tensor, **kwargs: object) -> object:
-            if input_ids.shape[0] > 4:
-                raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-            return real(input_ids=input_ids, **kwargs)
+    def fails_on_large_batches(module: torch.nn.Module, args: object, kwargs: Any) -> None:
+        if kwargs["input_ids"].shape[0] > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
 
-    runner.decoder = FailsOnLargeBatches()
+    decoder = embedder.loaded_model.base_model
+    handle = decoder.register_forward_pre_hook(fails_on_large_batches, with_kwargs=True)
     try:
         with caplog.at_level(logging.WARNING, logger="qwen3_core"):
             got = embedder.embed_documents(corpus)
     finally:
-        runner.decoder = real
+        handle.remove()
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     assert any("halving" in r.getMessage() for r in caplog.records)
     np.testing.assert_allclose(embedder.embed_documents(corpus), expected, atol=1e-5, rtol=0)

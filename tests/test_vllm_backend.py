@@ -16,8 +16,9 @@ if os.environ.get("QWEN3_RAG_REQUIRE_VLLM"):
 else:
     pytest.importorskip("vllm", reason="vLLM is not installed (see the vLLM step of .ci/run)")
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, VllmOptions
 from qwen3_core.testing import ModelPaths, VariantPaths
+from tests.options import CPU
 
 TASK = "Find the passage that answers the question"
 LONG = ["gravity pulls " * 100, "长城" * 200]
@@ -33,7 +34,7 @@ def vllm_embedder(test_models: ModelPaths) -> Iterator[Qwen3Embedder]:
 
 @pytest.fixture(scope="module")
 def torch_embedder(test_models: ModelPaths) -> Qwen3Embedder:
-    return Qwen3Embedder(test_models.embedding, device="cpu", max_length=64)
+    return Qwen3Embedder(test_models.embedding, backend=CPU, max_length=64)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def vllm_reranker(test_models: ModelPaths) -> Iterator[Qwen3Reranker]:
 
 @pytest.fixture(scope="module")
 def torch_reranker(test_models: ModelPaths) -> Qwen3Reranker:
-    return Qwen3Reranker(test_models.reranker, device="cpu", max_length=128)
+    return Qwen3Reranker(test_models.reranker, backend=CPU, max_length=128)
 
 
 def test_documents_and_truncation(
@@ -109,8 +110,8 @@ def test_matryoshka_and_close_frees_the_engine(
         test_models.embedding, backend="vllm", max_length=64, dimensions=16
     ) as engine:
         got = engine.embed_documents(corpus)
-        llm = weakref.ref(engine._backend.llm)  # type: ignore[attr-defined]
-    want = Qwen3Embedder(test_models.embedding, device="cpu", max_length=64, dimensions=16)
+        llm = weakref.ref(engine.loaded_model)
+    want = Qwen3Embedder(test_models.embedding, backend=CPU, max_length=64, dimensions=16)
     np.testing.assert_allclose(got, want.embed_documents(corpus), atol=1e-4)
     gc.collect()
     assert llm() is None  # the vLLM engine object is gone
@@ -119,8 +120,9 @@ def test_matryoshka_and_close_frees_the_engine(
 
 
 def test_device_is_vllms_choice(test_models: ModelPaths) -> None:
-    with pytest.raises(ValueError, match="device= is not used with backend='vllm'"):
-        Qwen3Reranker(test_models.reranker, backend="vllm", device="cpu")
+    """vLLM places the model itself: VllmOptions has no device to set."""
+    with pytest.raises(TypeError, match="device"):
+        Qwen3Reranker(test_models.reranker, backend=VllmOptions(device="cpu"))  # type: ignore[call-arg]
 
 
 def test_langchain_adapters_on_vllm(
@@ -136,9 +138,8 @@ def test_langchain_adapters_on_vllm(
 
     embeddings = Qwen3Embeddings(
         model=str(test_models.embedding),
-        backend="vllm",
+        backend=VllmOptions(max_model_len=96, engine_args={"enforce_eager": True}),
         max_length=64,
-        backend_options={"max_model_len": 96, "vllm_kwargs": {"enforce_eager": True}},
     )
     np.testing.assert_allclose(
         embeddings.embed_documents(corpus), torch_embedder.embed_documents(corpus), atol=1e-4
@@ -171,22 +172,23 @@ def test_llamaindex_adapters_on_vllm(
     )
     rerank = Qwen3Rerank(
         model=str(test_models.reranker),
-        backend="vllm",
+        backend=VllmOptions(max_model_len=160),
         max_length=128,
         top_n=3,
-        backend_options={"max_model_len": 160},
     )
     nodes = [NodeWithScore(node=TextNode(text=d), score=0.0) for d in corpus]
     hits = rerank.postprocess_nodes(nodes, query_str="什么是重力？")
     want = torch_reranker.rerank("什么是重力？", corpus, top_n=3)
     assert [h.node.get_content() for h in hits] == [w.document for w in want]
     np.testing.assert_allclose([h.score for h in hits], [w.score for w in want], atol=1e-4)
-    assert rerank.engine._backend.llm.llm_engine.model_config.max_model_len == 160  # type: ignore[attr-defined]
+    options = rerank.engine.options
+    assert isinstance(options, VllmOptions) and options.max_model_len == 160
+    assert rerank.engine.loaded_model.llm_engine.model_config.max_model_len == 160
     rerank.engine.close()
 
 
 # Eager mode: each variant starts an engine of its own, and compiling each would take a minute.
-EAGER = {"enforce_eager": True}
+EAGER = VllmOptions(engine_args={"enforce_eager": True})
 
 
 # Each starts an engine of its own (about 45 s here): CI runs one per vLLM loading path, the
@@ -211,8 +213,8 @@ def test_checkpoint_variants_on_vllm(
     conversion as vLLM's own classifier (no yes/no overrides), the others folded into one."""
     folder = test_variants.rerankers[name]
     docs = [*corpus[:8], ATTACK]
-    want = Qwen3Reranker(folder, device="cpu", max_length=128).score("什么是重力？", docs)
-    with Qwen3Reranker(folder, backend="vllm", max_length=128, vllm_kwargs=EAGER) as engine:
+    want = Qwen3Reranker(folder, backend=CPU, max_length=128).score("什么是重力？", docs)
+    with Qwen3Reranker(folder, backend=EAGER, max_length=128) as engine:
         np.testing.assert_allclose(engine.score("什么是重力？", docs), want, atol=1e-4)
 
 
@@ -221,8 +223,8 @@ def test_embedding_variants_on_vllm(
     name: str, test_variants: VariantPaths, torch_embedder: Qwen3Embedder, corpus: list[str]
 ) -> None:
     folder = test_variants.embeddings[name]
-    local = Qwen3Embedder(folder, device="cpu", max_length=64)
-    with Qwen3Embedder(folder, backend="vllm", max_length=64, vllm_kwargs=EAGER) as engine:
+    local = Qwen3Embedder(folder, backend=CPU, max_length=64)
+    with Qwen3Embedder(folder, backend=EAGER, max_length=64) as engine:
         np.testing.assert_allclose(
             engine.embed_documents(corpus), torch_embedder.embed_documents(corpus), atol=1e-4
         )

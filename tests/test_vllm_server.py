@@ -20,9 +20,10 @@ else:
 
 from langchain_core.documents import Document
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, ServerOptions
 from qwen3_core.backends.http import ServerError
 from qwen3_core.testing import ModelPaths, VariantPaths, VllmServer
+from tests.options import CPU
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -62,12 +63,12 @@ def reranker_server(servers: tuple[VllmServer, VllmServer]) -> VllmServer:
 
 @pytest.fixture(scope="module")
 def local_embedder(test_models: ModelPaths) -> Qwen3Embedder:
-    return Qwen3Embedder(test_models.embedding, device="cpu", max_length=MAX_LENGTH)
+    return Qwen3Embedder(test_models.embedding, backend=CPU, max_length=MAX_LENGTH)
 
 
 @pytest.fixture(scope="module")
 def local_reranker(test_models: ModelPaths) -> Qwen3Reranker:
-    return Qwen3Reranker(test_models.reranker, device="cpu", max_length=MAX_LENGTH)
+    return Qwen3Reranker(test_models.reranker, backend=CPU, max_length=MAX_LENGTH)
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +77,8 @@ def remote_embedder(
 ) -> Iterator[Qwen3Embedder]:
     with Qwen3Embedder(
         test_models.embedding,
-        backend="server",
-        base_url=embedding_server.url,
+        backend=ServerOptions(base_url=embedding_server.url, max_retries=3),
         max_length=MAX_LENGTH,
-        max_retries=3,
     ) as engine:
         yield engine
 
@@ -89,7 +88,9 @@ def remote_reranker(
     test_models: ModelPaths, reranker_server: VllmServer
 ) -> Iterator[Qwen3Reranker]:
     with Qwen3Reranker(
-        test_models.reranker, backend="server", base_url=reranker_server.url, max_length=MAX_LENGTH
+        test_models.reranker,
+        backend=ServerOptions(base_url=reranker_server.url),
+        max_length=MAX_LENGTH,
     ) as engine:
         yield engine
 
@@ -142,20 +143,13 @@ async def test_async_through_both_adapters(
     from llamaindex_qwen3 import Qwen3Embedding
     from llamaindex_qwen3 import Qwen3Rerank as LlamaRerank
 
-    emb = {"base_url": embedding_server.url}
-    rr = {"base_url": reranker_server.url}
-    lc = Qwen3Embeddings(
-        model=str(test_models.embedding),
-        max_length=MAX_LENGTH,
-        backend="server",
-        backend_options=emb,
-    )
+    emb = ServerOptions(base_url=embedding_server.url)
+    rr = ServerOptions(base_url=reranker_server.url)
+    lc = Qwen3Embeddings(model=str(test_models.embedding), max_length=MAX_LENGTH, backend=emb)
     np.testing.assert_allclose(
         await lc.aembed_documents(corpus), local_embedder.embed_documents(corpus), atol=1e-4
     )
-    li = Qwen3Embedding(
-        str(test_models.embedding), max_length=MAX_LENGTH, backend="server", backend_options=emb
-    )
+    li = Qwen3Embedding(str(test_models.embedding), max_length=MAX_LENGTH, backend=emb)
     np.testing.assert_allclose(
         await li.aget_query_embedding(queries[0]),
         local_embedder.embed_queries(queries[:1])[0],
@@ -166,8 +160,7 @@ async def test_async_through_both_adapters(
         model=str(test_models.reranker),
         max_length=MAX_LENGTH,
         top_n=len(corpus),
-        backend="server",
-        backend_options=rr,
+        backend=rr,
     )
     docs = await lc_rr.acompress_documents([Document(page_content=d) for d in corpus], queries[0])
     assert sorted(d.metadata["relevance_score"] for d in docs) == pytest.approx(expected, abs=1e-4)
@@ -177,8 +170,7 @@ async def test_async_through_both_adapters(
         str(test_models.reranker),
         top_n=len(corpus),
         max_length=MAX_LENGTH,
-        backend="server",
-        backend_options=rr,
+        backend=rr,
     )
     nodes = [NodeWithScore(node=TextNode(text=d), score=0.0) for d in corpus]
     ranked = await li_rr.apostprocess_nodes(nodes, QueryBundle(queries[0]))
@@ -190,7 +182,7 @@ def test_second_url_takes_over(
 ) -> None:
     urls = ["http://127.0.0.1:9", embedding_server.url]  # nothing listens on the first
     with Qwen3Embedder(
-        test_models.embedding, backend="server", base_url=urls, max_length=MAX_LENGTH
+        test_models.embedding, backend=ServerOptions(base_url=urls), max_length=MAX_LENGTH
     ) as engine:
         for _ in range(3):
             np.testing.assert_allclose(
@@ -232,9 +224,9 @@ def test_sequence_classification_server(test_variants: VariantPaths, corpus: lis
     server = VllmServer(folder, reranker=True, scratch=scratch(), max_model_len=MAX_LENGTH)
     try:
         server.launch().wait_healthy()
-        local = Qwen3Reranker(folder, device="cpu", max_length=MAX_LENGTH)
+        local = Qwen3Reranker(folder, backend=CPU, max_length=MAX_LENGTH)
         with Qwen3Reranker(
-            folder, backend="server", base_url=server.url, max_length=MAX_LENGTH
+            folder, backend=ServerOptions(base_url=server.url), max_length=MAX_LENGTH
         ) as remote:
             docs = [*corpus, ATTACK]
             np.testing.assert_allclose(

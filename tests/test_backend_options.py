@@ -1,0 +1,761 @@
+"""Each backend's typed options, passed as ``backend=``: checked when made, only the settings of
+their own backend writable, and what an engine or adapter reports back. Also the one place
+where the flat keywords of earlier releases (``device=``, ``base_url=``, ``backend_options=``
+...) are used: each still works for one release, with a DeprecationWarning that names the
+caller's line and shows the options to write instead, and gives what the new form gives."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import re
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from langchain_core.documents import Document
+from llama_index.core.schema import NodeWithScore, TextNode
+
+from langchain_qwen3 import Qwen3CrossEncoder, Qwen3Embeddings
+from langchain_qwen3 import Qwen3Rerank as LangChainRerank
+from llamaindex_qwen3 import Qwen3Embedding
+from llamaindex_qwen3 import Qwen3Rerank as LlamaIndexRerank
+from qwen3_core import (
+    Qwen3Embedder,
+    Qwen3Reranker,
+    ServerOptions,
+    TransformersOptions,
+    VllmOptions,
+)
+from qwen3_core.testing import ModelPaths
+from tests.options import CPU
+from tests.servers import StandInServer
+
+DEPRECATED = "is deprecated and will be removed in the next release"
+DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens there (nothing is sent here)
+QUERY = "what is gravity"
+VLLM_SETTINGS = (
+    "VllmOptions takes dtype, tensor_parallel_size, gpu_memory_utilization, max_model_len, "
+    "enable_prefix_caching, engine_args"
+)
+SERVER_SETTINGS = "ServerOptions takes base_url, api_key, timeout, max_concurrency, max_retries"
+TRANSFORMERS_SETTINGS = (
+    "TransformersOptions takes device, dtype, quantization, max_batch_tokens, show_progress, "
+    "share_prefix, model_kwargs"
+)
+
+Engine = type[Qwen3Embedder] | type[Qwen3Reranker]
+ADAPTERS: list[type[Any]] = [
+    Qwen3Embeddings,
+    LangChainRerank,
+    Qwen3CrossEncoder,
+    Qwen3Embedding,
+    LlamaIndexRerank,
+]
+ADAPTER_IDS = [f"{cls.__module__.split('.')[0]}.{cls.__name__}" for cls in ADAPTERS]
+
+
+def _is_embedding(cls: type[Any]) -> bool:
+    return cls in (Qwen3Embedder, Qwen3Embeddings, Qwen3Embedding)
+
+
+def _folder(models: ModelPaths, cls: type[Any]) -> Path:
+    return models.embedding if _is_embedding(cls) else models.reranker
+
+
+def one_deprecation(record: pytest.WarningsRecorder) -> str:
+    """The message of the one DeprecationWarning of ours in ``record``, which must point at
+    the line in this file that used the old keyword."""
+    ours = [w for w in record if issubclass(w.category, DeprecationWarning)]
+    ours = [w for w in ours if DEPRECATED in str(w.message)]
+    assert len(ours) == 1, [str(w.message) for w in record]
+    assert Path(ours[0].filename) == Path(__file__), (ours[0].filename, ours[0].lineno)
+    return str(ours[0].message)
+
+
+def engine_results(engine: Qwen3Embedder | Qwen3Reranker, corpus: list[str]) -> np.ndarray:
+    if isinstance(engine, Qwen3Embedder):
+        return np.concatenate([engine.embed_documents(corpus[:4]), engine.embed_queries([QUERY])])
+    return engine.score(QUERY, corpus[:4])
+
+
+def adapter_results(adapter: Any, corpus: list[str]) -> np.ndarray:
+    texts = corpus[:4]
+    if isinstance(adapter, Qwen3Embeddings):
+        return np.array([*adapter.embed_documents(texts), adapter.embed_query(QUERY)])
+    if isinstance(adapter, Qwen3Embedding):
+        return np.array(adapter.get_text_embedding_batch(texts))
+    if isinstance(adapter, LangChainRerank):
+        docs = adapter.compress_documents([Document(page_content=t) for t in texts], QUERY)
+        return np.array([d.metadata["relevance_score"] for d in docs])
+    if isinstance(adapter, Qwen3CrossEncoder):
+        return np.array(adapter.score([(QUERY, t) for t in texts]))
+    nodes = [NodeWithScore(node=TextNode(text=t), score=0.0) for t in texts]
+    return np.array([n.score for n in adapter.postprocess_nodes(nodes, query_str=QUERY)])
+
+
+@pytest.fixture(scope="module")
+def server(test_models: ModelPaths) -> Iterator[StandInServer]:
+    stand_in = StandInServer(test_models.embedding, test_models.reranker).start()
+    yield stand_in
+    stand_in.stop()
+
+
+# --- the options, checked when made -------------------------------------------------------
+
+BAD_OPTIONS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
+    ("device", lambda: TransformersOptions(device="tpu"), ValueError, "unknown device 'tpu'"),
+    ("device-index", lambda: TransformersOptions(device="cuda:x"), ValueError, "unknown device"),
+    ("dtype", lambda: TransformersOptions(dtype="int8"), ValueError, "unknown dtype 'int8'"),
+    (
+        "dtype-object",
+        lambda: TransformersOptions(dtype=torch.float64),
+        ValueError,
+        "unknown dtype torch.float64",
+    ),
+    (
+        "quantization",
+        lambda: TransformersOptions(quantization="int4"),  # type: ignore[arg-type]
+        ValueError,
+        "unknown quantization 'int4'",
+    ),
+    (
+        "max_batch_tokens",
+        lambda: TransformersOptions(max_batch_tokens=0),
+        ValueError,
+        "max_batch_tokens must be >= 1, got 0",
+    ),
+    (
+        "max_batch_tokens-type",
+        lambda: TransformersOptions(max_batch_tokens=1.5),  # type: ignore[arg-type]
+        TypeError,
+        "max_batch_tokens must be an int",
+    ),
+    (
+        "show_progress",
+        lambda: TransformersOptions(show_progress="yes"),  # type: ignore[arg-type]
+        TypeError,
+        "show_progress must be True or False",
+    ),
+    (
+        "share_prefix",
+        lambda: TransformersOptions(share_prefix=None),  # type: ignore[arg-type]
+        TypeError,
+        "share_prefix must be True or False",
+    ),
+    (
+        "model_kwargs-type",
+        lambda: TransformersOptions(model_kwargs=[("attn_implementation", "eager")]),  # type: ignore[arg-type]
+        TypeError,
+        "model_kwargs must be a dict",
+    ),
+    ("vllm-dtype", lambda: VllmOptions(dtype="fp8"), ValueError, "unknown dtype 'fp8'"),
+    (
+        "tensor_parallel_size",
+        lambda: VllmOptions(tensor_parallel_size=0),
+        ValueError,
+        "tensor_parallel_size must be >= 1",
+    ),
+    (
+        "gpu_memory_utilization-zero",
+        lambda: VllmOptions(gpu_memory_utilization=0),
+        ValueError,
+        r"gpu_memory_utilization must be in \(0, 1\]",
+    ),
+    (
+        "gpu_memory_utilization-above-one",
+        lambda: VllmOptions(gpu_memory_utilization=1.5),
+        ValueError,
+        r"gpu_memory_utilization must be in \(0, 1\]",
+    ),
+    (
+        "gpu_memory_utilization-bool",
+        lambda: VllmOptions(gpu_memory_utilization=True),
+        ValueError,
+        r"gpu_memory_utilization must be in \(0, 1\]",
+    ),
+    ("max_model_len", lambda: VllmOptions(max_model_len=0), ValueError, "max_model_len must be"),
+    (
+        "enable_prefix_caching",
+        lambda: VllmOptions(enable_prefix_caching="yes"),  # type: ignore[arg-type]
+        TypeError,
+        "enable_prefix_caching must be True or False",
+    ),
+    (
+        "engine_args-type",
+        lambda: VllmOptions(engine_args="enforce_eager"),  # type: ignore[arg-type]
+        TypeError,
+        "engine_args must be a dict",
+    ),
+    (
+        "base_url-scheme",
+        lambda: ServerOptions(base_url="localhost:8000"),
+        ValueError,
+        "must be an http:// or https:// address",
+    ),
+    ("base_url-empty", lambda: ServerOptions(base_url=[]), ValueError, "empty list"),
+    (
+        "base_url-item",
+        lambda: ServerOptions(base_url=[DEAD, 8000]),  # type: ignore[list-item]
+        TypeError,
+        r"base_url\[1\] must be a str",
+    ),
+    (
+        "api_key",
+        lambda: ServerOptions(base_url=DEAD, api_key=123),  # type: ignore[arg-type]
+        TypeError,
+        "api_key must be a str",
+    ),
+    (
+        "timeout",
+        lambda: ServerOptions(base_url=DEAD, timeout=0),
+        ValueError,
+        "timeout must be a positive number",
+    ),
+    (
+        "max_concurrency",
+        lambda: ServerOptions(base_url=DEAD, max_concurrency=0),
+        ValueError,
+        "max_concurrency must be >= 1",
+    ),
+    (
+        "max_retries",
+        lambda: ServerOptions(base_url=DEAD, max_retries=-1),
+        ValueError,
+        "max_retries must be >= 0",
+    ),
+    # Misspelt or another backend's setting: the dataclass's own TypeError.
+    ("misspelt", lambda: TransformersOptions(devise="cpu"), TypeError, "devise"),  # type: ignore[call-arg]
+    ("vllm-misspelt", lambda: VllmOptions(tensor_paralel_size=2), TypeError, "tensor_paralel"),  # type: ignore[call-arg]
+    ("server-misspelt", lambda: ServerOptions(base_url=DEAD, timout=5), TypeError, "timout"),  # type: ignore[call-arg]
+    ("server-needs-url", lambda: ServerOptions(), TypeError, "base_url"),  # type: ignore[call-arg]
+    ("device-on-vllm", lambda: VllmOptions(device="cuda"), TypeError, "device"),  # type: ignore[call-arg]
+    ("device-on-server", lambda: ServerOptions(base_url=DEAD, device="cpu"), TypeError, "device"),  # type: ignore[call-arg]
+    ("url-on-transformers", lambda: TransformersOptions(base_url=DEAD), TypeError, "base_url"),  # type: ignore[call-arg]
+    (
+        "tensor-parallel-on-transformers",
+        lambda: TransformersOptions(tensor_parallel_size=2),  # type: ignore[call-arg]
+        TypeError,
+        "tensor_parallel_size",
+    ),
+    ("quantization-on-vllm", lambda: VllmOptions(quantization="int8"), TypeError, "quantization"),  # type: ignore[call-arg]
+    ("old-name-on-vllm", lambda: VllmOptions(vllm_kwargs={}), TypeError, "vllm_kwargs"),  # type: ignore[call-arg]
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"), [c[1:] for c in BAD_OPTIONS], ids=[c[0] for c in BAD_OPTIONS]
+)
+def test_options_are_checked_when_made(
+    make: Callable[[], object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("key", "instead"),
+    [
+        ("dtype", r"TransformersOptions\(dtype=\.\.\.\)"),
+        ("torch_dtype", r"TransformersOptions\(dtype=\.\.\.\)"),
+        ("device_map", r"TransformersOptions\(device=\.\.\.\)"),
+        ("trust_remote_code", "remote code is never run"),
+        ("num_labels", "the checkpoint says it"),
+        ("output_loading_info", "checks the loading report itself"),
+        ("revision", "the engine's revision="),
+        ("token", "the engine's token="),
+        ("cache_dir", "the engine's cache_dir="),
+        ("local_files_only", "the engine's local_files_only="),
+    ],
+)
+def test_model_kwargs_may_not_set_what_the_engine_owns(key: str, instead: str) -> None:
+    with pytest.raises(ValueError, match=rf"model_kwargs may not set '{key}': use .*{instead}"):
+        TransformersOptions(model_kwargs={key: None})
+
+
+@pytest.mark.parametrize(
+    ("key", "instead"),
+    [
+        ("model", "the engine's model argument"),
+        ("tokenizer", "the checkpoint's own tokenizer"),
+        ("runner", "pooling runner"),
+        ("dtype", r"VllmOptions\(dtype=\.\.\.\)"),
+        ("tensor_parallel_size", r"VllmOptions\(tensor_parallel_size=\.\.\.\)"),
+        ("gpu_memory_utilization", r"VllmOptions\(gpu_memory_utilization=\.\.\.\)"),
+        ("max_model_len", r"VllmOptions\(max_model_len=\.\.\.\)"),
+        ("enable_prefix_caching", r"VllmOptions\(enable_prefix_caching=\.\.\.\)"),
+        ("trust_remote_code", "remote code is never run"),
+        ("hf_overrides", "derives them from the checkpoint"),
+    ],
+)
+def test_engine_args_may_not_set_what_the_engine_owns(key: str, instead: str) -> None:
+    with pytest.raises(ValueError, match=rf"engine_args may not set '{key}': use .*{instead}"):
+        VllmOptions(engine_args={key: None})
+
+
+def test_options_are_frozen_and_normalised() -> None:
+    options = TransformersOptions(device=torch.device("cpu"), dtype=torch.bfloat16)
+    assert (options.device, options.dtype) == ("cpu", "bfloat16")
+    assert TransformersOptions(device=" CUDA:1 ", dtype="bf16") == TransformersOptions(
+        device="cuda:1", dtype="bfloat16"
+    )
+    assert VllmOptions(dtype="half").dtype == "float16"
+    assert ServerOptions(base_url="http://gpu-1:8000/").base_url == "http://gpu-1:8000"
+    pair = ServerOptions(base_url=["http://a:1", "http://b:2"])
+    assert pair.base_url == ("http://a:1", "http://b:2") and pair.urls == list(pair.base_url)
+    assert "sekrit" not in repr(ServerOptions(base_url=DEAD, api_key="sekrit"))
+    kwargs = {"attn_implementation": "eager"}
+    copied = TransformersOptions(model_kwargs=kwargs)
+    kwargs["attn_implementation"] = "sdpa"  # the options keep their own copy
+    assert copied.model_kwargs == {"attn_implementation": "eager"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.device = "cuda"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        TransformersOptions("cpu")  # type: ignore[misc]  # keywords only
+
+
+# --- what backend= takes ------------------------------------------------------------------
+
+
+def test_backend_name_means_its_default_options(
+    test_models: ModelPaths, embedder: Qwen3Embedder
+) -> None:
+    named = Qwen3Embedder(test_models.embedding, backend="transformers")
+    assert named.backend == "transformers"
+    assert (
+        named.options == Qwen3Embedder(test_models.embedding, backend=TransformersOptions()).options
+    )
+    if named.device == torch.device("cpu"):
+        assert named.options == embedder.options
+
+
+def test_server_needs_its_options(test_models: ModelPaths) -> None:
+    for engine, folder in (
+        (Qwen3Embedder, test_models.embedding),
+        (Qwen3Reranker, test_models.reranker),
+    ):
+        with pytest.raises(
+            ValueError, match=r"backend='server' needs the servers' address.*ServerOptions"
+        ):
+            engine(folder, backend="server")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
+def test_adapters_refuse_server_without_options(cls: type[Any]) -> None:
+    with pytest.raises(ValueError, match="backend='server' needs the servers' address"):
+        cls(backend="server")
+    with pytest.raises(ValueError, match="unknown backend 'onnx'"):
+        cls(backend="onnx")
+
+
+def test_unknown_backends_and_keywords(test_models: ModelPaths) -> None:
+    with pytest.raises(ValueError, match="unknown backend 'onnx': use one of transformers, vllm"):
+        Qwen3Reranker(test_models.reranker, backend="onnx")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="backend must be"):
+        Qwen3Reranker(test_models.reranker, backend={"device": "cpu"})  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError, match=r"Qwen3Embedder\(\) got unexpected keyword argument\(s\): 'devise'"
+    ):
+        Qwen3Embedder(test_models.embedding, devise="cpu")
+    with pytest.raises(TypeError, match="'backend_options'"):
+        Qwen3Embedder(test_models.embedding, backend_options={"device": "cpu"})  # adapters only
+
+
+def test_share_prefix_is_the_rerankers(test_models: ModelPaths) -> None:
+    with pytest.raises(ValueError, match="share_prefix applies to the reranker"):
+        Qwen3Embedder(
+            test_models.embedding, backend=TransformersOptions(device="cpu", share_prefix=False)
+        )
+    # It was never an embedder keyword either.
+    with pytest.raises(TypeError, match="'share_prefix'"):
+        Qwen3Embedder(test_models.embedding, share_prefix=False)
+    reranker = Qwen3Reranker(
+        test_models.reranker, backend=TransformersOptions(device="cpu", share_prefix=False)
+    )
+    assert reranker.options == TransformersOptions(
+        device="cpu", dtype="float32", share_prefix=False
+    )
+
+
+# --- what the engines report ----------------------------------------------------------------
+
+
+def test_engine_options_describe_what_runs(
+    test_models: ModelPaths, embedder: Qwen3Embedder, reranker: Qwen3Reranker
+) -> None:
+    for engine in (embedder, reranker):
+        assert engine.backend == "transformers"
+        assert engine.options == TransformersOptions(device="cpu", dtype="float32")
+        assert (engine.device, engine.dtype) == (torch.device("cpu"), torch.float32)
+        assert isinstance(engine.loaded_model, torch.nn.Module)
+        assert engine.loaded_model.dtype == torch.float32
+        # The options leave the budget to the device (None); the engine has resolved it.
+        assert engine.max_batch_tokens == 1024
+    half = Qwen3Embedder(
+        test_models.embedding, backend=TransformersOptions(device="cpu", dtype="bf16")
+    )
+    assert half.options == TransformersOptions(device="cpu", dtype="bfloat16")
+    assert half.dtype == torch.bfloat16 and half.loaded_model.dtype == torch.bfloat16
+    small = Qwen3Reranker(
+        test_models.reranker, backend=TransformersOptions(device="cpu", max_batch_tokens=64)
+    )
+    assert small.options == TransformersOptions(device="cpu", dtype="float32", max_batch_tokens=64)
+    assert small.max_batch_tokens == 64
+    assert small.loaded_model is reranker.loaded_model  # same model, device and dtype
+
+
+def test_server_client_options(test_models: ModelPaths) -> None:
+    options = ServerOptions(base_url=[DEAD, "http://127.0.0.1:10/"], max_retries=0)
+    with Qwen3Reranker(test_models.reranker, backend=options) as client:
+        assert client.backend == "server" and client.options == options
+        assert client.base_url == [DEAD, "http://127.0.0.1:10"]
+        assert client.device is None and client.dtype is None
+        assert client.loaded_model is None and client.max_batch_tokens is None
+        assert f"base_url={client.base_url!r}" in repr(client)
+
+
+# --- adapters: the backend field and the engine= rule --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "transformers",
+        "vllm",
+        TransformersOptions(device="cpu", model_kwargs={"attn_implementation": "eager"}),
+        VllmOptions(max_model_len=96, engine_args={"enforce_eager": True}),
+        ServerOptions(base_url=[DEAD, "http://127.0.0.1:10"], max_retries=1),
+    ],
+    ids=["transformers", "vllm", "TransformersOptions", "VllmOptions", "ServerOptions"],
+)
+@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
+def test_adapter_backend_survives_copies_and_pickles(cls: type[Any], backend: Any) -> None:
+    adapter = cls(backend=backend)
+    assert adapter.backend == backend and not adapter.engine_loaded
+    assert adapter.model_copy().backend == backend
+    assert pickle.loads(pickle.dumps(adapter)).backend == backend
+    other = VllmOptions(tensor_parallel_size=2)
+    assert adapter.model_copy(update={"backend": other}).backend == other
+    assert adapter.backend == backend  # the original is unchanged
+
+
+ROUND_TRIP_BACKENDS = [
+    "transformers",
+    "vllm",
+    TransformersOptions(
+        device="cpu", dtype=torch.bfloat16, model_kwargs={"attn_implementation": "eager"}
+    ),
+    VllmOptions(max_model_len=96, engine_args={"enforce_eager": True}),
+    ServerOptions(base_url=[DEAD, "http://127.0.0.1:10"], timeout=5.0, max_retries=1),
+]
+ROUND_TRIP_IDS = ["transformers", "vllm", "TransformersOptions", "VllmOptions", "ServerOptions"]
+
+
+@pytest.mark.parametrize("backend", ROUND_TRIP_BACKENDS, ids=ROUND_TRIP_IDS)
+@pytest.mark.parametrize("cls", ADAPTERS[:3], ids=ADAPTER_IDS[:3])
+def test_langchain_backend_round_trips_through_model_dump(cls: type[Any], backend: Any) -> None:
+    adapter = cls(backend=backend, max_length=512)
+    dumped = adapter.model_dump()
+    rebuilt = cls(**dumped)
+    assert rebuilt.backend == backend and rebuilt.model_dump() == dumped
+    assert cls.model_validate_json(adapter.model_dump_json()).backend == backend
+
+
+@pytest.mark.parametrize("backend", ROUND_TRIP_BACKENDS, ids=ROUND_TRIP_IDS)
+@pytest.mark.parametrize("cls", ADAPTERS[3:], ids=ADAPTER_IDS[3:])
+def test_llamaindex_backend_round_trips_through_to_dict(cls: type[Any], backend: Any) -> None:
+    adapter = cls(backend=backend, max_length=512)
+    rebuilt = cls.from_dict(adapter.to_dict())
+    assert rebuilt.backend == backend and rebuilt.to_dict() == adapter.to_dict()
+    assert cls.from_json(adapter.to_json()).backend == backend
+
+
+@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
+def test_a_saved_adapter_holds_no_api_key(cls: type[Any]) -> None:
+    backend = ServerOptions(base_url=DEAD, api_key="sekrit")
+    adapter = cls(backend=backend)
+    if cls in ADAPTERS[3:]:
+        saved = adapter.to_json()
+        rebuilt = cls.from_json(saved)
+    else:
+        saved = adapter.model_dump_json()
+        rebuilt = cls.model_validate_json(saved)
+    assert "sekrit" not in saved + repr(adapter)
+    assert rebuilt.backend == dataclasses.replace(backend, api_key=None)  # give it again
+    # A pickle (LlamaIndex's worker processes) is a copy in memory: it keeps the key.
+    assert pickle.loads(pickle.dumps(adapter)).backend == backend
+
+
+def _engine_for(cls: type[Any], embedder: Qwen3Embedder, reranker: Qwen3Reranker) -> Any:
+    return embedder if _is_embedding(cls) else reranker
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"max_length": 8192},  # the default, and the engine's own
+        {"backend": "transformers"},
+        {"backend": CPU},
+        {"model": "Qwen/Qwen3-Reranker-0.6B"},
+    ],
+    ids=["max_length", "backend-name", "backend-options", "model"],
+)
+@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
+def test_any_engine_setting_beside_an_engine_is_an_error(
+    cls: type[Any], setting: dict[str, Any], embedder: Qwen3Embedder, reranker: Qwen3Reranker
+) -> None:
+    engine = _engine_for(cls, embedder, reranker)
+    name = next(iter(setting))
+    if name == "model" and cls is Qwen3Embedding:
+        name = "model_name"  # LlamaIndex's name for it; model= is its alias
+    with pytest.raises(ValueError, match=f"engine= was given together with {name}"):
+        cls(engine=engine, **setting)
+
+
+@pytest.mark.parametrize("cls", [Qwen3Embeddings, Qwen3Embedding], ids=["langchain", "llamaindex"])
+def test_dimensions_beside_an_engine_is_an_error(cls: type[Any], embedder: Qwen3Embedder) -> None:
+    with pytest.raises(ValueError, match="engine= was given together with dimensions"):
+        cls(engine=embedder, dimensions=64)
+
+
+LANGCHAIN_NONE = pytest.mark.xfail(
+    strict=True,
+    raises=(TypeError, ValueError),
+    reason="library bug: the LangChain adapters validate the field first, so an engine "
+    "setting given as None beside engine= is a ValidationError (TypeError for backend) "
+    "instead of counting as not given",
+)
+
+
+@pytest.mark.parametrize("name", ["max_length", "backend", "model"])
+@pytest.mark.parametrize(
+    "cls",
+    [*(pytest.param(cls, marks=LANGCHAIN_NONE) for cls in ADAPTERS[:3]), *ADAPTERS[3:]],
+    ids=ADAPTER_IDS,
+)
+def test_an_engine_setting_given_as_none_is_not_given(
+    cls: type[Any], name: str, embedder: Qwen3Embedder, reranker: Qwen3Reranker
+) -> None:
+    engine = _engine_for(cls, embedder, reranker)
+    adapter = cls(engine=engine, **{name: None})
+    assert adapter.backend == engine.options and adapter.max_length == engine.max_length
+
+
+# --- the keywords of earlier releases: engines ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("engine", "name", "value"),
+    [
+        (Qwen3Embedder, "device", "cpu"),
+        (Qwen3Reranker, "device", "cpu"),
+        (Qwen3Embedder, "dtype", "float32"),
+        (Qwen3Reranker, "dtype", torch.float32),
+        (Qwen3Embedder, "max_batch_tokens", 40),
+        (Qwen3Reranker, "max_batch_tokens", 64),
+        (Qwen3Embedder, "quantization", "int8"),
+        (Qwen3Reranker, "quantization", "int8"),
+        (Qwen3Embedder, "model_kwargs", {"attn_implementation": "eager"}),
+        (Qwen3Reranker, "model_kwargs", {"attn_implementation": "eager"}),
+        (Qwen3Embedder, "show_progress", False),
+        (Qwen3Reranker, "show_progress", False),
+        (Qwen3Reranker, "share_prefix", False),
+    ],
+)
+def test_old_transformers_keyword_warns_and_gives_the_new_form(
+    engine: Engine, name: str, value: Any, test_models: ModelPaths, corpus: list[str]
+) -> None:
+    folder = _folder(test_models, engine)
+    settings = {"device": "cpu", name: value}  # on CPU wherever the suite runs
+    with pytest.warns(DeprecationWarning, match=DEPRECATED) as record:
+        old = engine(folder, **settings)
+    message = one_deprecation(record)
+    assert f"{engine.__name__}(" in message and f"{name}=..." in message
+    assert "backend=TransformersOptions(device='cpu'" in message
+    new = engine(folder, backend=TransformersOptions(**settings))
+    assert old.options == new.options and old.max_batch_tokens == new.max_batch_tokens
+    assert old.loaded_model is new.loaded_model
+    np.testing.assert_array_equal(engine_results(old, corpus), engine_results(new, corpus))
+
+
+@pytest.mark.parametrize(
+    "name", ["base_url", "api_key", "timeout", "max_concurrency", "max_retries"]
+)
+@pytest.mark.parametrize("engine", [Qwen3Embedder, Qwen3Reranker])
+def test_old_server_keyword_warns_and_gives_the_new_form(
+    engine: Engine, name: str, test_models: ModelPaths, server: StandInServer, corpus: list[str]
+) -> None:
+    values: dict[str, Any] = {
+        "api_key": "sekrit",
+        "timeout": 30.0,
+        "max_concurrency": 2,
+        "max_retries": 1,
+    }
+    settings: dict[str, Any] = {"base_url": server.url}
+    if name in values:
+        settings[name] = values[name]
+    folder = _folder(test_models, engine)
+    with pytest.warns(DeprecationWarning, match=DEPRECATED) as record:
+        old = engine(folder, backend="server", **settings)
+    message = one_deprecation(record)
+    assert f"backend=ServerOptions(base_url='{server.url}'" in message
+    assert "sekrit" not in message  # the key is not shown
+    with old, engine(folder, backend=ServerOptions(**settings)) as new:
+        assert old.options == new.options and old.base_url == new.base_url == [server.url]
+        np.testing.assert_array_equal(engine_results(old, corpus), engine_results(new, corpus))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [
+        ("tensor_parallel_size", 2, "tensor_parallel_size=2"),
+        ("gpu_memory_utilization", 0.5, "gpu_memory_utilization=0.5"),
+        ("max_model_len", 96, "max_model_len=96"),
+        ("dtype", "float32", "dtype='float32'"),
+        ("vllm_kwargs", {"enforce_eager": True}, "engine_args={'enforce_eager': True}"),
+    ],
+)
+@pytest.mark.parametrize("engine", [Qwen3Embedder, Qwen3Reranker])
+def test_old_vllm_keyword_warns_and_shows_the_new_form(
+    engine: Engine, name: str, value: Any, shown: str, test_models: ModelPaths
+) -> None:
+    """The warning shows the VllmOptions the keyword became; both forms then go the same way
+    (here: a max_length beyond the model's positions, refused before vLLM would start)."""
+    folder = _folder(test_models, engine)
+    too_long = "exceeds the model's 32768 positions"
+    with (
+        pytest.warns(DeprecationWarning, match=DEPRECATED) as record,
+        pytest.raises(ValueError, match=too_long),
+    ):
+        engine(folder, backend="vllm", max_length=10**6, **{name: value})
+    message = one_deprecation(record)
+    assert message.endswith(f"pass backend=VllmOptions({shown})")
+    new_name = "engine_args" if name == "vllm_kwargs" else name
+    with pytest.raises(ValueError, match=too_long):
+        engine(folder, backend=VllmOptions(**{new_name: value}), max_length=10**6)
+
+
+@pytest.mark.parametrize(
+    ("backend", "settings", "takes"),
+    [
+        ("vllm", {"device": "cpu"}, VLLM_SETTINGS),
+        ("vllm", {"quantization": "int8"}, VLLM_SETTINGS),
+        ("vllm", {"base_url": DEAD}, VLLM_SETTINGS),
+        ("server", {"base_url": DEAD, "device": "cpu"}, SERVER_SETTINGS),
+        ("server", {"base_url": DEAD, "vllm_kwargs": {}}, SERVER_SETTINGS),
+        ("transformers", {"base_url": DEAD}, TRANSFORMERS_SETTINGS),
+        ("transformers", {"tensor_parallel_size": 2}, TRANSFORMERS_SETTINGS),
+    ],
+)
+def test_old_keyword_of_another_backend_is_refused(
+    backend: str, settings: dict[str, Any], takes: str, test_models: ModelPaths
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(takes)):
+        Qwen3Embedder(test_models.embedding, backend=backend, **settings)  # type: ignore[arg-type]
+
+
+def test_old_keywords_beside_options_are_refused(test_models: ModelPaths) -> None:
+    with pytest.raises(ValueError, match=r"device=\.\.\. given beside backend=TransformersOptions"):
+        Qwen3Reranker(test_models.reranker, backend=CPU, device="cpu")
+    with pytest.raises(ValueError, match="put them inside the options instead"):
+        Qwen3Embedder(test_models.embedding, backend=ServerOptions(base_url=DEAD), timeout=5)
+
+
+# --- the settings of earlier releases: adapters ---------------------------------------------
+
+OLD_ADAPTER_SETTINGS: list[dict[str, Any]] = [
+    {"device": "cpu"},
+    {"device": torch.device("cpu"), "dtype": torch.float32},
+    {"device": "cpu", "max_batch_tokens": 64},
+    {"device": "cpu", "show_progress": False},
+    {"backend_options": {"device": "cpu", "max_batch_tokens": 48}},
+    {"device": "cpu", "backend_options": {"dtype": "float32", "model_kwargs": {}}},
+]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    OLD_ADAPTER_SETTINGS,
+    ids=["device", "dtype", "max_batch_tokens", "show_progress", "backend_options", "both"],
+)
+@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
+def test_old_adapter_settings_warn_and_give_the_new_form(
+    cls: type[Any], settings: dict[str, Any], test_models: ModelPaths, corpus: list[str]
+) -> None:
+    model = str(_folder(test_models, cls))
+    with pytest.warns(DeprecationWarning, match=DEPRECATED) as record:
+        old = cls(model=model, **settings)
+    message = one_deprecation(record)
+    assert message.startswith(f"{cls.__name__}(") and "backend=TransformersOptions(" in message
+    flat = {k: v for k, v in settings.items() if k != "backend_options"}
+    backend = TransformersOptions(**flat, **settings.get("backend_options", {}))
+    new = cls(model=model, backend=backend)
+    assert old.backend == new.backend == backend and not old.engine_loaded
+    np.testing.assert_array_equal(adapter_results(old, corpus), adapter_results(new, corpus))
+
+
+@pytest.mark.parametrize(
+    ("backend", "settings", "expected"),
+    [
+        (
+            "vllm",
+            {"backend_options": {"max_model_len": 96, "vllm_kwargs": {"enforce_eager": True}}},
+            VllmOptions(max_model_len=96, engine_args={"enforce_eager": True}),
+        ),
+        ("vllm", {"dtype": "bfloat16"}, VllmOptions(dtype="bfloat16")),
+        (
+            "server",
+            {"backend_options": {"base_url": DEAD, "max_retries": 1}},
+            ServerOptions(base_url=DEAD, max_retries=1),
+        ),
+    ],
+    ids=["vllm-backend_options", "vllm-dtype", "server-backend_options"],
+)
+@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
+def test_old_adapter_settings_for_other_backends(
+    cls: type[Any], backend: str, settings: dict[str, Any], expected: Any
+) -> None:
+    with pytest.warns(DeprecationWarning, match=DEPRECATED) as record:
+        adapter = cls(backend=backend, **settings)
+    one_deprecation(record)
+    assert adapter.backend == expected and not adapter.engine_loaded
+
+
+@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
+def test_old_adapter_settings_given_as_none_are_not_given(cls: type[Any]) -> None:
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        adapter = cls(device=None, dtype=None, max_batch_tokens=None, show_progress=None)
+    assert not [str(w.message) for w in record if DEPRECATED in str(w.message)]
+    assert adapter.backend == "transformers"
+
+
+@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
+def test_old_adapter_settings_that_cannot_apply(cls: type[Any]) -> None:
+    with pytest.raises(
+        ValueError, match=re.escape(f"device= is not a setting of backend='vllm'; {VLLM_SETTINGS}")
+    ):
+        cls(backend="vllm", device="cpu")
+    with pytest.raises(ValueError, match="put them inside the options instead"):
+        cls(backend=CPU, device="cpu")
+    with pytest.raises(ValueError, match="put them inside the options instead"):
+        cls(backend=ServerOptions(base_url=DEAD), backend_options={"max_retries": 1})
+    with pytest.raises((TypeError, ValueError), match="backend_options must be a dict"):
+        cls(backend_options=["device", "cpu"])
+
+
+@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
+def test_old_setting_beside_an_engine_is_an_engine_setting(
+    cls: type[Any], embedder: Qwen3Embedder, reranker: Qwen3Reranker
+) -> None:
+    """``device=`` beside ``engine=`` was an error and still is: it becomes ``backend``."""
+    engine = _engine_for(cls, embedder, reranker)
+    with (
+        pytest.warns(DeprecationWarning, match=DEPRECATED),
+        pytest.raises(ValueError, match="engine= was given together with backend"),
+    ):
+        cls(engine=engine, device="cpu")
