@@ -75,6 +75,12 @@ class LazyEngineAdapter(BaseModel):
         ``backend``'s options, with a DeprecationWarning."""
         if isinstance(data, dict):
             data = dict(data)
+            if data.get("engine") is not None:
+                # Beside a ready engine, a setting given as None counts as not given, as in
+                # the LlamaIndex adapters.
+                for name in cls._ENGINE_SETTINGS:
+                    if name in data and data[name] is None:
+                        del data[name]
             # Frames to the caller: this, pydantic's __init__, then the class's own __init__.
             fold_old_settings(cls.__name__, data, stacklevel=4)
         return data
@@ -144,7 +150,9 @@ def page_contents(documents: Any) -> list[str]:
     return texts
 
 
-def with_score(document: Document, score: float) -> Document:
+def with_score(document: Document, score: float, logit: float) -> Document:
     """A copy of ``document`` (same class, page_content, id and metadata) with
-    ``metadata["relevance_score"]``; the input and its metadata dict are left as they were."""
-    return document.model_copy(update={"metadata": {**document.metadata, "relevance_score": score}})
+    ``metadata["relevance_score"]`` (P(yes)) and ``metadata["relevance_logit"]`` (the
+    log-odds); the input and its metadata dict are left as they were."""
+    metadata = {**document.metadata, "relevance_score": score, "relevance_logit": logit}
+    return document.model_copy(update={"metadata": metadata})

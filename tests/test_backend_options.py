@@ -522,21 +522,8 @@ def test_dimensions_beside_an_engine_is_an_error(cls: type[Any], embedder: Qwen3
         cls(engine=embedder, dimensions=64)
 
 
-LANGCHAIN_NONE = pytest.mark.xfail(
-    strict=True,
-    raises=(TypeError, ValueError),
-    reason="library bug: the LangChain adapters validate the field first, so an engine "
-    "setting given as None beside engine= is a ValidationError (TypeError for backend) "
-    "instead of counting as not given",
-)
-
-
 @pytest.mark.parametrize("name", ["max_length", "backend", "model"])
-@pytest.mark.parametrize(
-    "cls",
-    [*(pytest.param(cls, marks=LANGCHAIN_NONE) for cls in ADAPTERS[:3]), *ADAPTERS[3:]],
-    ids=ADAPTER_IDS,
-)
+@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
 def test_an_engine_setting_given_as_none_is_not_given(
     cls: type[Any], name: str, embedder: Qwen3Embedder, reranker: Qwen3Reranker
 ) -> None:

@@ -69,7 +69,7 @@ def options_with_old_keywords(
     cls = options_class(backend)
     settings = {_RENAMED.get(name, name): value for name, value in old.items()}
     accepted = setting_names(cls)
-    wrong = [name for name in settings if name not in accepted]
+    wrong = [name for name in old if _RENAMED.get(name, name) not in accepted]
     if wrong:
         raise ValueError(
             f"{', '.join(f'{name}=' for name in wrong)} is not a setting of "

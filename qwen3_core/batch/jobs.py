@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qwen3_core.backends.legacy import options_with_old_keywords
 from qwen3_core.batch.optional import import_ray_data
 from qwen3_core.batch.workers import EmbedKind, EmbedWorker, RerankWorker
 from qwen3_core.defaults import DEFAULT_EMBEDDING_MODEL, DEFAULT_RERANKER_MODEL
@@ -65,8 +66,8 @@ def embed_dataset(
         output_column: The new column for the vectors; it must not exist yet.
         kind: ``"document"`` (the text as it is) or ``"query"`` (with the instruction).
         instruction: The task instruction for ``kind="query"``; None: the engine's default.
-        engine_options: Further ``Qwen3Embedder`` keyword arguments (``backend``,
-            ``device``, ``dtype``, ``dimensions``, ...), except ``model``.
+        engine_options: Further ``Qwen3Embedder`` keyword arguments (``backend`` with its
+            options, ``dimensions``, ``max_length``, ...), except ``model``.
         concurrency: The number of workers, or ``(min, max)`` for an autoscaling pool.
         num_gpus_per_worker: GPUs reserved per worker (fractions share a GPU); 0: none.
         num_cpus_per_worker: CPUs reserved per worker; None: Ray Data's default.
@@ -151,8 +152,8 @@ def rerank_dataset(
         document_column: The column of documents.
         output_column: The new column for the scores; it must not exist yet.
         instruction: The task instruction; None: the engine's default.
-        engine_options: Further ``Qwen3Reranker`` keyword arguments (``backend``,
-            ``device``, ``dtype``, ...), except ``model``.
+        engine_options: Further ``Qwen3Reranker`` keyword arguments (``backend`` with its
+            options, ``max_length``, ...), except ``model``.
         concurrency: The number of workers, or ``(min, max)`` for an autoscaling pool.
         num_gpus_per_worker: GPUs reserved per worker (fractions share a GPU); 0: none.
         num_cpus_per_worker: CPUs reserved per worker; None: Ray Data's default.
@@ -238,18 +239,34 @@ def _check_columns(ds: Any, *, inputs: Mapping[str, str], output: str) -> dict[s
 def _check_engine_options(
     engine_options: Mapping[str, Any] | None, engine: Callable[..., Any]
 ) -> dict[str, Any]:
-    """Names the engine does not take fail here, once, not in every worker's constructor."""
+    """Names the engine does not take fail here, once, not in every worker's constructor; the
+    flat backend keywords of the previous release (``device``, ...) become ``backend``'s
+    options here, with a DeprecationWarning."""
     options = dict(engine_options or {})
-    accepted = set(inspect.signature(engine).parameters) - {"model"}
+    parameters = inspect.signature(engine).parameters
+    accepted = {
+        name
+        for name, parameter in parameters.items()
+        if parameter.kind is not inspect.Parameter.VAR_KEYWORD and name != "model"
+    }
     if "model" in options:
         raise ValueError("give the model as model=, not in engine_options")
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise TypeError(
-            f"engine_options has {', '.join(map(repr, unknown))}, which "
-            f"{getattr(engine, '__name__', 'the engine')} does not take (it takes: "
-            f"{', '.join(sorted(accepted))})"
+    name = getattr(engine, "__name__", "the engine")
+    old = {key: options.pop(key) for key in sorted(set(options) - accepted)}
+    try:
+        # Frames to the caller: the fold, this check, the job function, the caller.
+        options["backend"] = options_with_old_keywords(
+            f"{name} engine_options",
+            options.get("backend", "transformers"),
+            old,
+            not_for_owner=frozenset({"share_prefix"} if name == "Qwen3Embedder" else ()),
+            stacklevel=4,
         )
+    except TypeError:
+        raise TypeError(
+            f"engine_options has {', '.join(map(repr, old))}, which {name} does not take "
+            f"(it takes: {', '.join(sorted(accepted))})"
+        ) from None
     return options
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Literal
 
-from qwen3_core.backends.options import TransformersOptions
+from qwen3_core.backends.options import TransformersOptions, backend_options
 from qwen3_core.batch.columns import require_absent, text_values, with_scores, with_vectors
 
 EmbedKind = Literal["document", "query"]
@@ -25,16 +25,10 @@ def engine_keywords(options: Mapping[str, Any]) -> dict[str, Any]:
     """
     # A tqdm bar per worker and batch would interleave in the logs; Ray Data shows progress.
     keywords = dict(options)
-    backend = keywords.get("backend", "transformers")
-    if "show_progress" in keywords or not isinstance(backend, (str, TransformersOptions)):
-        return keywords
-    if backend == "transformers":
-        backend = TransformersOptions()
+    backend = backend_options(keywords.get("backend", "transformers"))
     if isinstance(backend, TransformersOptions) and backend.show_progress is None:
-        if set(keywords) & {"device", "dtype", "max_batch_tokens", "quantization", "model_kwargs"}:
-            keywords["show_progress"] = False  # the flat keywords of earlier releases
-        else:
-            keywords["backend"] = replace(backend, show_progress=False)
+        backend = replace(backend, show_progress=False)
+    keywords["backend"] = backend
     return keywords
 
 
