@@ -15,6 +15,7 @@ API = ROOT / "docs" / "api"
 PACKAGES = [
     "qwen3_core",
     "qwen3_core.batch",
+    "qwen3_core.evaluation",
     "qwen3_core.testing",
     "langchain_qwen3",
     "llamaindex_qwen3",

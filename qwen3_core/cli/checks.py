@@ -55,7 +55,7 @@ def check_demo_arguments(args: argparse.Namespace, *, stdin_is_terminal: bool) -
         value = getattr(args, name[2:].replace("-", "_"))
         if value is not None and not value.strip():
             raise UsageError(f"{name} is empty")
-    backend = _backend_options(args)
+    backend = backend_options(args)
     instruction = _check_unicode("--instruction", args.instruction)
     queries = [_check_string("--query", query) for query in args.query or []]
     corpus = read_corpus(args.corpus) if args.corpus else sample_corpus()
@@ -102,7 +102,7 @@ def _check_unicode(name: str, value: str) -> str:
         raise UsageError(str(exc)) from exc
 
 
-def _backend_options(args: argparse.Namespace) -> BackendOptions:
+def backend_options(args: argparse.Namespace) -> BackendOptions:
     """The backend's options from --backend, --device, --dtype and --base-url."""
     # "auto" is what leaving --dtype out means: the engine chooses for the device.
     dtype = None if args.dtype is not None and args.dtype.lower() == "auto" else args.dtype

@@ -8,9 +8,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from qwen3_core.cli.checks import DemoRequest, UsageError, check_demo_arguments, check_query
+from qwen3_core.cli.eval_checks import check_eval_arguments
+from qwen3_core.cli.eval_command import run_eval
 from qwen3_core.cli.output import print_legend, print_outcome
 from qwen3_core.cli.parser import build_parser
 from qwen3_core.demo.corpus import CorpusError
+from qwen3_core.evaluation.beir import DatasetError
 
 if TYPE_CHECKING:
     from qwen3_core.demo.search import TwoStageSearch
@@ -21,6 +24,10 @@ QUIT_WORDS = {"quit", "exit", "q", "退出"}
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "eval":
+            # Only once the arguments and the dataset's files are known to be usable is the
+            # engine loaded.
+            return run_eval(check_eval_arguments(args))
         request = check_demo_arguments(args, stdin_is_terminal=_stdin_is_terminal())
         # Only now, with the arguments and the corpus known to be usable, is the engine loaded.
         return run_demo(request)
@@ -72,7 +79,7 @@ def interactive_loop(search: TwoStageSearch, request: DemoRequest) -> None:
 
 def describe_failure(exc: Exception) -> str:
     """The error line's text (after "error: ")."""
-    if isinstance(exc, (UsageError, CorpusError)):
+    if isinstance(exc, (UsageError, CorpusError, DatasetError)):
         return _one_line(exc)
     # The engine is imported by now: its errors can be recognised.
     from qwen3_core.hub import ModelNotFoundError

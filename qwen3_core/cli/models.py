@@ -5,23 +5,48 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from qwen3_core.backends.options import BackendOptions
 from qwen3_core.cli.checks import DemoRequest
+from qwen3_core.defaults import MAX_LENGTH
 
 if TYPE_CHECKING:
-    from qwen3_core.demo.search import TwoStageSearch
-
-
-def load_models(request: DemoRequest) -> TwoStageSearch:
-    """The embedding model and the reranker, ready to search; prints what it loads and how long
-    it took (importing the libraries included: the wait is the same to the user)."""
-    start = time.perf_counter()
-    _quiet_libraries()
     from qwen3_core.demo.search import TwoStageSearch
     from qwen3_core.embedder import Qwen3Embedder
     from qwen3_core.reranker import Qwen3Reranker
 
-    embedding_model, reranker_model = request.embedding_model, request.reranker_model
-    if request.tiny:
+
+def load_models(request: DemoRequest) -> TwoStageSearch:
+    """The demo's two-stage search on the engines ``load_engines`` loads."""
+    embedder, reranker = load_engines(
+        request.embedding_model,
+        request.reranker_model,
+        tiny=request.tiny,
+        backend=request.backend,
+        instruction=request.instruction,
+    )
+    from qwen3_core.demo.search import TwoStageSearch
+
+    return TwoStageSearch(embedder, reranker)
+
+
+def load_engines(
+    embedding_model: str,
+    reranker_model: str,
+    *,
+    tiny: bool,
+    backend: BackendOptions,
+    instruction: str,
+    dimensions: int | None = None,
+    max_length: int = MAX_LENGTH,
+) -> tuple[Qwen3Embedder, Qwen3Reranker]:
+    """The two engines (the tiny random models with ``tiny``); prints what it loads and how
+    long it took (importing the libraries included: the wait is the same to the user)."""
+    start = time.perf_counter()
+    _quiet_libraries()
+    from qwen3_core.embedder import Qwen3Embedder
+    from qwen3_core.reranker import Qwen3Reranker
+
+    if tiny:
         from qwen3_core.testing import build_test_models
 
         print("Using tiny RANDOM offline models: the pipeline is real, the ranking is random.")
@@ -29,15 +54,19 @@ def load_models(request: DemoRequest) -> TwoStageSearch:
         embedding_model, reranker_model = str(models.embedding), str(models.reranker)
     print(f"Loading the embedding model {embedding_model} ...")
     embedder = Qwen3Embedder(
-        embedding_model, backend=request.backend, instruction=request.instruction
+        embedding_model,
+        backend=backend,
+        instruction=instruction,
+        dimensions=dimensions,
+        max_length=max_length,
     )
     print(f"Loading the reranker {reranker_model} ...")
     reranker = Qwen3Reranker(
-        reranker_model, backend=request.backend, instruction=request.instruction
+        reranker_model, backend=backend, instruction=instruction, max_length=max_length
     )
     seconds = time.perf_counter() - start
     print(f"Loaded the embedding and reranker models in {seconds:.1f} s.")
-    return TwoStageSearch(embedder, reranker)
+    return embedder, reranker
 
 
 def _quiet_libraries() -> None:

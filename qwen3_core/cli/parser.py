@@ -6,6 +6,7 @@ import argparse
 
 from qwen3_core import defaults, prompts
 from qwen3_core.backends.options import BACKENDS
+from qwen3_core.evaluation.defaults import DEFAULT_CANDIDATES, FAISS_FROM_DOCUMENTS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,24 +55,117 @@ def build_parser() -> argparse.ArgumentParser:
         default=prompts.DEFAULT_INSTRUCTION,
         help="task instruction for queries and reranking",
     )
-    demo.add_argument(
+    add_backend_arguments(demo)
+    _add_eval_command(commands)
+    return parser
+
+
+def _add_eval_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "eval",
+        help="measure two-stage retrieval on your own BEIR-format data",
+        description="Embed a BEIR-format corpus (the vectors are cached for the next run), "
+        "then report nDCG@10, Recall@10, Recall@100 and MRR@10 of the embedding search alone "
+        "and of the embedding search followed by reranking, for each candidate count, with "
+        "the time each stage took.",
+    )
+    command.add_argument(
+        "dataset",
+        nargs="?",
+        metavar="DATASET",
+        help="a BEIR-format folder: corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv (may be "
+        "left out when --corpus, --queries and --qrels are all given)",
+    )
+    command.add_argument(
+        "--split", default="test", help="the qrels file to use, qrels/SPLIT.tsv (default: test)"
+    )
+    command.add_argument("--corpus", metavar="FILE", help="the corpus file, instead of DATASET's")
+    command.add_argument("--queries", metavar="FILE", help="the queries file, instead of DATASET's")
+    command.add_argument("--qrels", metavar="FILE", help="the qrels file, instead of DATASET's")
+    command.add_argument(
+        "--candidates",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_CANDIDATES),
+        metavar="N",
+        help="embedding candidates to rerank per query, one row each (default: "
+        + " ".join(map(str, DEFAULT_CANDIDATES))
+        + ")",
+    )
+    command.add_argument(
+        "--embedding-model",
+        help=f"hub id or local folder (default: {defaults.DEFAULT_EMBEDDING_MODEL})",
+    )
+    command.add_argument(
+        "--reranker-model",
+        help=f"hub id or local folder (default: {defaults.DEFAULT_RERANKER_MODEL})",
+    )
+    command.add_argument(
+        "--tiny",
+        action="store_true",
+        help="use tiny random offline models (no download; the metrics are those of a random "
+        "ranking)",
+    )
+    command.add_argument(
+        "--instruction",
+        default=prompts.DEFAULT_INSTRUCTION,
+        help="task instruction for queries and reranking (default: %(default)r)",
+    )
+    command.add_argument(
+        "--dimensions",
+        type=int,
+        metavar="N",
+        help="keep the first N dimensions of the embeddings (default: all)",
+    )
+    command.add_argument(
+        "--max-length",
+        type=int,
+        default=defaults.MAX_LENGTH,
+        metavar="TOKENS",
+        help="longest input in tokens; longer texts are cut (default: %(default)s)",
+    )
+    command.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where corpus vectors are kept between runs (default: qwen3-rag/corpus-vectors "
+        "in the user cache folder)",
+    )
+    command.add_argument(
+        "--no-cache", action="store_true", help="embed the corpus again and keep nothing"
+    )
+    command.add_argument(
+        "--index",
+        choices=("auto", "numpy", "faiss"),
+        default="auto",
+        help="how the embedding search runs: exact either way (default: auto, faiss from "
+        f"{FAISS_FROM_DOCUMENTS:,} documents on)",
+    )
+    command.add_argument("--output", metavar="FILE", help="also write the results as JSON")
+    command.add_argument(
+        "--plot", metavar="FILE", help="draw nDCG@10 and the time per query into a PNG file"
+    )
+    add_backend_arguments(command)
+
+
+def add_backend_arguments(command: argparse.ArgumentParser) -> None:
+    """--backend, --device, --dtype and --base-url: where the models run."""
+    command.add_argument(
         "--backend",
         choices=BACKENDS,
         default=BACKENDS[0],
         help="where the models run (default: %(default)s)",
     )
-    demo.add_argument(
+    command.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:N or mps (default: auto; transformers)"
     )
-    demo.add_argument(
+    command.add_argument(
         "--dtype",
         default=None,
         help="float32, bfloat16, float16 or auto (default: auto; transformers and vllm)",
     )
-    demo.add_argument(
+    command.add_argument(
         "--base-url",
         action="append",
         metavar="URL",
         help="a vLLM model server's address, for --backend server (repeatable: used in turn)",
     )
-    return parser

@@ -1,0 +1,134 @@
+"""Everything ``qwen3-rag eval`` can check before the engine is imported: the numbers, the
+names, the files it will write, the libraries it needs, and the dataset's three files. Each
+problem is a ``UsageError`` (a ``DatasetError`` for the dataset) with one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import cast
+
+from qwen3_core import defaults
+from qwen3_core.backends.options import BackendOptions, TransformersOptions
+from qwen3_core.cli.checks import UsageError, backend_options
+from qwen3_core.evaluation.beir import BeirDataset, load_beir
+from qwen3_core.evaluation.defaults import FAISS_FROM_DOCUMENTS, SearchIndex
+from qwen3_core.validation import check_text
+
+EVAL_EXTRA = "pip install 'qwen3-rag[eval]'"
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """A checked ``qwen3-rag eval`` command line."""
+
+    dataset: BeirDataset
+    candidates: list[int]
+    tiny: bool
+    embedding_model: str
+    reranker_model: str
+    instruction: str
+    dimensions: int | None
+    max_length: int
+    backend: BackendOptions
+    cache: bool
+    cache_dir: Path | None
+    index: SearchIndex
+    output: Path | None
+    plot: Path | None
+
+
+def check_eval_arguments(args: argparse.Namespace) -> EvalRequest:
+    """The request ``args`` make, or a ``UsageError`` (a ``DatasetError`` for the dataset)."""
+    candidates: list[int] = args.candidates
+    for count in candidates:
+        if count < 1:
+            raise UsageError(f"--candidates must be at least 1, got {count}")
+    repeated = sorted({count for count in candidates if candidates.count(count) > 1})
+    if repeated:
+        raise UsageError(f"--candidates repeats {', '.join(map(str, repeated))}")
+    if args.dimensions is not None and args.dimensions < 1:
+        raise UsageError(f"--dimensions must be at least 1, got {args.dimensions}")
+    if args.max_length < defaults.MIN_MAX_LENGTH["embedding"]:
+        raise UsageError(
+            f"--max-length must be at least {defaults.MIN_MAX_LENGTH['embedding']}, "
+            f"got {args.max_length}"
+        )
+    if args.tiny and (args.embedding_model or args.reranker_model):
+        raise UsageError("--tiny cannot be combined with --embedding-model or --reranker-model")
+    for name in ("--embedding-model", "--reranker-model"):
+        value = getattr(args, name[2:].replace("-", "_"))
+        if value is not None and not value.strip():
+            raise UsageError(f"{name} is empty")
+    if args.no_cache and args.cache_dir is not None:
+        raise UsageError("--cache-dir cannot be combined with --no-cache")
+    try:
+        instruction = check_text("--instruction", args.instruction)
+    except ValueError as exc:  # bytes that are not UTF-8 reach Python as lone surrogates
+        raise UsageError(str(exc)) from exc
+    if not instruction.strip():
+        raise UsageError("--instruction is empty")
+    output = _file_to_write("--output", args.output)
+    plot = _file_to_write("--plot", args.plot)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise UsageError(f"--plot writes a PNG file: give a name ending in .png, got '{plot}'")
+    if output is not None and output == plot:
+        raise UsageError("--output and --plot name the same file")
+    _require("ir_measures", "the metrics need ir-measures")
+    if plot is not None:
+        _require("matplotlib", "--plot needs matplotlib")
+    backend = backend_options(args)
+    if isinstance(backend, TransformersOptions):
+        backend = replace(backend, show_progress=False)  # the evaluation's own bars stand for it
+    if args.dataset is None and not (args.corpus and args.queries and args.qrels):
+        raise UsageError(
+            "give DATASET (a BEIR-format folder), or all three of --corpus, --queries and --qrels"
+        )
+    dataset = load_beir(
+        args.dataset,
+        args.split,
+        corpus_file=args.corpus,
+        queries_file=args.queries,
+        qrels_file=args.qrels,
+    )
+    large = len(dataset.documents) >= FAISS_FROM_DOCUMENTS
+    if args.index == "faiss" or (args.index == "auto" and large):
+        _require("faiss", f"searching {len(dataset.documents):,} documents needs faiss")
+    return EvalRequest(
+        dataset=dataset,
+        candidates=candidates,
+        tiny=bool(args.tiny),
+        embedding_model=args.embedding_model or defaults.DEFAULT_EMBEDDING_MODEL,
+        reranker_model=args.reranker_model or defaults.DEFAULT_RERANKER_MODEL,
+        instruction=instruction,
+        dimensions=args.dimensions,
+        max_length=args.max_length,
+        backend=backend,
+        cache=not args.no_cache,
+        cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else None,
+        index=cast(SearchIndex, args.index),  # one of the parser's choices
+        output=output,
+        plot=plot,
+    )
+
+
+def _file_to_write(name: str, value: str | None) -> Path | None:
+    """A file the command will write: its folder must exist, and it must not be a folder
+    (found now, not after the corpus is embedded)."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise UsageError(f"{name} is empty")
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise UsageError(f"{name} '{path}' is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"{name} '{path}': the folder '{path.parent}' does not exist")
+    return path
+
+
+def _require(module: str, what: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise UsageError(f"{what}: {EVAL_EXTRA}")

@@ -1,0 +1,21 @@
+"""The evaluation's defaults, in a module that imports nothing: the command line reads them
+while it parses its arguments."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+DEFAULT_CANDIDATES: tuple[int, ...] = (10, 20, 50, 100)
+"""The candidate counts reranked unless told otherwise."""
+
+STAGE1_DEPTH = 100
+"""Stage 1 alone ranks at least this many documents per query (Recall@100 needs them)."""
+
+FAISS_FROM_DOCUMENTS = 20_000
+"""From this corpus size on, stage 1 searches with faiss unless told otherwise: its exact
+search is threaded and keeps only the best scores, where numpy would hold every query's full
+row of scores."""
+
+SearchIndex = Literal["auto", "numpy", "faiss"]
+"""How stage 1 searches: ``"numpy"`` (a matrix product), ``"faiss"`` (``IndexFlatIP``) or
+``"auto"`` (faiss from ``FAISS_FROM_DOCUMENTS`` documents on); exact either way."""
