@@ -21,8 +21,10 @@ class Qwen3CrossEncoder(Qwen3RerankerSettings, BaseCrossEncoder):
     )
     ```
 
-    ``CrossEncoderReranker`` returns the documents without scores; ``Qwen3Rerank`` gives the
-    same order with ``metadata["relevance_score"]``, a threshold and async.
+    ``CrossEncoderReranker`` returns the documents without scores, sorted by P(yes) (so
+    documents whose P(yes) rounds to 1.0 stay in input order); ``Qwen3Rerank`` sorts by the
+    log-odds and gives ``metadata["relevance_score"]`` and ``metadata["relevance_logit"]``,
+    a threshold and async.
     """
 
     def score(self, text_pairs: list[tuple[str, str]]) -> list[float]:

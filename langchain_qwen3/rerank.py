@@ -16,11 +16,14 @@ from qwen3_core.validation import check_text
 
 
 class Qwen3Rerank(Qwen3RerankerSettings, BaseDocumentCompressor):
-    """Reorders retrieved documents by Qwen3-Reranker's P(yes), best first.
+    """Reorders retrieved documents by Qwen3-Reranker's judgement, best first.
 
     The returned documents are copies of the inputs (same class, ``page_content``, ``id`` and
-    metadata) with ``metadata["relevance_score"]`` = P(yes) in [0, 1]; at most ``top_n`` of
-    them, without those under ``score_threshold``. Equal scores keep their input order.
+    metadata) with ``metadata["relevance_score"]`` = P(yes) in [0, 1] and
+    ``metadata["relevance_logit"]`` = the log-odds logit("yes") - logit("no"), of which
+    P(yes) is the sigmoid; at most ``top_n`` of them, without those under
+    ``score_threshold``. The order is by log-odds, which still tells apart documents whose
+    P(yes) rounds to 1.0; equal log-odds keep their input order.
 
     ```python
     from langchain_classic.retrievers import ContextualCompressionRetriever
@@ -73,7 +76,7 @@ class Qwen3Rerank(Qwen3RerankerSettings, BaseDocumentCompressor):
     def _kept(self, documents: Sequence[Document], hits: list[RerankResult]) -> list[Document]:
         threshold = self.score_threshold
         return [
-            with_score(documents[hit.index], hit.score)
+            with_score(documents[hit.index], hit.score, hit.logit)
             for hit in hits
             if threshold is None or hit.score >= threshold
         ]

@@ -33,6 +33,7 @@ from qwen3_core.validation import check_text, check_texts
 dispatcher = get_dispatcher(__name__)
 
 RETRIEVAL_SCORE_KEY = "retrieval_score"  # the metadata key SentenceTransformerRerank uses
+RELEVANCE_LOGIT_KEY = "relevance_logit"  # the key the LangChain adapter uses too
 
 
 def check_nodes(nodes: Any) -> None:
@@ -47,8 +48,10 @@ def check_nodes(nodes: Any) -> None:
 class Qwen3Rerank(BaseNodePostprocessor):
     """Reranks retrieved nodes with ``qwen3_core.Qwen3Reranker``: each returned node's score
     is P(yes), the model's probability that the node's text (as
-    ``node.get_content(metadata_mode=MetadataMode.EMBED)``) meets the query; best first
-    (ties keep retrieval order), at most ``top_n``.
+    ``node.get_content(metadata_mode=MetadataMode.EMBED)``) meets the query, and its
+    ``metadata["relevance_logit"]`` the log-odds logit("yes") - logit("no"), of which P(yes)
+    is the sigmoid; best first by log-odds, which still tells apart nodes whose P(yes)
+    rounds to 1.0 (ties keep retrieval order), at most ``top_n``.
 
     Constructing it loads nothing and touches no network: the engine (and the weights, shared
     by every adapter on the same model, device and dtype) is built on first use, where a bad
@@ -61,9 +64,11 @@ class Qwen3Rerank(BaseNodePostprocessor):
     query_engine = index.as_query_engine(similarity_top_k=8, node_postprocessors=[rerank])
     ```
 
-    The returned ``NodeWithScore`` objects are new; the input list and its nodes are left as
-    they were. Like LlamaIndex's rerankers it emits the ``CBEventType.RERANKING`` callback
-    event and the ``ReRankStartEvent`` / ``ReRankEndEvent`` instrumentation events.
+    The returned ``NodeWithScore`` objects are new, around copies of the nodes (the log-odds
+    kept out of the text the embedding model and the LLM see); the input list and its nodes
+    are left as they were. Like LlamaIndex's rerankers it emits the
+    ``CBEventType.RERANKING`` callback event and the ``ReRankStartEvent`` /
+    ``ReRankEndEvent`` instrumentation events.
 
     Pass ``engine=Qwen3Reranker(...)`` to reuse a ready engine: its settings then fill
     ``model``, ``backend`` and ``max_length`` (and ``instruction`` unless given), and giving
@@ -260,21 +265,27 @@ class Qwen3Rerank(BaseNodePostprocessor):
         ) as event:
 
             def finish(hits: list[RerankResult]) -> list[NodeWithScore]:
-                reranked.extend(self._with_score(nodes[hit.index], hit.score) for hit in hits)
+                reranked.extend(self._with_score(nodes[hit.index], hit) for hit in hits)
                 event.on_end(payload={EventPayload.NODES: reranked})
                 return reranked
 
             yield finish
         dispatcher.event(ReRankEndEvent(nodes=reranked))
 
-    def _with_score(self, retrieved: NodeWithScore, score: float) -> NodeWithScore:
+    def _with_score(self, retrieved: NodeWithScore, hit: RerankResult) -> NodeWithScore:
         node = retrieved.node
+        # On a copy: writing into the caller's node would also change its EMBED text, and so
+        # its score, the next time the same node is reranked.
+        metadata = {**node.metadata, RELEVANCE_LOGIT_KEY: hit.logit}
         if self.keep_retrieval_score:
-            # On a copy: writing into the caller's node would also change its EMBED text, and
-            # so its score, the next time the same node is reranked.
-            metadata = {**node.metadata, RETRIEVAL_SCORE_KEY: retrieved.score}
-            node = node.model_copy(update={"metadata": metadata})
-        return NodeWithScore(node=node, score=score)
+            metadata[RETRIEVAL_SCORE_KEY] = retrieved.score
+        # The log-odds is for the caller, not text for the embedding model or the LLM.
+        update: dict[str, Any] = {"metadata": metadata}
+        for excluded in ("excluded_embed_metadata_keys", "excluded_llm_metadata_keys"):
+            keys: list[str] = getattr(node, excluded)
+            if RELEVANCE_LOGIT_KEY not in keys:
+                update[excluded] = [*keys, RELEVANCE_LOGIT_KEY]
+        return NodeWithScore(node=node.model_copy(update=update), score=hit.score)
 
     def __getstate__(self) -> dict[str, Any]:
         return state_without_engine(self)

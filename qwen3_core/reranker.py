@@ -1,4 +1,5 @@
-"""``Qwen3Reranker``: Qwen3-Reranker's yes/no judgement as a relevance score P(yes)."""
+"""``Qwen3Reranker``: Qwen3-Reranker's yes/no judgement as a relevance score P(yes), and its
+log-odds logit("yes") - logit("no"), which ranks."""
 
 from __future__ import annotations
 
@@ -40,6 +41,17 @@ class RerankResult:
     """P(yes): the model's probability that the document meets the query."""
     document: str
     """The document text."""
+    logit: float
+    """The log-odds logit("yes") - logit("no"), of which ``score`` is the sigmoid: what the
+    ranking sorts by, as it still tells apart documents whose P(yes) rounds to 1.0."""
+
+
+def p_yes(log_odds: np.ndarray) -> np.ndarray:
+    """sigmoid(log_odds) as float32, without overflow at either end: exp only ever sees
+    -|x|, and the sum is formed in float64 so that only the final rounding is lost."""
+    x = np.asarray(log_odds, dtype=np.float64)
+    small = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + small), small / (1.0 + small)).astype(np.float32)
 
 
 class Qwen3Reranker(EngineBase[RerankBackend]):
@@ -47,9 +59,11 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
 
     The prompt is the official one (system turn, ``<Instruct>/<Query>/<Document>`` user turn,
     empty think block); the score is the softmax over the "no" and "yes" logits at the last
-    position, P(yes) in [0, 1]. Every checkpoint variant in circulation scores exactly (tied
-    or untied causal LMs, ``*-seq-cls`` conversions, sentence-transformers cross-encoders),
-    and one that cannot is refused before any weights are read (see docs/engine.md).
+    position, P(yes) in [0, 1], the sigmoid of the log-odds logit("yes") - logit("no")
+    (``logits``). Rankings sort by the log-odds, which still differ where P(yes) rounds to
+    1.0. Every checkpoint variant in circulation scores exactly (tied or untied causal LMs,
+    ``*-seq-cls`` conversions, sentence-transformers cross-encoders), and one that cannot is
+    refused before any weights are read (see docs/engine.md).
 
     ```python
     from qwen3_core import Qwen3Reranker, TransformersOptions
@@ -152,15 +166,57 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         self, query: str, documents: Sequence[str], instruction: str | None = None
     ) -> np.ndarray:
         """P(yes) of each document for ``query``: float32 (len(documents),), input order."""
-        check_text("query", query)
-        docs = check_texts("documents", documents)
-        return self._score([(query, d) for d in docs], instruction)
+        return p_yes(self.logits(query, documents, instruction))
 
     def score_pairs(
         self, pairs: Sequence[tuple[str, str]], instruction: str | None = None
     ) -> np.ndarray:
         """P(yes) of each (query, document) pair: float32 (len(pairs),), input order."""
-        return self._score(check_pairs("pairs", pairs), instruction)
+        return p_yes(self.logits_pairs(pairs, instruction))
+
+    def logits(
+        self, query: str, documents: Sequence[str], instruction: str | None = None
+    ) -> np.ndarray:
+        """The log-odds logit("yes") - logit("no") of each document for ``query``.
+
+        ``score`` is their sigmoid. Unlike P(yes), which rounds to exactly 1.0 in float32
+        once the log-odds pass about 17, they keep confident documents apart.
+
+        Args:
+            query: The query the documents are judged against.
+            documents: The documents to judge.
+            instruction: The task in the prompt; None: the engine's ``instruction``.
+
+        Returns:
+            float32 array of shape (len(documents),), in input order.
+
+        Raises:
+            TypeError: ``query`` or ``instruction`` is not a str, or ``documents`` not a
+                list of str.
+            FloatingPointError: The model produced NaN or inf.
+        """
+        check_text("query", query)
+        docs = check_texts("documents", documents)
+        return self._logits([(query, d) for d in docs], instruction)
+
+    def logits_pairs(
+        self, pairs: Sequence[tuple[str, str]], instruction: str | None = None
+    ) -> np.ndarray:
+        """The log-odds logit("yes") - logit("no") of each (query, document) pair.
+
+        Args:
+            pairs: (query, document) pairs, each judged on its own.
+            instruction: The task in the prompt; None: the engine's ``instruction``.
+
+        Returns:
+            float32 array of shape (len(pairs),), in input order; ``score_pairs`` is their
+            sigmoid.
+
+        Raises:
+            TypeError: ``pairs`` is not a list of (str, str), or ``instruction`` not a str.
+            FloatingPointError: The model produced NaN or inf.
+        """
+        return self._logits(check_pairs("pairs", pairs), instruction)
 
     def rerank(
         self,
@@ -169,23 +225,63 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         top_n: int | None = None,
         instruction: str | None = None,
     ) -> list[RerankResult]:
-        """The documents best first (ties keep input order), at most ``top_n`` of them."""
+        """The documents best first by log-odds (ties keep input order), at most ``top_n``
+        of them."""
         check_optional_int("top_n", top_n, minimum=0)
-        return self._ranked(documents, self.score(query, documents, instruction), top_n)
+        return self._ranked(documents, self.logits(query, documents, instruction), top_n)
 
     async def ascore(
         self, query: str, documents: Sequence[str], instruction: str | None = None
     ) -> np.ndarray:
         """``score``, awaitable."""
-        check_text("query", query)
-        docs = check_texts("documents", documents)
-        return await self._ascore([(query, d) for d in docs], instruction)
+        return p_yes(await self.alogits(query, documents, instruction))
 
     async def ascore_pairs(
         self, pairs: Sequence[tuple[str, str]], instruction: str | None = None
     ) -> np.ndarray:
         """``score_pairs``, awaitable."""
-        return await self._ascore(check_pairs("pairs", pairs), instruction)
+        return p_yes(await self.alogits_pairs(pairs, instruction))
+
+    async def alogits(
+        self, query: str, documents: Sequence[str], instruction: str | None = None
+    ) -> np.ndarray:
+        """``logits``, awaitable: on the server backend it awaits the network; locally the
+        model runs in a worker thread.
+
+        Args:
+            query: The query the documents are judged against.
+            documents: The documents to judge.
+            instruction: The task in the prompt; None: the engine's ``instruction``.
+
+        Returns:
+            float32 array of shape (len(documents),), in input order.
+
+        Raises:
+            TypeError: ``query`` or ``instruction`` is not a str, or ``documents`` not a
+                list of str.
+            FloatingPointError: The model produced NaN or inf.
+        """
+        check_text("query", query)
+        docs = check_texts("documents", documents)
+        return await self._alogits([(query, d) for d in docs], instruction)
+
+    async def alogits_pairs(
+        self, pairs: Sequence[tuple[str, str]], instruction: str | None = None
+    ) -> np.ndarray:
+        """``logits_pairs``, awaitable.
+
+        Args:
+            pairs: (query, document) pairs, each judged on its own.
+            instruction: The task in the prompt; None: the engine's ``instruction``.
+
+        Returns:
+            float32 array of shape (len(pairs),), in input order.
+
+        Raises:
+            TypeError: ``pairs`` is not a list of (str, str), or ``instruction`` not a str.
+            FloatingPointError: The model produced NaN or inf.
+        """
+        return await self._alogits(check_pairs("pairs", pairs), instruction)
 
     async def arerank(
         self,
@@ -196,14 +292,19 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
     ) -> list[RerankResult]:
         """``rerank``, awaitable."""
         check_optional_int("top_n", top_n, minimum=0)
-        return self._ranked(documents, await self.ascore(query, documents, instruction), top_n)
+        return self._ranked(documents, await self.alogits(query, documents, instruction), top_n)
 
     @staticmethod
     def _ranked(
-        documents: Sequence[str], scores: np.ndarray, top_n: int | None
+        documents: Sequence[str], log_odds: np.ndarray, top_n: int | None
     ) -> list[RerankResult]:
-        order = np.argsort(-scores, kind="stable")[:top_n]
-        return [RerankResult(int(i), float(scores[i]), documents[i]) for i in order]
+        # By log-odds, not P(yes): P(yes) of log-odds 18 and 25 are both 1.0 in float32.
+        order = np.argsort(-log_odds, kind="stable")[:top_n]
+        scores = p_yes(log_odds[order])
+        return [
+            RerankResult(int(i), float(p), documents[i], float(log_odds[i]))
+            for i, p in zip(order, scores, strict=True)
+        ]
 
     def _task(self, instruction: str | None) -> str:
         return self.instruction if instruction is None else check_text("instruction", instruction)
@@ -217,27 +318,27 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         return prompts_, inverse
 
     @staticmethod
-    def _spread(scores: np.ndarray, inverse: np.ndarray) -> np.ndarray:
-        return np.asarray(check_finite(scores, "scores")[inverse], dtype=np.float32)
+    def _spread(log_odds: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+        return np.asarray(check_finite(log_odds, "scores")[inverse], dtype=np.float32)
 
-    def _score(self, pairs: list[tuple[str, str]], instruction: str | None) -> np.ndarray:
+    def _logits(self, pairs: list[tuple[str, str]], instruction: str | None) -> np.ndarray:
         task = self._task(instruction)
         backend = self._backend
         if not pairs:
             return np.zeros(0, dtype=np.float32)
         prompts_, inverse = self._tokenize(pairs, task)
-        return self._spread(backend.score(prompts_), inverse)
+        return self._spread(backend.logits(prompts_), inverse)
 
-    async def _ascore(self, pairs: list[tuple[str, str]], instruction: str | None) -> np.ndarray:
+    async def _alogits(self, pairs: list[tuple[str, str]], instruction: str | None) -> np.ndarray:
         task = self._task(instruction)
         backend = self._backend
         if not isinstance(backend, AsyncRerankBackend):
             # Local compute: in a worker thread, so the event loop keeps serving meanwhile.
-            return await asyncio.to_thread(self._score, pairs, task)
+            return await asyncio.to_thread(self._logits, pairs, task)
         if not pairs:
             return np.zeros(0, dtype=np.float32)
         prompts_, inverse = await asyncio.to_thread(self._tokenize, pairs, task)
-        return self._spread(await backend.ascore(prompts_), inverse)
+        return self._spread(await backend.alogits(prompts_), inverse)
 
     def __repr__(self) -> str:
         return (

@@ -3,10 +3,12 @@
 Seed 002 (embedding): tokenizer with its own <|endoftext|> post-processor, truncation to
 max_length, last-token pooling, optional dimension cut, L2 normalisation.
 Seed 000 (reranker): prefix/suffix token ids around the tokenised, truncated body; full
-logits at the last position; log_softmax over [no, yes]; exp of the yes entry.
+logits at the last position; log_softmax over [no, yes]; exp of the yes entry. The log-odds
+is the yes entry minus the no entry of those same float32 logits.
 Sequence-classification conversions: the same prompt through transformers'
-Qwen3ForSequenceClassification; one label, P(yes) = sigmoid(score); two labels ordered
-[no, yes], P(yes) = softmax(scores)[1].
+Qwen3ForSequenceClassification; one label, P(yes) = sigmoid(score) and the log-odds is the
+score; two labels ordered [no, yes], P(yes) = softmax(scores)[1] and the log-odds is
+scores[1] - scores[0].
 """
 
 from __future__ import annotations
@@ -81,6 +83,13 @@ class ReferenceReranker:
         pair = torch.stack([logits[:, self.no], logits[:, self.yes]], dim=1)
         return float(F.log_softmax(pair, dim=1)[0, 1].exp())
 
+    @torch.no_grad()
+    def logit(self, query: str, document: str, **kwargs: object) -> float:
+        """logit("yes") - logit("no") at the last position, from the full float32 logits."""
+        ids = torch.tensor([self.prompt_ids(query, document, **kwargs)])  # type: ignore[arg-type]
+        logits = self.model(input_ids=ids).logits[0, -1, :]
+        return float(logits[self.yes] - logits[self.no])
+
 
 class ReferenceSeqClsReranker(ReferenceReranker):
     def __init__(self, path: Path) -> None:
@@ -98,3 +107,12 @@ class ReferenceSeqClsReranker(ReferenceReranker):
         if logits.shape[0] == 1:
             return float(torch.sigmoid(logits[0]))
         return float(F.softmax(logits, dim=0)[1])
+
+    @torch.no_grad()
+    def logit(self, query: str, document: str, **kwargs: object) -> float:
+        """One label: the score itself; two labels [no, yes]: score[yes] - score[no]."""
+        ids = torch.tensor([self.prompt_ids(query, document, **kwargs)])  # type: ignore[arg-type]
+        logits = self.model(input_ids=ids).logits[0]
+        if logits.shape[0] == 1:
+            return float(logits[0])
+        return float(logits[1] - logits[0])

@@ -116,9 +116,13 @@ class StandInServer:
             return 200, {"object": "list", "data": data}
         if path == "/classify" and body["model"] == self.reranker_name:
             empty = np.zeros(0, dtype=np.int64)
-            probs = self._rerank.score([RerankPrompt(empty, ids) for ids in inputs])
+            log_odds = self._rerank.logits([RerankPrompt(empty, ids) for ids in inputs])
+            # As vLLM's folded yes/no classifier: its sigmoid in float32 unless the request
+            # turns the activation off, and then the raw logit, still under "probs".
+            if body.get("use_activation", True):
+                log_odds = torch.sigmoid(torch.from_numpy(log_odds)).numpy()
             data = [
-                {"index": i, "probs": [float(p)], "num_classes": 1} for i, p in enumerate(probs)
+                {"index": i, "probs": [float(v)], "num_classes": 1} for i, v in enumerate(log_odds)
             ]
             return 200, {"object": "list", "data": data}
         message = f"The model `{body['model']}` does not exist."

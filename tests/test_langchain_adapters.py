@@ -240,8 +240,10 @@ def test_documents_are_copied_with_ids_and_metadata(
         assert out.metadata == {
             **source.metadata,
             "relevance_score": out.metadata["relevance_score"],
+            "relevance_logit": out.metadata["relevance_logit"],
         }
         assert isinstance(out.metadata["relevance_score"], float)
+        assert isinstance(out.metadata["relevance_logit"], float)
         assert 0.0 <= out.metadata["relevance_score"] <= 1.0
     assert [d.metadata["relevance_score"] for d in got] == sorted(
         (d.metadata["relevance_score"] for d in got), reverse=True

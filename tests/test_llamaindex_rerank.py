@@ -66,7 +66,14 @@ def test_inputs_are_left_as_they_were(rerank: Qwen3Rerank, corpus: list[str]) ->
     out = rerank.postprocess_nodes(nodes, query_str=QUERY)
     assert [(n.node.node_id, n.score, dict(n.node.metadata)) for n in nodes] == before
     assert not any(o is n for o in out for n in nodes)  # new NodeWithScore objects
-    assert all(any(o.node is n.node for n in nodes) for o in out)  # around the same nodes
+    # Around copies of the same nodes, which carry the log-odds in their metadata.
+    by_id = {n.node.node_id: n.node for n in nodes}
+    for o in out:
+        source = by_id[o.node.node_id]
+        assert o.node is not source and o.node.get_content() == source.get_content()
+        logit = o.node.metadata["relevance_logit"]
+        assert isinstance(logit, float)
+        assert o.node.metadata == {**source.metadata, "relevance_logit": logit}
 
 
 def test_keep_retrieval_score(reranker: Qwen3Reranker, corpus: list[str]) -> None:

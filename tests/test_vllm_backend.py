@@ -18,6 +18,7 @@ else:
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker, VllmOptions
 from qwen3_core.testing import ModelPaths, VariantPaths
+from qwen3_core.testing.variants import sharpened_reranker_copy
 from tests.options import CPU
 
 TASK = "Find the passage that answers the question"
@@ -82,6 +83,8 @@ def test_rerank_scores(
         got = vllm_reranker.score(query, docs)
         np.testing.assert_allclose(got, torch_reranker.score(query, docs), atol=1e-4)
         assert got.max() - got.min() > 0.1  # the scores really differ between documents
+        log_odds = vllm_reranker.logits(query, docs)
+        np.testing.assert_allclose(log_odds, torch_reranker.logits(query, docs), atol=1e-4)
     np.testing.assert_allclose(
         vllm_reranker.score(queries[0], docs, instruction=TASK),
         torch_reranker.score(queries[0], docs, instruction=TASK),
@@ -213,9 +216,32 @@ def test_checkpoint_variants_on_vllm(
     conversion as vLLM's own classifier (no yes/no overrides), the others folded into one."""
     folder = test_variants.rerankers[name]
     docs = [*corpus[:8], ATTACK]
-    want = Qwen3Reranker(folder, backend=CPU, max_length=128).score("什么是重力？", docs)
+    local = Qwen3Reranker(folder, backend=CPU, max_length=128)
+    want, want_log_odds = local.score("什么是重力？", docs), local.logits("什么是重力？", docs)
     with Qwen3Reranker(folder, backend=EAGER, max_length=128) as engine:
         np.testing.assert_allclose(engine.score("什么是重力？", docs), want, atol=1e-4)
+        np.testing.assert_allclose(engine.logits("什么是重力？", docs), want_log_odds, atol=1e-4)
+
+
+def test_large_log_odds_on_vllm(
+    test_models: ModelPaths, tmp_path_factory: pytest.TempPathFactory, corpus: list[str]
+) -> None:
+    """vLLM's classifier runs without its activation, so the log-odds are its raw output: a
+    model whose P(yes) rounds to 1.0 for several documents still ranks them apart, as the
+    transformers backend does (logit(P(yes)) would be inf for them)."""
+    target = tmp_path_factory.mktemp("sharpened") / "reranker"
+    folder = sharpened_reranker_copy(test_models.reranker, target, factor=5.0)
+    query = "What is the capital of China?"
+    local = Qwen3Reranker(folder, backend=CPU, max_length=128)
+    want = local.logits(query, corpus)
+    saturated = np.flatnonzero(local.score(query, corpus) == 1.0)
+    assert len(saturated) >= 3
+    with Qwen3Reranker(folder, backend=EAGER, max_length=128) as engine:
+        got = engine.logits(query, corpus)
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+        assert (engine.score(query, corpus)[saturated] == 1.0).all()
+        hits = engine.rerank(query, corpus)
+    assert [h.index for h in hits] == [h.index for h in local.rerank(query, corpus)]
 
 
 @pytest.mark.parametrize("name", [pytest.param("causal-lm", marks=SLOW), "sentence-transformers"])

@@ -23,6 +23,7 @@ from langchain_core.documents import Document
 from qwen3_core import Qwen3Embedder, Qwen3Reranker, ServerOptions
 from qwen3_core.backends.http import ServerError
 from qwen3_core.testing import ModelPaths, VariantPaths, VllmServer
+from qwen3_core.testing.variants import sharpened_reranker_copy
 from tests.options import CPU
 
 pytestmark = pytest.mark.timeout(900)
@@ -121,6 +122,9 @@ def test_scores_equal_the_transformers_backend(
         np.testing.assert_allclose(
             remote_reranker.score(query, docs), local_reranker.score(query, docs), atol=1e-4
         )
+        np.testing.assert_allclose(
+            remote_reranker.logits(query, docs), local_reranker.logits(query, docs), atol=1e-4
+        )
 
 
 def test_a_thousand_inputs(remote_embedder: Qwen3Embedder, local_embedder: Qwen3Embedder) -> None:
@@ -218,8 +222,8 @@ def test_server_killed_mid_run_then_restarted(
 
 
 def test_sequence_classification_server(test_variants: VariantPaths, corpus: list[str]) -> None:
-    """A server started on a two-label conversion, without overrides: the client reads
-    [P(no), P(yes)] and keeps P(yes)."""
+    """A server started on a two-label conversion, without overrides: the client reads the
+    raw [score_no, score_yes] and takes their difference, the log-odds."""
     folder = test_variants.rerankers["seq-cls-2"]
     server = VllmServer(folder, reranker=True, scratch=scratch(), max_model_len=MAX_LENGTH)
     try:
@@ -232,5 +236,36 @@ def test_sequence_classification_server(test_variants: VariantPaths, corpus: lis
             np.testing.assert_allclose(
                 remote.score("什么是重力？", docs), local.score("什么是重力？", docs), atol=1e-4
             )
+            np.testing.assert_allclose(
+                remote.logits("什么是重力？", docs), local.logits("什么是重力？", docs), atol=1e-4
+            )
+    finally:
+        server.stop()
+
+
+def test_large_log_odds_server(
+    test_models: ModelPaths, tmp_path_factory: pytest.TempPathFactory, corpus: list[str]
+) -> None:
+    """The client asks /classify for the raw logit (use_activation: false): documents whose
+    P(yes) rounds to 1.0 keep their log-odds, and their order, as on the transformers
+    backend."""
+    target = tmp_path_factory.mktemp("sharpened") / "reranker"
+    folder = sharpened_reranker_copy(test_models.reranker, target, factor=5.0)
+    query = "What is the capital of China?"
+    local = Qwen3Reranker(folder, backend=CPU, max_length=MAX_LENGTH)
+    saturated = np.flatnonzero(local.score(query, corpus) == 1.0)
+    assert len(saturated) >= 3
+    server = VllmServer(folder, reranker=True, scratch=scratch(), max_model_len=MAX_LENGTH)
+    try:
+        server.launch().wait_healthy()
+        with Qwen3Reranker(
+            folder, backend=ServerOptions(base_url=server.url), max_length=MAX_LENGTH
+        ) as remote:
+            np.testing.assert_allclose(
+                remote.logits(query, corpus), local.logits(query, corpus), atol=1e-4, rtol=0
+            )
+            hits = remote.rerank(query, corpus)
+        assert [h.index for h in hits] == [h.index for h in local.rerank(query, corpus)]
+        assert {h.score for h in hits if h.index in saturated} == {1.0}
     finally:
         server.stop()

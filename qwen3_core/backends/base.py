@@ -29,8 +29,10 @@ class EmbeddingBackend(Protocol):
 class RerankBackend(Protocol):
     """Runs the reranker."""
 
-    def score(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
-        """P(yes) for each prompt: float32 (n,), in input order."""
+    def logits(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
+        """The log-odds logit("yes") - logit("no") for each prompt: float32 (n,), in input
+        order. The engine derives P(yes) as their sigmoid; a backend never returns P(yes),
+        whose float32 value is 1.0 for every log-odds past about 17."""
         ...
 
     def close(self) -> None:
@@ -51,6 +53,6 @@ class AsyncEmbeddingBackend(EmbeddingBackend, Protocol):
 class AsyncRerankBackend(RerankBackend, Protocol):
     """A rerank backend that can also wait without a thread (a network client)."""
 
-    async def ascore(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
-        """``score`` on the running event loop."""
+    async def alogits(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
+        """``logits`` on the running event loop."""
         ...

@@ -2,10 +2,14 @@
 
 - Embedding: ``POST /v1/embeddings`` with ``input`` as lists of token ids; the server runs
   last-token pooling (and normalises); the engine cuts to ``dimensions`` and normalises.
-- Reranking: ``POST /classify`` with the full prompt's token ids, on a server started with
-  the yes/no classifier overrides (``RERANKER_OVERRIDES`` of the vLLM backend); its single
-  probability is sigmoid(logit_yes - logit_no) = P(yes). A sequence-classification
-  conversion runs without overrides: one label is P(yes), two labels are [P(no), P(yes)].
+- Reranking: ``POST /classify`` with the full prompt's token ids and ``use_activation:
+  false``, on a server started with the yes/no classifier overrides (``RERANKER_OVERRIDES``
+  of the vLLM backend): the answer's single value is then the raw log-odds
+  logit_yes - logit_no, not the float32 P(yes) it returns by default, from which the
+  log-odds cannot be recovered once it rounds to 1.0. A sequence-classification conversion
+  runs without overrides: one label's raw score is the log-odds; two labels answer
+  [score_no, score_yes], and the log-odds is their difference. A vLLM too old to know
+  ``use_activation`` ignores it and answers P(yes).
 
 The client tokenizes with the one prompt module, so the server sees exactly the tokens the
 local backends see and user text cannot inject template tokens; vLLM's text endpoints
@@ -20,7 +24,7 @@ import asyncio
 import json
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -167,9 +171,9 @@ class ServerEmbeddingBackend(_ServerBackend):
 
 
 class ServerRerankBackend(_ServerBackend):
-    """Qwen3-Reranker on vLLM servers, as a classifier (``/classify``): a causal-LM reranker
-    or a one-label conversion gives one probability, P(yes); a two-label conversion gives
-    [P(no), P(yes)]."""
+    """Qwen3-Reranker on vLLM servers, as a classifier (``/classify``) without its
+    activation: a causal-LM reranker or a one-label conversion gives one raw logit, the
+    log-odds; a two-label conversion gives [score_no, score_yes]."""
 
     path = "/classify"
 
@@ -180,23 +184,35 @@ class ServerRerankBackend(_ServerBackend):
         self._yes = variant.yes_label if seq_cls else 0
         self._flags = "--runner pooling" if seq_cls else RERANKER_SERVER_FLAGS
 
+    def _body(self, sequences: Sequence[TokenIds]) -> dict[str, Any]:
+        # The raw logits, not P(yes): see the module's docstring.
+        return {**super()._body(sequences), "use_activation": False}
+
     def _parse(self, answer: Any, count: int) -> np.ndarray:
         where = f"the reranker server ({self.path})"
         rows = _rows(answer, count, where)
-        probs = [r.get("probs") for r in rows]
-        if any(not isinstance(p, list) or len(p) != self._labels for p in probs):
+        # With the activation off, vLLM's "probs" field carries the raw logits.
+        raw = [r.get("probs") for r in rows]
+        if any(not isinstance(p, list) or len(p) != self._labels for p in raw):
             raise ServerError(
-                f"{where} returned {str(probs[0])[:80]} instead of {self._labels} "
-                f"probabilit{'y' if self._labels == 1 else 'ies'} per prompt: start the "
+                f"{where} returned {str(raw[0])[:80]} instead of {self._labels} "
+                f"logit{'' if self._labels == 1 else 's'} per prompt: start the "
                 f"reranker server with {self._flags}"
             )
-        chosen = [p[self._yes] for p in probs]  # type: ignore[index]
-        return _floats(chosen, count, "probability list", where)
+        lists = cast(list[list[Any]], raw)
+        columns = [
+            _floats([p[label] for p in lists], count, "logit list", where)
+            for label in range(self._labels)
+        ]
+        if self._labels == 1:
+            return columns[0]
+        log_odds: np.ndarray = columns[self._yes] - columns[1 - self._yes]
+        return log_odds
 
-    def score(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
+    def logits(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
         parts = self._run([p.ids for p in prompts])
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
-    async def ascore(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
+    async def alogits(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
         parts = await self._arun([p.ids for p in prompts])
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)

@@ -208,7 +208,8 @@ class TransformersEmbeddingBackend(_TorchBackend):
 def score_rows(
     model: torch.nn.Module, variant: Variant | None, *, yes_id: int, no_id: int
 ) -> torch.Tensor:
-    """The (2, hidden) float32 rows [no, yes] whose softmax over ``state @ rows.T`` is P(yes)."""
+    """The (2, hidden) float32 rows [no, yes] whose softmax over ``state @ rows.T`` is P(yes);
+    ``state @ (yes - no)`` is the log-odds."""
     if variant is not None and variant.architecture == "seq_cls":
         score: Any = model.score
         weight: torch.Tensor = score.weight.detach().float()
@@ -221,12 +222,14 @@ def score_rows(
 
 
 class TransformersRerankBackend(_TorchBackend):
-    """P(yes) from the checkpoint's own scoring head, never the full-vocabulary logits: the
-    base model's last hidden state times two float32 rows [no, yes], then a softmax.
+    """The log-odds logit("yes") - logit("no") from the checkpoint's own scoring head, never
+    the full-vocabulary logits: the base model's last hidden state times the float32
+    difference of its two rows [no, yes] (the softmax of the official formula is the
+    sigmoid of that difference).
 
     - A causal LM: the lm_head rows of the "no" and "yes" tokens (the official formula).
-    - Sequence classification, two labels: the score rows of "no" and "yes" (its softmax).
-    - Sequence classification, one label: rows [0, w], since softmax([0, s])[1] = sigmoid(s).
+    - Sequence classification, two labels: the score rows of "no" and "yes".
+    - Sequence classification, one label: rows [0, w], so the log-odds is its score itself.
     """
 
     def __init__(
@@ -248,14 +251,15 @@ class TransformersRerankBackend(_TorchBackend):
             max_batch_size=max_batch_size,
             show_progress=show_progress,
         )
-        self._rows = score_rows(model, loaded.variant, yes_id=yes_id, no_id=no_id)
+        no_row, yes_row = score_rows(model, loaded.variant, yes_id=yes_id, no_id=no_id)
+        self._direction = yes_row - no_row
         self.share_prefix = share_prefix
 
-    def _p_yes(self, states: torch.Tensor) -> np.ndarray:
-        logits = states.float() @ self._rows.T  # (B, 2): [no, yes]
-        return torch.log_softmax(logits, dim=-1)[:, 1].exp().cpu().numpy()
+    def _log_odds(self, states: torch.Tensor) -> np.ndarray:
+        log_odds: np.ndarray = (states.float() @ self._direction).cpu().numpy()
+        return log_odds
 
-    def score(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
+    def logits(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
         out = np.empty(len(prompts), dtype=np.float32)
         shared: list[list[int]] = []
         alone = list(range(len(prompts)))
@@ -288,11 +292,11 @@ class TransformersRerankBackend(_TorchBackend):
     def _score_sequences(
         self, sequences: Sequence[TokenIds], bar: tqdm[Any], prefix: KVCache | None = None
     ) -> np.ndarray:
-        """P(yes) of each sequence: whole prompts, or (with ``prefix``, the cached head of
-        one query) that query's documents and suffix."""
+        """The log-odds of each sequence: whole prompts, or (with ``prefix``, the cached head
+        of one query) that query's documents and suffix."""
 
         def run(batch: np.ndarray) -> np.ndarray:
-            return self._p_yes(self._runner.last_hidden([sequences[i] for i in batch], prefix))
+            return self._log_odds(self._runner.last_hidden([sequences[i] for i in batch], prefix))
 
         out = np.empty(len(sequences), dtype=np.float32)
         return self._runner.run([len(s) for s in sequences], run, out, bar)

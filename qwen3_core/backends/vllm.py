@@ -2,10 +2,14 @@
 
 - Embedding: last-token pooling with normalisation; the engine cuts to ``dimensions`` and
   re-normalises, which equals cutting the raw state first.
-- Reranking: the reranker's "no"/"yes" lm_head rows folded into a two-token classifier
-  (vLLM's ``Qwen3ForSequenceClassification`` overrides), so vLLM never computes the full
-  vocabulary and returns sigmoid(logit_yes - logit_no) = P(yes). ``llm.score`` on raw text is
-  never used: without the template it scores the bare concatenation of query and document.
+- Reranking: the reranker's "no"/"yes" lm_head rows folded into a one-output classifier
+  (vLLM's ``Qwen3ForSequenceClassification`` overrides; its weight is yes - no in float32),
+  so vLLM never computes the full vocabulary. The classifier runs with its activation off
+  and returns the log-odds logit_yes - logit_no itself: the P(yes) it returns otherwise is
+  float32, and logit(P(yes)) loses precision as P(yes) nears 1 (2.7e-4 at log-odds 5 to
+  10, measured on a sharpened tiny model) and everything once it rounds to 1.0 (log-odds
+  past about 17). ``llm.score`` on raw text is never used: without the template it scores
+  the bare concatenation of query and document.
 
 Prompts go in as ``TokensPrompt(prompt_token_ids=...)``, so vLLM sees exactly the tokens the
 transformers backend sees, and user text cannot inject template tokens. vLLM is imported
@@ -15,6 +19,7 @@ only when this backend is asked for.
 from __future__ import annotations
 
 import gc
+import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -155,13 +160,31 @@ class VllmEmbeddingBackend(_VllmEngine):
 
 def reranker_overrides(no_token: str, yes_token: str) -> dict[str, Any]:
     """vLLM's ``hf_overrides`` that fold a causal-LM reranker's two lm_head rows into a
-    one-output classifier: sigmoid(logit_yes - logit_no) = P(yes)."""
+    one-output classifier: its raw output is logit_yes - logit_no, its sigmoid P(yes)."""
     return {**RERANKER_OVERRIDES, "classifier_from_token": [no_token, yes_token]}
 
 
+def raw_classifier_params() -> Any:
+    """``PoolingParams`` that turn the classifier's activation off, so ``classify`` returns
+    the raw logits. vLLM calls the flag ``use_activation``; releases before it had
+    ``activation``."""
+    from vllm import PoolingParams
+
+    fields = inspect.signature(PoolingParams).parameters
+    for flag in ("use_activation", "activation"):
+        if flag in fields:
+            return PoolingParams(**{flag: False})
+    raise ImportError(
+        "backend='vllm' needs a vLLM whose classifier can return raw logits "
+        "(PoolingParams(use_activation=False)): pip install -U 'qwen3-rag[vllm]'"
+    )
+
+
 class VllmRerankBackend(_VllmEngine):
-    """Qwen3-Reranker on vLLM's pooling runner, as a classifier: a causal LM with the yes/no
-    overrides, a sequence-classification conversion as it is."""
+    """Qwen3-Reranker on vLLM's pooling runner, as a classifier without its activation: a
+    causal LM with the yes/no overrides (one raw output, the log-odds), a
+    sequence-classification conversion as it is (one label: its score is the log-odds; two
+    labels: score[yes] - score[no])."""
 
     def __init__(
         self,
@@ -175,10 +198,24 @@ class VllmRerankBackend(_VllmEngine):
     ) -> None:
         seq_cls = variant.architecture == "seq_cls"
         overrides = {} if seq_cls else {"hf_overrides": reranker_overrides(*score_tokens)}
+        raw_classifier_params()  # before the engine starts: an old vLLM fails fast
         super().__init__(_start(folder, dtype, options, max_length, **overrides))
-        # One label (or the folded causal LM): sigmoid, P(yes); two labels: softmax.
-        self._yes = variant.yes_label if seq_cls else 0
+        self._two_labels = seq_cls and variant.num_labels == 2
+        self._yes = variant.yes_label if self._two_labels else 0
 
-    def score(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
-        outputs = self.llm.classify(_prompts([p.ids for p in prompts]), use_tqdm=False)
-        return np.asarray([o.outputs.probs[self._yes] for o in outputs], dtype=np.float32)
+    def logits(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
+        if not prompts:
+            return np.zeros(0, dtype=np.float32)
+        # New params per call: vLLM fills in the ones it is given.
+        outputs = self.llm.classify(
+            _prompts([p.ids for p in prompts]),
+            pooling_params=raw_classifier_params(),
+            use_tqdm=False,
+        )
+        # ``probs`` holds the raw logits here, as the activation is off.
+        raw = np.asarray([o.outputs.probs for o in outputs], dtype=np.float32)
+        raw = raw.reshape(len(prompts), -1)
+        if self._two_labels:
+            log_odds: np.ndarray = raw[:, self._yes] - raw[:, 1 - self._yes]
+            return log_odds
+        return raw[:, 0].copy()

@@ -125,6 +125,30 @@ def seq_cls_copy(reranker: Path, target: Path, num_labels: int) -> Path:
     return target
 
 
+def sharpened_reranker_copy(reranker: Path, target: Path, factor: float) -> Path:
+    """The reranker with its "yes" lm_head row moved so that every log-odds
+    logit("yes") - logit("no") is ``factor`` times the original: a model confident enough
+    that P(yes) of several documents rounds to exactly 1.0 in float32.
+
+    Args:
+        reranker: A causal-LM reranker folder with its own lm_head in one
+            ``model.safetensors``.
+        target: Where to write the copy; an existing folder there is replaced.
+        factor: What the log-odds are multiplied by.
+
+    Returns:
+        ``target``.
+    """
+    _copy_folder(reranker, target)
+    tensors = load_file(str(reranker / "model.safetensors"))
+    yes, no = _token_ids(reranker)
+    head = tensors["lm_head.weight"].clone()
+    head[yes] = head[no] + factor * (head[yes] - head[no])
+    tensors["lm_head.weight"] = head
+    save_file(tensors, str(target / "model.safetensors"), metadata={"format": "pt"})
+    return target
+
+
 def sentence_transformers_reranker_copy(reranker: Path, target: Path) -> Path:
     """The reranker as sentence-transformers (5.4 and later) saves a causal-LM cross-encoder:
     the weights at the root, and a LogitScore module that names the true/false token ids.
