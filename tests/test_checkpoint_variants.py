@@ -172,7 +172,7 @@ def test_embedder_saved_by_sentence_transformers_matches_its_encode(
     model = SentenceTransformer(
         modules=[transformer, pooling, Normalize()],
         prompts={"query": prompt, "document": ""},
-        backend=CPU,
+        device="cpu",
     )
     model.save(str(tmp_path / "st"))
     engine = Qwen3Embedder(tmp_path / "st", backend=CPU)
