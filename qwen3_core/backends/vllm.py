@@ -168,12 +168,11 @@ def raw_classifier_params() -> Any:
     """``PoolingParams`` that turn the classifier's activation off, so ``classify`` returns
     the raw logits. vLLM calls the flag ``use_activation``; releases before it had
     ``activation``."""
-    from vllm import PoolingParams
-
-    fields = inspect.signature(PoolingParams).parameters
+    pooling_params = _import_vllm().PoolingParams  # the extra's name if vLLM is missing
+    fields = inspect.signature(pooling_params).parameters
     for flag in ("use_activation", "activation"):
         if flag in fields:
-            return PoolingParams(**{flag: False})
+            return pooling_params(**{flag: False})
     raise ImportError(
         "backend='vllm' needs a vLLM whose classifier can return raw logits "
         "(PoolingParams(use_activation=False)): pip install -U 'qwen3-rag[vllm]'"
