@@ -1,5 +1,5 @@
-"""Reranking throughput: qwen3-rag (shared query prefix, and whole prompts) against seed
-000's loop (full-vocabulary logits, left padding, fixed batches of 16).
+"""Reranking throughput: qwen3-rag (shared query prefix, and whole prompts) against the
+model card's loop (full-vocabulary logits, left padding, fixed batches of 16).
 
 Workloads: 1 query x 64 documents of 64 to 512 tokens, and 8 queries x 16 documents, on a
 random model of the chosen shape (``--shape 0.6b`` is the exact Qwen3-Reranker-0.6B shape):
