@@ -9,11 +9,8 @@ from typing import Any
 
 from qwen3_core.backends.legacy import options_with_old_keywords
 from qwen3_core.backends.options import (
-    BACKENDS,
     BackendChoice,
-    ServerOptions,
-    TransformersOptions,
-    VllmOptions,
+    backend_options,
     options_class,
 )
 
@@ -29,25 +26,13 @@ def backend_choice(value: Any) -> BackendChoice:
         ValueError: An unknown name, or ``"server"`` without its address.
         TypeError: Neither a name nor options.
     """
-    if isinstance(value, (TransformersOptions, VllmOptions, ServerOptions)):
-        return value
     if isinstance(value, Mapping) and "name" in value:
         settings = {key: item for key, item in value.items() if key != "name"}
         options: BackendChoice = options_class(str(value["name"]))(**settings)
         return options
-    if value == "server":
-        raise ValueError(
-            "backend='server' needs the servers' address: pass "
-            "backend=ServerOptions(base_url='http://host:8000')"
-        )
-    if isinstance(value, str) and value in BACKENDS:
-        return value  # type: ignore[return-value]
-    if isinstance(value, str):
-        raise ValueError(f"unknown backend {value!r}: use one of {', '.join(BACKENDS)}")
-    raise TypeError(
-        "backend must be 'transformers', 'vllm' or TransformersOptions / VllmOptions / "
-        f"ServerOptions, got {type(value).__name__}"
-    )
+    backend_options(value)  # the engine's own check of names and options
+    checked: BackendChoice = value
+    return checked
 
 
 def backend_setting_dump(value: BackendChoice) -> str | dict[str, Any]:

@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import torch
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-}
+from qwen3_core.backends.options import dtype_name
+
+# The supported dtypes by their canonical names (``qwen3_core.backends.options.dtype_name``
+# reads every spelling).
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def default_device(*, cuda: bool, mps: bool) -> torch.device:
@@ -71,14 +66,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if dtype is None:
         capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
         return default_dtype(device.type, capability)
-    if isinstance(dtype, torch.dtype):
-        resolved = dtype
-    elif isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPES:
-        resolved = _DTYPES[dtype.lower().removeprefix("torch.")]
-    else:
-        raise ValueError(f"unknown dtype {dtype!r}: use 'float32', 'bfloat16' or 'float16'")
-    if resolved not in (torch.float32, torch.bfloat16, torch.float16):
-        raise ValueError(f"dtype {resolved} is not supported: use float32, bfloat16 or float16")
+    name = dtype_name(dtype)
+    assert name is not None
+    resolved = _DTYPES[name]
     if resolved == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"this GPU ({device}) does not support bfloat16: use float16 or float32")
     return resolved

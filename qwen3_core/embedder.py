@@ -13,7 +13,7 @@ from qwen3_core import prompts
 from qwen3_core.backends.base import AsyncEmbeddingBackend, EmbeddingBackend
 from qwen3_core.backends.factory import embedding_backend
 from qwen3_core.backends.legacy import options_with_old_keywords
-from qwen3_core.backends.options import BackendChoice
+from qwen3_core.backends.options import BackendChoice, TransformersOptions
 from qwen3_core.batching import unique_with_inverse
 from qwen3_core.defaults import DEFAULT_EMBEDDING_MODEL, MAX_LENGTH, MIN_MAX_LENGTH
 from qwen3_core.engine import EngineBase, check_finite, open_model, warn_truncation
@@ -88,6 +88,9 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         options = options_with_old_keywords(
             type(self).__name__, backend, deprecated, not_for_owner=frozenset({"share_prefix"})
         )
+        if isinstance(options, TransformersOptions) and not options.share_prefix:
+            # Checked before the model is loaded, not after.
+            raise ValueError("share_prefix applies to the reranker, not to an embedding model")
         if instruction is not None:
             check_text("instruction", instruction)
         self.max_length = check_int("max_length", max_length, minimum=MIN_MAX_LENGTH["embedding"])

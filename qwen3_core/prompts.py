@@ -8,9 +8,6 @@ transformers format: single newlines). All backends receive the token ids built 
 
 from __future__ import annotations
 
-# The default models, also named here for the callers that read them with the prompts.
-from qwen3_core.defaults import DEFAULT_EMBEDDING_MODEL, DEFAULT_RERANKER_MODEL  # noqa: F401
-
 DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 
 RERANK_PREFIX = (

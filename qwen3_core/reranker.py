@@ -54,6 +54,12 @@ def p_yes(log_odds: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + small), small / (1.0 + small)).astype(np.float32)
 
 
+def _pairs(query: str, documents: Sequence[str]) -> list[tuple[str, str]]:
+    """``query`` with each document, both checked before any model work."""
+    check_text("query", query)
+    return [(query, document) for document in check_texts("documents", documents)]
+
+
 class Qwen3Reranker(EngineBase[RerankBackend]):
     """Scores (query, document) pairs with a Qwen3-Reranker model.
 
@@ -157,9 +163,7 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         Raises:
             TypeError: ``query`` is not a str or ``documents`` not a list of str.
         """
-        check_text("query", query)
-        docs = check_texts("documents", documents)
-        encoded, _ = self._tokenizer.encode([(query, d) for d in docs], self._task(instruction))
+        encoded, _ = self._tokenizer.encode(_pairs(query, documents), self._task(instruction))
         return [prompt.ids for prompt in encoded]
 
     def score(
@@ -195,9 +199,7 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
                 list of str.
             FloatingPointError: The model produced NaN or inf.
         """
-        check_text("query", query)
-        docs = check_texts("documents", documents)
-        return self._logits([(query, d) for d in docs], instruction)
+        return self._logits(_pairs(query, documents), instruction)
 
     def logits_pairs(
         self, pairs: Sequence[tuple[str, str]], instruction: str | None = None
@@ -261,9 +263,7 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
                 list of str.
             FloatingPointError: The model produced NaN or inf.
         """
-        check_text("query", query)
-        docs = check_texts("documents", documents)
-        return await self._alogits([(query, d) for d in docs], instruction)
+        return await self._alogits(_pairs(query, documents), instruction)
 
     async def alogits_pairs(
         self, pairs: Sequence[tuple[str, str]], instruction: str | None = None

@@ -104,19 +104,18 @@ class LiteralTokenizer:
 
     def __init__(self, tokenizer: Tokenizer, *, pad_token_id: int | None = None) -> None:
         """Takes ``tokenizer`` over: it is set to encode literally, once, here."""
-        specials = {
-            token.content: index
-            for index, token in tokenizer.get_added_tokens_decoder().items()
-            if token.special
-        }
-        for token in tokenizer.get_added_tokens_decoder().values():
-            if token.special and (token.lstrip or token.rstrip or token.single_word):
+        specials: dict[str, int] = {}
+        for index, token in tokenizer.get_added_tokens_decoder().items():
+            if not token.special:
+                continue
+            if token.lstrip or token.rstrip or token.single_word:
                 # Splitting template text at the special tokens would then differ from the
                 # tokenizer's own matching: such a tokenizer is not Qwen3's.
                 raise ModelKindError(
                     f"the tokenizer's special token {token.content!r} strips or matches whole "
                     "words only: this is not a Qwen3 tokenizer"
                 )
+            specials[token.content] = index
         self._specials = specials
         self._special_pattern = re.compile(
             "|".join(re.escape(c) for c in sorted(specials, key=len, reverse=True))

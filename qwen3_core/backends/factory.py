@@ -36,8 +36,6 @@ def embedding_backend(
     hidden_size = int(opened.checkpoint.config["hidden_size"])
     if isinstance(options, TransformersOptions):
         assert opened.loaded is not None
-        if not options.share_prefix:
-            raise ValueError("share_prefix applies to the reranker, not to an embedding model")
         from qwen3_core.backends.transformers import TransformersEmbeddingBackend
 
         return TransformersEmbeddingBackend(

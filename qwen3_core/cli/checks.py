@@ -49,12 +49,7 @@ def check_demo_arguments(args: argparse.Namespace, *, stdin_is_terminal: bool) -
             f"--top-n ({args.top_n}) cannot be more than --top-k ({args.top_k}): the reranker "
             "orders the top-k candidates of the embedding search"
         )
-    if args.tiny and (args.embedding_model or args.reranker_model):
-        raise UsageError("--tiny cannot be combined with --embedding-model or --reranker-model")
-    for name in ("--embedding-model", "--reranker-model"):
-        value = getattr(args, name[2:].replace("-", "_"))
-        if value is not None and not value.strip():
-            raise UsageError(f"{name} is empty")
+    check_model_arguments(args)
     backend = backend_options(args)
     instruction = _check_unicode("--instruction", args.instruction)
     queries = [_check_string("--query", query) for query in args.query or []]
@@ -82,6 +77,17 @@ def check_demo_arguments(args: argparse.Namespace, *, stdin_is_terminal: bool) -
         instruction=instruction,
         backend=backend,
     )
+
+
+def check_model_arguments(args: argparse.Namespace) -> None:
+    """``--tiny`` or model names, and no empty name: shared by every command that loads the
+    two models."""
+    if args.tiny and (args.embedding_model or args.reranker_model):
+        raise UsageError("--tiny cannot be combined with --embedding-model or --reranker-model")
+    for name in ("--embedding-model", "--reranker-model"):
+        value = getattr(args, name[2:].replace("-", "_"))
+        if value is not None and not value.strip():
+            raise UsageError(f"{name} is empty")
 
 
 def check_query(query: str) -> str:

@@ -12,7 +12,7 @@ from typing import cast
 
 from qwen3_core import defaults
 from qwen3_core.backends.options import BackendOptions, TransformersOptions
-from qwen3_core.cli.checks import UsageError, backend_options
+from qwen3_core.cli.checks import UsageError, backend_options, check_model_arguments
 from qwen3_core.evaluation.beir import BeirDataset, load_beir
 from qwen3_core.evaluation.defaults import FAISS_FROM_DOCUMENTS, SearchIndex
 from qwen3_core.validation import check_text
@@ -56,12 +56,7 @@ def check_eval_arguments(args: argparse.Namespace) -> EvalRequest:
             f"--max-length must be at least {defaults.MIN_MAX_LENGTH['embedding']}, "
             f"got {args.max_length}"
         )
-    if args.tiny and (args.embedding_model or args.reranker_model):
-        raise UsageError("--tiny cannot be combined with --embedding-model or --reranker-model")
-    for name in ("--embedding-model", "--reranker-model"):
-        value = getattr(args, name[2:].replace("-", "_"))
-        if value is not None and not value.strip():
-            raise UsageError(f"{name} is empty")
+    check_model_arguments(args)
     if args.no_cache and args.cache_dir is not None:
         raise UsageError("--cache-dir cannot be combined with --no-cache")
     try:

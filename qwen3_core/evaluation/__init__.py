@@ -18,8 +18,9 @@ so the command line checks a dataset without importing numpy or the metric libra
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from qwen3_core.exports import lazy_exports
 
 if TYPE_CHECKING:
     from qwen3_core.evaluation.beir import (
@@ -91,14 +92,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'qwen3_core.evaluation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports("qwen3_core.evaluation", _HOMES, globals())
