@@ -123,9 +123,9 @@ def main() -> None:
                 docs = make_texts(tokenizer, 32 * len(queries), 16, 256, seed=2)
                 calls = [(q, docs[32 * i : 32 * (i + 1)]) for i, q in enumerate(queries)]
                 rerank = RerankTokenizer(LiteralTokenizer.from_folder(folder), MAX_LENGTH)
-                prompts, _ = rerank.encode(
+                prompts = rerank.encode(
                     [(q, d) for q, ds in calls for d in ds], DEFAULT_INSTRUCTION
-                )
+                ).prompts
                 lengths = [len(p) for p in prompts]
                 items = len(prompts)
             common = {"kind": kind, "path": path, "calls": calls, "device": args.device}

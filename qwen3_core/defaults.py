@@ -23,3 +23,10 @@ EMBED_BATCH_SIZE = 256
 """Texts per engine call from LlamaIndex (whose own default of 10 starves a GPU); the engine
 splits each call into token-budget batches itself."""
 MAX_EMBED_BATCH_SIZE = 2048
+
+CHUNK_OVERLAP = 64
+"""Tokens shared by neighbouring windows of a long document, when the reranker scores it
+window by window (``long_documents="chunk"``)."""
+MAX_CHUNKS_PER_DOCUMENT = 8
+"""Most windows the reranker scores per document, by default: a bound on the cost of one
+very long document."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,10 +17,17 @@ from qwen3_core.backends.factory import rerank_backend
 from qwen3_core.backends.legacy import options_with_old_keywords
 from qwen3_core.backends.options import BackendChoice
 from qwen3_core.batching import unique_with_inverse
-from qwen3_core.defaults import DEFAULT_RERANKER_MODEL, MAX_LENGTH, MIN_MAX_LENGTH
-from qwen3_core.engine import EngineBase, check_finite, open_model, warn_truncation
+from qwen3_core.defaults import (
+    CHUNK_OVERLAP,
+    DEFAULT_RERANKER_MODEL,
+    MAX_CHUNKS_PER_DOCUMENT,
+    MAX_LENGTH,
+    MIN_MAX_LENGTH,
+)
+from qwen3_core.document_windows import DocumentBudget, LongDocuments
+from qwen3_core.engine import EngineBase, check_finite, logger, open_model, warn_truncation
 from qwen3_core.hub import HubOptions, ModelSource
-from qwen3_core.tokenization import LiteralTokenizer, RerankPrompt, RerankTokenizer
+from qwen3_core.tokenization import LiteralTokenizer, RerankInputs, RerankTokenizer
 from qwen3_core.validation import (
     check_int,
     check_optional_int,
@@ -44,6 +51,18 @@ class RerankResult:
     logit: float
     """The log-odds logit("yes") - logit("no"), of which ``score`` is the sigmoid: what the
     ranking sorts by, as it still tells apart documents whose P(yes) rounds to 1.0."""
+    span: tuple[int, int]
+    """The (start, end) character offsets of the part of the document the score comes from:
+    ``document[start:end]``. The whole document; its first tokens when it was cut to the
+    budget; the best window when a long document was scored window by window."""
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """The log-odds of each pair and the span of its document they come from."""
+
+    log_odds: np.ndarray
+    spans: list[tuple[int, int]]
 
 
 def p_yes(log_odds: np.ndarray) -> np.ndarray:
@@ -87,8 +106,18 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
             quantization=..., share_prefix=...)``, ``VllmOptions(tensor_parallel_size=...)``,
             ``ServerOptions(base_url=...)`` (vLLM servers; needs no torch).
         instruction: The task in the prompt; each call may give its own.
-        max_length: Longest prompt in tokens; a longer document is cut, the prompt's frame
-            kept.
+        max_length: Longest prompt in tokens; a longer document is cut (or, with
+            ``long_documents="chunk"``, split into windows), the prompt's frame kept.
+        max_document_tokens: Most tokens of a document in one prompt (the budget that
+            vLLM's ``max_tokens_per_doc`` and hosted rerank APIs offer); None: whatever
+            ``max_length`` leaves after the template and query. Each call may give its own.
+        long_documents: What happens to a document over the budget: ``"truncate"`` scores
+            its first tokens; ``"chunk"`` scores it in overlapping windows of the budget, the
+            prompt's frame around each, and keeps the best window's score, whose characters
+            ``RerankResult.span`` gives. Each call may give its own.
+        chunk_overlap: Tokens shared by neighbouring windows (at most half a window).
+        max_chunks_per_document: Most windows scored per document; of a longer document only
+            the first windows are scored, with one warning per call.
         revision: For a hub id: the branch, tag or commit to download.
         token: For a hub id: the access token (True: the one saved by ``hf auth login``).
         cache_dir: For a hub id: where downloads are kept.
@@ -114,6 +143,10 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         backend: BackendChoice = "transformers",
         instruction: str = prompts.DEFAULT_INSTRUCTION,
         max_length: int = MAX_LENGTH,
+        max_document_tokens: int | None = None,
+        long_documents: LongDocuments = "truncate",
+        chunk_overlap: int = CHUNK_OVERLAP,
+        max_chunks_per_document: int = MAX_CHUNKS_PER_DOCUMENT,
         revision: str | None = None,
         token: str | bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -125,6 +158,9 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         options = options_with_old_keywords(type(self).__name__, backend, deprecated)
         self.instruction = check_text("instruction", instruction)
         self.max_length = check_int("max_length", max_length, minimum=MIN_MAX_LENGTH["reranker"])
+        self._budget = DocumentBudget(
+            max_document_tokens, long_documents, chunk_overlap, max_chunks_per_document
+        )
         opened = open_model(
             model,
             "reranker",
@@ -154,32 +190,95 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
                 )
         return variant.yes_id, variant.no_id
 
+    @property
+    def max_document_tokens(self) -> int | None:
+        """Most tokens of a document in one prompt, unless a call says otherwise (None:
+        whatever ``max_length`` leaves)."""
+        return self._budget.max_document_tokens
+
+    @property
+    def long_documents(self) -> LongDocuments:
+        """``"truncate"`` or ``"chunk"``, unless a call says otherwise."""
+        return self._budget.long_documents
+
+    @property
+    def chunk_overlap(self) -> int:
+        """Tokens shared by neighbouring windows of a chunked document."""
+        return self._budget.chunk_overlap
+
+    @property
+    def max_chunks_per_document(self) -> int:
+        """Most windows scored per chunked document."""
+        return self._budget.max_chunks_per_document
+
     def tokenize(
-        self, query: str, documents: Sequence[str], instruction: str | None = None
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        *,
+        max_document_tokens: int | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> list[np.ndarray]:
-        """The token ids of each (query, document) prompt as the model sees it by ``score``:
-        the official template, the document cut to fit ``max_length``.
+        """The token ids of each prompt as the model sees it by ``score``: the official
+        template, the document cut to its budget; in chunked mode one prompt per window
+        of each document, documents in input order.
 
         Raises:
             TypeError: ``query`` is not a str or ``documents`` not a list of str.
         """
-        encoded, _ = self._tokenizer.encode(_pairs(query, documents), self._task(instruction))
-        return [prompt.ids for prompt in encoded]
+        budget = self._call_budget(max_document_tokens, long_documents)
+        inputs = self._tokenizer.encode(_pairs(query, documents), self._task(instruction), budget)
+        return [prompt.ids for prompt in inputs.prompts]
 
     def score(
-        self, query: str, documents: Sequence[str], instruction: str | None = None
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        *,
+        max_document_tokens: int | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> np.ndarray:
-        """P(yes) of each document for ``query``: float32 (len(documents),), input order."""
-        return p_yes(self.logits(query, documents, instruction))
+        """P(yes) of each document for ``query``: float32 (len(documents),), input order;
+        the arguments are ``logits``'."""
+        return p_yes(
+            self.logits(
+                query,
+                documents,
+                instruction,
+                max_document_tokens=max_document_tokens,
+                long_documents=long_documents,
+            )
+        )
 
     def score_pairs(
-        self, pairs: Sequence[tuple[str, str]], instruction: str | None = None
+        self,
+        pairs: Sequence[tuple[str, str]],
+        instruction: str | None = None,
+        *,
+        max_document_tokens: int | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> np.ndarray:
-        """P(yes) of each (query, document) pair: float32 (len(pairs),), input order."""
-        return p_yes(self.logits_pairs(pairs, instruction))
+        """P(yes) of each (query, document) pair: float32 (len(pairs),), input order; the
+        arguments are ``logits_pairs``'."""
+        return p_yes(
+            self.logits_pairs(
+                pairs,
+                instruction,
+                max_document_tokens=max_document_tokens,
+                long_documents=long_documents,
+            )
+        )
 
     def logits(
-        self, query: str, documents: Sequence[str], instruction: str | None = None
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        *,
+        max_document_tokens: int | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> np.ndarray:
         """The log-odds logit("yes") - logit("no") of each document for ``query``.
 
@@ -190,6 +289,9 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
             query: The query the documents are judged against.
             documents: The documents to judge.
             instruction: The task in the prompt; None: the engine's ``instruction``.
+            max_document_tokens: This call's document budget; None: the engine's.
+            long_documents: This call's ``"truncate"`` or ``"chunk"``; None: the engine's.
+                Chunked, a document's log-odds are its best window's.
 
         Returns:
             float32 array of shape (len(documents),), in input order.
@@ -197,18 +299,27 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         Raises:
             TypeError: ``query`` or ``instruction`` is not a str, or ``documents`` not a
                 list of str.
+            ValueError: A budget setting is out of range.
             FloatingPointError: The model produced NaN or inf.
         """
-        return self._logits(_pairs(query, documents), instruction)
+        budget = self._call_budget(max_document_tokens, long_documents)
+        return self._judge(_pairs(query, documents), instruction, budget).log_odds
 
     def logits_pairs(
-        self, pairs: Sequence[tuple[str, str]], instruction: str | None = None
+        self,
+        pairs: Sequence[tuple[str, str]],
+        instruction: str | None = None,
+        *,
+        max_document_tokens: int | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> np.ndarray:
         """The log-odds logit("yes") - logit("no") of each (query, document) pair.
 
         Args:
             pairs: (query, document) pairs, each judged on its own.
             instruction: The task in the prompt; None: the engine's ``instruction``.
+            max_document_tokens: This call's document budget; None: the engine's.
+            long_documents: This call's ``"truncate"`` or ``"chunk"``; None: the engine's.
 
         Returns:
             float32 array of shape (len(pairs),), in input order; ``score_pairs`` is their
@@ -216,9 +327,11 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
 
         Raises:
             TypeError: ``pairs`` is not a list of (str, str), or ``instruction`` not a str.
+            ValueError: A budget setting is out of range.
             FloatingPointError: The model produced NaN or inf.
         """
-        return self._logits(check_pairs("pairs", pairs), instruction)
+        budget = self._call_budget(max_document_tokens, long_documents)
+        return self._judge(check_pairs("pairs", pairs), instruction, budget).log_odds
 
     def rerank(
         self,
@@ -226,26 +339,65 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         documents: Sequence[str],
         top_n: int | None = None,
         instruction: str | None = None,
+        *,
+        max_document_tokens: int | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> list[RerankResult]:
         """The documents best first by log-odds (ties keep input order), at most ``top_n``
-        of them."""
+        of them; each result's ``span`` says which part of the document scored (chunked:
+        the best window). The other arguments are ``logits``'."""
         check_optional_int("top_n", top_n, minimum=0)
-        return self._ranked(documents, self.logits(query, documents, instruction), top_n)
+        budget = self._call_budget(max_document_tokens, long_documents)
+        return self._ranked(
+            documents, self._judge(_pairs(query, documents), instruction, budget), top_n
+        )
 
     async def ascore(
-        self, query: str, documents: Sequence[str], instruction: str | None = None
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        *,
+        max_document_tokens: int | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> np.ndarray:
         """``score``, awaitable."""
-        return p_yes(await self.alogits(query, documents, instruction))
+        return p_yes(
+            await self.alogits(
+                query,
+                documents,
+                instruction,
+                max_document_tokens=max_document_tokens,
+                long_documents=long_documents,
+            )
+        )
 
     async def ascore_pairs(
-        self, pairs: Sequence[tuple[str, str]], instruction: str | None = None
+        self,
+        pairs: Sequence[tuple[str, str]],
+        instruction: str | None = None,
+        *,
+        max_document_tokens: int | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> np.ndarray:
         """``score_pairs``, awaitable."""
-        return p_yes(await self.alogits_pairs(pairs, instruction))
+        return p_yes(
+            await self.alogits_pairs(
+                pairs,
+                instruction,
+                max_document_tokens=max_document_tokens,
+                long_documents=long_documents,
+            )
+        )
 
     async def alogits(
-        self, query: str, documents: Sequence[str], instruction: str | None = None
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        *,
+        max_document_tokens: int | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> np.ndarray:
         """``logits``, awaitable: on the server backend it awaits the network; locally the
         model runs in a worker thread.
@@ -254,6 +406,8 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
             query: The query the documents are judged against.
             documents: The documents to judge.
             instruction: The task in the prompt; None: the engine's ``instruction``.
+            max_document_tokens: This call's document budget; None: the engine's.
+            long_documents: This call's ``"truncate"`` or ``"chunk"``; None: the engine's.
 
         Returns:
             float32 array of shape (len(documents),), in input order.
@@ -261,27 +415,38 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         Raises:
             TypeError: ``query`` or ``instruction`` is not a str, or ``documents`` not a
                 list of str.
+            ValueError: A budget setting is out of range.
             FloatingPointError: The model produced NaN or inf.
         """
-        return await self._alogits(_pairs(query, documents), instruction)
+        budget = self._call_budget(max_document_tokens, long_documents)
+        return (await self._ajudge(_pairs(query, documents), instruction, budget)).log_odds
 
     async def alogits_pairs(
-        self, pairs: Sequence[tuple[str, str]], instruction: str | None = None
+        self,
+        pairs: Sequence[tuple[str, str]],
+        instruction: str | None = None,
+        *,
+        max_document_tokens: int | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> np.ndarray:
         """``logits_pairs``, awaitable.
 
         Args:
             pairs: (query, document) pairs, each judged on its own.
             instruction: The task in the prompt; None: the engine's ``instruction``.
+            max_document_tokens: This call's document budget; None: the engine's.
+            long_documents: This call's ``"truncate"`` or ``"chunk"``; None: the engine's.
 
         Returns:
             float32 array of shape (len(pairs),), in input order.
 
         Raises:
             TypeError: ``pairs`` is not a list of (str, str), or ``instruction`` not a str.
+            ValueError: A budget setting is out of range.
             FloatingPointError: The model produced NaN or inf.
         """
-        return await self._alogits(check_pairs("pairs", pairs), instruction)
+        budget = self._call_budget(max_document_tokens, long_documents)
+        return (await self._ajudge(check_pairs("pairs", pairs), instruction, budget)).log_odds
 
     async def arerank(
         self,
@@ -289,56 +454,91 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         documents: Sequence[str],
         top_n: int | None = None,
         instruction: str | None = None,
+        *,
+        max_document_tokens: int | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> list[RerankResult]:
         """``rerank``, awaitable."""
         check_optional_int("top_n", top_n, minimum=0)
-        return self._ranked(documents, await self.alogits(query, documents, instruction), top_n)
+        budget = self._call_budget(max_document_tokens, long_documents)
+        judged = await self._ajudge(_pairs(query, documents), instruction, budget)
+        return self._ranked(documents, judged, top_n)
 
     @staticmethod
-    def _ranked(
-        documents: Sequence[str], log_odds: np.ndarray, top_n: int | None
-    ) -> list[RerankResult]:
+    def _ranked(documents: Sequence[str], judged: _Judged, top_n: int | None) -> list[RerankResult]:
+        log_odds = judged.log_odds
         # By log-odds, not P(yes): P(yes) of log-odds 18 and 25 are both 1.0 in float32.
         order = np.argsort(-log_odds, kind="stable")[:top_n]
         scores = p_yes(log_odds[order])
         return [
-            RerankResult(int(i), float(p), documents[i], float(log_odds[i]))
+            RerankResult(int(i), float(p), documents[i], float(log_odds[i]), judged.spans[i])
             for i, p in zip(order, scores, strict=True)
         ]
 
     def _task(self, instruction: str | None) -> str:
         return self.instruction if instruction is None else check_text("instruction", instruction)
 
+    def _call_budget(
+        self, max_document_tokens: int | None, long_documents: LongDocuments | None
+    ) -> DocumentBudget:
+        """The engine's budget with this call's settings."""
+        changes: dict[str, Any] = {}
+        if max_document_tokens is not None:
+            changes["max_document_tokens"] = max_document_tokens
+        if long_documents is not None:
+            changes["long_documents"] = long_documents
+        return replace(self._budget, **changes) if changes else self._budget
+
     def _tokenize(
-        self, pairs: list[tuple[str, str]], task: str
-    ) -> tuple[list[RerankPrompt], np.ndarray]:
+        self, pairs: list[tuple[str, str]], task: str, budget: DocumentBudget
+    ) -> tuple[RerankInputs, np.ndarray]:
         distinct, inverse = unique_with_inverse(pairs)
-        prompts_, truncation = self._tokenizer.encode(distinct, task)
-        warn_truncation(truncation, self.max_length, "distinct query-document pairs")
-        return prompts_, inverse
+        inputs = self._tokenizer.encode(distinct, task, budget)
+        warn_truncation(inputs.truncated, self.max_length, "distinct query-document pairs")
+        if inputs.clipped:
+            logger.warning(
+                "%d of %d distinct documents ran past max_chunks_per_document=%d windows: "
+                "only their first %d windows were scored",
+                inputs.clipped,
+                len(distinct),
+                budget.max_chunks_per_document,
+                budget.max_chunks_per_document,
+            )
+        return inputs, inverse
 
     @staticmethod
-    def _spread(log_odds: np.ndarray, inverse: np.ndarray) -> np.ndarray:
-        return np.asarray(check_finite(log_odds, "scores")[inverse], dtype=np.float32)
+    def _best_windows(inputs: RerankInputs, log_odds: np.ndarray, inverse: np.ndarray) -> _Judged:
+        """Each pair's log-odds (its best window's, first on ties) and that window's span,
+        spread back to the caller's pairs."""
+        log_odds = check_finite(np.asarray(log_odds, dtype=np.float32), "scores")
+        firsts = np.flatnonzero(np.r_[True, inputs.owners[1:] != inputs.owners[:-1]])
+        ends = [*firsts[1:], len(log_odds)]
+        winners = [int(a + np.argmax(log_odds[a:b])) for a, b in zip(firsts, ends, strict=True)]
+        best = log_odds[winners]
+        return _Judged(best[inverse], [inputs.spans[winners[i]] for i in inverse])
 
-    def _logits(self, pairs: list[tuple[str, str]], instruction: str | None) -> np.ndarray:
+    def _judge(
+        self, pairs: list[tuple[str, str]], instruction: str | None, budget: DocumentBudget
+    ) -> _Judged:
         task = self._task(instruction)
         backend = self._backend
         if not pairs:
-            return np.zeros(0, dtype=np.float32)
-        prompts_, inverse = self._tokenize(pairs, task)
-        return self._spread(backend.logits(prompts_), inverse)
+            return _Judged(np.zeros(0, dtype=np.float32), [])
+        inputs, inverse = self._tokenize(pairs, task, budget)
+        return self._best_windows(inputs, backend.logits(inputs.prompts), inverse)
 
-    async def _alogits(self, pairs: list[tuple[str, str]], instruction: str | None) -> np.ndarray:
+    async def _ajudge(
+        self, pairs: list[tuple[str, str]], instruction: str | None, budget: DocumentBudget
+    ) -> _Judged:
         task = self._task(instruction)
         backend = self._backend
         if not isinstance(backend, AsyncRerankBackend):
             # Local compute: in a worker thread, so the event loop keeps serving meanwhile.
-            return await asyncio.to_thread(self._logits, pairs, task)
+            return await asyncio.to_thread(self._judge, pairs, task, budget)
         if not pairs:
-            return np.zeros(0, dtype=np.float32)
-        prompts_, inverse = await asyncio.to_thread(self._tokenize, pairs, task)
-        return self._spread(await backend.alogits(prompts_), inverse)
+            return _Judged(np.zeros(0, dtype=np.float32), [])
+        inputs, inverse = await asyncio.to_thread(self._tokenize, pairs, task, budget)
+        return self._best_windows(inputs, await backend.alogits(inputs.prompts), inverse)
 
     def __repr__(self) -> str:
         return (

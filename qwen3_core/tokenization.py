@@ -8,7 +8,7 @@ close the prompt and answer for the model. Only the template's own special token
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -17,9 +17,12 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from qwen3_core import prompts
+from qwen3_core.document_windows import DocumentBudget, DocumentTokens, window_spans
 from qwen3_core.variants import ModelKindError, read_json
 
 TokenIds = np.ndarray  # one sequence: integer ids, 1-d
+TRUNCATE = DocumentBudget()
+"""Documents cut to whatever ``max_length`` leaves: the official truncation."""
 _ENCODE_CHUNK = 512
 # Characters tokenised per kept token before a long text is cut: most tokens span fewer.
 _CHARS_PER_TOKEN = 12
@@ -168,13 +171,27 @@ class LiteralTokenizer:
         longer text's ids stop after ``max_tokens + 1`` (enough to tell it was longer), and
         only a prefix of it is tokenised, so a 10 MB text costs what its head costs (see
         ``_encode_head`` for how long that prefix is and why its tokens are the text's)."""
-        out: list[TokenIds] = []
+        return [ids for ids, _ in self._encode_limited(texts, max_tokens)]
+
+    def encode_literal_offsets(
+        self, texts: Sequence[str], max_tokens: int | None = None
+    ) -> list[tuple[TokenIds, np.ndarray]]:
+        """``encode_literal`` with each token's (start, end) character offsets in its text,
+        int64 (n, 2); the tokens of one character split over several share its offsets."""
+        return [
+            (ids, np.asarray(encoding.offsets[: len(ids)], dtype=np.int64).reshape(-1, 2))
+            for ids, encoding in self._encode_limited(texts, max_tokens)
+        ]
+
+    def _encode_limited(
+        self, texts: Sequence[str], max_tokens: int | None
+    ) -> Iterator[tuple[TokenIds, Encoding]]:
         # In chunks: an Encoding also holds token strings and offsets, many times the ids.
         for start in range(0, len(texts), _ENCODE_CHUNK):
             chunk = list(texts[start : start + _ENCODE_CHUNK])
             if max_tokens is None:
-                encodings = self._encode_batch(chunk)
-                out.extend(np.asarray(e.ids, dtype=np.int32) for e in encodings)
+                for encoding in self._encode_batch(chunk):
+                    yield np.asarray(encoding.ids, dtype=np.int32), encoding
                 continue
             keep = max_tokens + 1
             cut = keep * _CHARS_PER_TOKEN
@@ -182,8 +199,7 @@ class LiteralTokenizer:
             for text, encoding in zip(chunk, encodings, strict=True):
                 if len(text) > cut and not self._prefix_is_exact(encoding, keep):
                     encoding = self._encode_head(text, keep, cut, encoding)
-                out.append(np.asarray(encoding.ids[:keep], dtype=np.int32))
-        return out
+                yield np.asarray(encoding.ids[:keep], dtype=np.int32), encoding
 
     def _encode_batch(self, texts: list[str]) -> list[Encoding]:
         """Literal encodings; a panic of the tokenizer's Rust code (a ``BaseException`` that
@@ -343,25 +359,112 @@ class RerankTokenizer:
         self.no_id = no
 
     def encode(
-        self, pairs: Sequence[tuple[str, str]], instruction: str
-    ) -> tuple[list[RerankPrompt], Truncation]:
+        self,
+        pairs: Sequence[tuple[str, str]],
+        instruction: str,
+        budget: DocumentBudget = TRUNCATE,
+    ) -> RerankInputs:
+        """The prompts of ``pairs``: one per pair, or with ``budget.long_documents="chunk"``
+        one per window of a document over the budget."""
         # Each distinct query's head is tokenised once and shared by its documents.
         heads: dict[str, TokenIds] = {}
+        rooms: dict[str, int] = {}
         for query in dict.fromkeys(q for q, _ in pairs):
             head = self._tokenizer.encode_literal(
                 [prompts.rerank_head_text(instruction, query)], max_tokens=self.body_budget
-            )[0]
-            heads[query] = np.concatenate([self.prefix, head[: self.body_budget]])
-        documents = self._tokenizer.encode_literal(
-            [prompts.rerank_document_text(d) for _, d in pairs], max_tokens=self.body_budget
+            )[0][: self.body_budget]
+            heads[query] = np.concatenate([self.prefix, head])
+            rooms[query] = self.body_budget - len(head)
+        reads = max(
+            (budget.read_tokens(budget.window_tokens(room)) for room in rooms.values()), default=0
         )
-        out: list[RerankPrompt] = []
-        truncated = 0
-        for (query, _), doc in zip(pairs, documents, strict=True):
+        documents = self._tokenizer.encode_literal(
+            [prompts.rerank_document_text(d) for _, d in pairs], max_tokens=reads
+        )
+        over = [
+            i
+            for i, ((query, _), ids) in enumerate(zip(pairs, documents, strict=True))
+            if len(ids) > budget.window_tokens(rooms[query])
+        ]
+        located = dict(
+            zip(over, self._document_tokens([pairs[i][1] for i in over], reads), strict=True)
+        )
+        inputs = _InputsBuilder()
+        truncated = clipped = 0
+        for index, ((query, text), ids) in enumerate(zip(pairs, documents, strict=True)):
+            room = rooms[query]
+            window = budget.window_tokens(room)
             head = heads[query]
-            room = self.body_budget - (len(head) - len(self.prefix))
-            if len(doc) > room:
-                truncated += 1
-                doc = doc[:room]
-            out.append(RerankPrompt(head=head, tail=np.concatenate([doc, self.suffix])))
-        return out, Truncation(truncated, len(out))
+            if index not in located:
+                inputs.add(
+                    index, RerankPrompt(head, np.concatenate([ids, self.suffix])), (0, len(text))
+                )
+            elif not budget.chunked or window == 0:
+                limit = budget.max_document_tokens
+                truncated += limit is None or room < limit  # cut by max_length, not by request
+                span = (0, located[index].character(window, end=True))
+                inputs.add(
+                    index, RerankPrompt(head, np.concatenate([ids[:window], self.suffix])), span
+                )
+            else:
+                spans, past_limit = window_spans(located[index], window, budget)
+                clipped += past_limit
+                windows = self._tokenizer.encode_literal(
+                    [prompts.rerank_document_text(text[a:b]) for a, b in spans], max_tokens=window
+                )
+                for span, window_ids in zip(spans, windows, strict=True):
+                    tail = np.concatenate([window_ids[:window], self.suffix])
+                    inputs.add(index, RerankPrompt(head, tail), span)
+        return inputs.build(len(pairs), truncated, clipped)
+
+    def _document_tokens(self, texts: list[str], reads: int) -> list[DocumentTokens]:
+        """The leading tokens of documents with their offsets in the document text."""
+        lead = len(prompts.rerank_document_text(""))
+        return [
+            DocumentTokens(
+                text=text,
+                ids=ids,
+                offsets=np.clip(offsets - lead, 0, None),
+                complete=len(ids) <= reads,
+            )
+            for text, (ids, offsets) in zip(
+                texts,
+                self._tokenizer.encode_literal_offsets(
+                    [prompts.rerank_document_text(t) for t in texts], max_tokens=reads
+                ),
+                strict=True,
+            )
+        ]
+
+
+@dataclass(frozen=True)
+class RerankInputs:
+    """The prompts for one call's (query, document) pairs: one per pair, or one per window of
+    a chunked document (a pair's windows are consecutive)."""
+
+    prompts: list[RerankPrompt]
+    owners: np.ndarray
+    """The pair of each prompt: int64 (len(prompts),), ascending."""
+    spans: list[tuple[int, int]]
+    """The (start, end) characters of its document that each prompt holds."""
+    truncated: Truncation
+    """Pairs whose document was cut to fit ``max_length`` (a cut asked for by
+    ``max_document_tokens`` is not counted)."""
+    clipped: int
+    """Documents longer than ``max_chunks_per_document`` windows: their rest went unread."""
+
+
+class _InputsBuilder:
+    def __init__(self) -> None:
+        self.prompts: list[RerankPrompt] = []
+        self.owners: list[int] = []
+        self.spans: list[tuple[int, int]] = []
+
+    def add(self, owner: int, prompt: RerankPrompt, span: tuple[int, int]) -> None:
+        self.prompts.append(prompt)
+        self.owners.append(owner)
+        self.spans.append(span)
+
+    def build(self, pairs: int, truncated: int, clipped: int) -> RerankInputs:
+        owners = np.asarray(self.owners, dtype=np.int64)
+        return RerankInputs(self.prompts, owners, self.spans, Truncation(truncated, pairs), clipped)
