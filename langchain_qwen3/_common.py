@@ -26,6 +26,9 @@ from qwen3_core.adapters import (
 from qwen3_core.backends.options import BackendChoice
 from qwen3_core.lazy import LazyEngine
 
+if TYPE_CHECKING:
+    from qwen3_core.reranker import RerankResult
+
 # The options are plain dataclasses that check themselves (and whose torch types pydantic
 # cannot resolve without torch): pydantic only checks the kind.
 if TYPE_CHECKING:
@@ -150,9 +153,12 @@ def page_contents(documents: Any) -> list[str]:
     return texts
 
 
-def with_score(document: Document, score: float, logit: float) -> Document:
+def with_score(document: Document, hit: RerankResult, *, span: bool) -> Document:
     """A copy of ``document`` (same class, page_content, id and metadata) with
     ``metadata["relevance_score"]`` (P(yes)) and ``metadata["relevance_logit"]`` (the
-    log-odds); the input and its metadata dict are left as they were."""
-    metadata = {**document.metadata, "relevance_score": score, "relevance_logit": logit}
+    log-odds), and with ``span`` ``metadata["relevance_span"]`` (the characters that scored);
+    the input and its metadata dict are left as they were."""
+    metadata = {**document.metadata, "relevance_score": hit.score, "relevance_logit": hit.logit}
+    if span:
+        metadata["relevance_span"] = hit.span
     return document.model_copy(update={"metadata": metadata})

@@ -33,6 +33,6 @@ class Qwen3CrossEncoder(Qwen3RerankerSettings, BaseCrossEncoder):
         if not pairs:
             return []
         scores: list[float] = (
-            self._engine.get().score_pairs(pairs, instruction=self.instruction).tolist()
+            self._engine.get().score_pairs(pairs, **self._call_settings()).tolist()
         )
         return scores

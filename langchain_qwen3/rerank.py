@@ -23,7 +23,9 @@ class Qwen3Rerank(Qwen3RerankerSettings, BaseDocumentCompressor):
     ``metadata["relevance_logit"]`` = the log-odds logit("yes") - logit("no"), of which
     P(yes) is the sigmoid; at most ``top_n`` of them, without those under
     ``score_threshold``. The order is by log-odds, which still tells apart documents whose
-    P(yes) rounds to 1.0; equal log-odds keep their input order.
+    P(yes) rounds to 1.0; equal log-odds keep their input order. With
+    ``long_documents="chunk"``, ``metadata["relevance_span"]`` is the (start, end) character
+    offsets of the window that scored best, so an app can show that passage.
 
     ```python
     from langchain_classic.retrievers import ContextualCompressionRetriever
@@ -54,7 +56,7 @@ class Qwen3Rerank(Qwen3RerankerSettings, BaseDocumentCompressor):
         if not texts:
             return []
         engine = self._engine.get()
-        hits = engine.rerank(query, texts, top_n=self.top_n, instruction=self.instruction)
+        hits = engine.rerank(query, texts, top_n=self.top_n, **self._call_settings())
         return self._kept(documents, hits)
 
     async def acompress_documents(
@@ -70,13 +72,14 @@ class Qwen3Rerank(Qwen3RerankerSettings, BaseDocumentCompressor):
         if not texts:
             return []
         engine = await self._engine.aget()
-        hits = await engine.arerank(query, texts, top_n=self.top_n, instruction=self.instruction)
+        hits = await engine.arerank(query, texts, top_n=self.top_n, **self._call_settings())
         return self._kept(documents, hits)
 
     def _kept(self, documents: Sequence[Document], hits: list[RerankResult]) -> list[Document]:
         threshold = self.score_threshold
+        chunked = self.long_documents == "chunk"
         return [
-            with_score(documents[hit.index], hit.score, hit.logit)
+            with_score(documents[hit.index], hit, span=chunked)
             for hit in hits
             if threshold is None or hit.score >= threshold
         ]

@@ -24,7 +24,16 @@ from llamaindex_qwen3._common import (
 from qwen3_core import Qwen3Reranker, RerankResult
 from qwen3_core.adapters import fold_old_settings, reject_settings_beside_engine
 from qwen3_core.backends.options import BackendChoice
-from qwen3_core.defaults import DEFAULT_RERANKER_MODEL, MAX_LENGTH, MIN_MAX_LENGTH, MIN_TOP_N, TOP_N
+from qwen3_core.defaults import (
+    CHUNK_OVERLAP,
+    DEFAULT_RERANKER_MODEL,
+    MAX_CHUNKS_PER_DOCUMENT,
+    MAX_LENGTH,
+    MIN_MAX_LENGTH,
+    MIN_TOP_N,
+    TOP_N,
+)
+from qwen3_core.document_windows import DocumentBudget, LongDocuments
 from qwen3_core.lazy import LazyEngine
 from qwen3_core.prompts import DEFAULT_INSTRUCTION
 from qwen3_core.validation import check_text, check_texts
@@ -33,7 +42,8 @@ from qwen3_core.validation import check_text, check_texts
 dispatcher = get_dispatcher(__name__)
 
 RETRIEVAL_SCORE_KEY = "retrieval_score"  # the metadata key SentenceTransformerRerank uses
-RELEVANCE_LOGIT_KEY = "relevance_logit"  # the key the LangChain adapter uses too
+RELEVANCE_LOGIT_KEY = "relevance_logit"  # the keys the LangChain adapter uses too
+RELEVANCE_SPAN_KEY = "relevance_span"
 
 
 def check_nodes(nodes: Any) -> None:
@@ -51,7 +61,10 @@ class Qwen3Rerank(BaseNodePostprocessor):
     ``node.get_content(metadata_mode=MetadataMode.EMBED)``) meets the query, and its
     ``metadata["relevance_logit"]`` the log-odds logit("yes") - logit("no"), of which P(yes)
     is the sigmoid; best first by log-odds, which still tells apart nodes whose P(yes)
-    rounds to 1.0 (ties keep retrieval order), at most ``top_n``.
+    rounds to 1.0 (ties keep retrieval order), at most ``top_n``. With
+    ``long_documents="chunk"`` a long node is scored in overlapping windows, its score the best
+    window's, whose (start, end) character offsets in the scored text (the EMBED view above)
+    are ``metadata["relevance_span"]``.
 
     Constructing it loads nothing and touches no network: the engine (and the weights, shared
     by every adapter on the same model, device and dtype) is built on first use, where a bad
@@ -71,8 +84,9 @@ class Qwen3Rerank(BaseNodePostprocessor):
     ``ReRankEndEvent`` instrumentation events.
 
     Pass ``engine=Qwen3Reranker(...)`` to reuse a ready engine: its settings then fill
-    ``model``, ``backend`` and ``max_length`` (and ``instruction`` unless given), and giving
-    any of those as well is an error.
+    ``model``, ``backend``, ``max_length``, ``chunk_overlap`` and ``max_chunks_per_document``
+    (and ``instruction``, ``max_document_tokens`` and ``long_documents`` unless given), and
+    giving any of the first five as well is an error.
     """
 
     model: str = Field(
@@ -100,6 +114,26 @@ class Qwen3Rerank(BaseNodePostprocessor):
         ge=MIN_MAX_LENGTH["reranker"],
         description="Longest prompt in tokens; a longer document is truncated from its end.",
     )
+    max_document_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most tokens of a node's text in one prompt; None: what max_length leaves.",
+    )
+    long_documents: LongDocuments = Field(
+        default="truncate",
+        description='A text over the budget: "truncate" scores its first tokens; "chunk" '
+        "scores it in overlapping windows and keeps the best window's score.",
+    )
+    chunk_overlap: int = Field(
+        default=CHUNK_OVERLAP,
+        ge=0,
+        description="Tokens shared by neighbouring windows (at most half a window).",
+    )
+    max_chunks_per_document: int = Field(
+        default=MAX_CHUNKS_PER_DOCUMENT,
+        ge=1,
+        description="Most windows scored per node; past them, one warning per call.",
+    )
 
     _engine: LazyEngine[Qwen3Reranker] = PrivateAttr()
 
@@ -113,6 +147,10 @@ class Qwen3Rerank(BaseNodePostprocessor):
         instruction: str | None = None,
         keep_retrieval_score: bool = False,
         max_length: int | None = None,
+        max_document_tokens: int | None = None,
+        long_documents: LongDocuments | None = None,
+        chunk_overlap: int | None = None,
+        max_chunks_per_document: int | None = None,
         engine: Qwen3Reranker | None = None,
         callback_manager: CallbackManager | None = None,
         **deprecated: Any,
@@ -128,6 +166,12 @@ class Qwen3Rerank(BaseNodePostprocessor):
             (``DEFAULT_INSTRUCTION`` unless a ready ``engine`` says otherwise).
         keep_retrieval_score: Keep the retriever's score in each returned node's metadata.
         max_length: Longest prompt in tokens; None: 8192.
+        max_document_tokens: Most tokens of a node's text in one prompt; None: whatever
+            ``max_length`` leaves (or the ready engine's).
+        long_documents: A text over the budget: ``"truncate"`` (the default) scores its
+            first tokens; ``"chunk"`` scores it in overlapping windows and keeps the best.
+        chunk_overlap: Tokens shared by neighbouring windows; None: 64.
+        max_chunks_per_document: Most windows scored per node; None: 8.
         engine: A ready ``Qwen3Reranker`` to use instead of building one from the settings.
         callback_manager: LlamaIndex's callback manager.
         deprecated: The settings of earlier releases (``device``, ``dtype``,
@@ -149,12 +193,25 @@ class Qwen3Rerank(BaseNodePostprocessor):
             if not isinstance(engine, Qwen3Reranker):
                 raise TypeError(f"engine must be a Qwen3Reranker, got {type(engine).__name__}")
             reject_settings_beside_engine(
-                {"model": model, "backend": backend, "max_length": max_length}, "Qwen3Reranker"
+                {
+                    "model": model,
+                    "backend": backend,
+                    "max_length": max_length,
+                    "chunk_overlap": chunk_overlap,
+                    "max_chunks_per_document": max_chunks_per_document,
+                },
+                "Qwen3Reranker",
             )
             # The fields describe what actually runs, not the defaults.
             model, backend, max_length = str(engine.model_path), engine.options, engine.max_length
+            chunk_overlap = engine.chunk_overlap
+            max_chunks_per_document = engine.max_chunks_per_document
             if instruction is None:
                 instruction = engine.instruction
+            if max_document_tokens is None:
+                max_document_tokens = engine.max_document_tokens
+            if long_documents is None:
+                long_documents = engine.long_documents
         # Through a dict: BaseNodePostprocessor's typed __init__ does not know these fields.
         fields: dict[str, Any] = {
             "model": DEFAULT_RERANKER_MODEL if model is None else model,
@@ -163,10 +220,24 @@ class Qwen3Rerank(BaseNodePostprocessor):
             "keep_retrieval_score": keep_retrieval_score,
             "backend": "transformers" if backend is None else backend,
             "max_length": MAX_LENGTH if max_length is None else max_length,
+            "max_document_tokens": max_document_tokens,
+            "long_documents": "truncate" if long_documents is None else long_documents,
+            "chunk_overlap": CHUNK_OVERLAP if chunk_overlap is None else chunk_overlap,
+            "max_chunks_per_document": (
+                MAX_CHUNKS_PER_DOCUMENT
+                if max_chunks_per_document is None
+                else max_chunks_per_document
+            ),
         }
         if callback_manager is not None:
             fields["callback_manager"] = callback_manager
         super().__init__(**fields)
+        DocumentBudget(
+            self.max_document_tokens,
+            self.long_documents,
+            self.chunk_overlap,
+            self.max_chunks_per_document,
+        )
         if engine is not None:
             self._engine = LazyEngine.ready(engine)
         else:
@@ -177,6 +248,10 @@ class Qwen3Rerank(BaseNodePostprocessor):
                     backend=self.backend,
                     instruction=self.instruction,
                     max_length=self.max_length,
+                    max_document_tokens=self.max_document_tokens,
+                    long_documents=self.long_documents,
+                    chunk_overlap=self.chunk_overlap,
+                    max_chunks_per_document=self.max_chunks_per_document,
                 )
             )
 
@@ -204,7 +279,7 @@ class Qwen3Rerank(BaseNodePostprocessor):
             return []
         with self._reranking(nodes, query_bundle) as finish:  # type: ignore[arg-type]
             return finish(
-                self.engine.rerank(query, texts, top_n=self.top_n, instruction=self.instruction)
+                self.engine.rerank(query, texts, top_n=self.top_n, **self._call_settings())
             )
 
     @dispatcher.span  # LlamaIndex wraps only the sync method in a span by itself
@@ -221,8 +296,16 @@ class Qwen3Rerank(BaseNodePostprocessor):
         engine = await self._engine.aget()
         with self._reranking(nodes, query_bundle) as finish:  # type: ignore[arg-type]
             return finish(
-                await engine.arerank(query, texts, top_n=self.top_n, instruction=self.instruction)
+                await engine.arerank(query, texts, top_n=self.top_n, **self._call_settings())
             )
+
+    def _call_settings(self) -> dict[str, Any]:
+        """The engine call's settings that are the postprocessor's own."""
+        return {
+            "instruction": self.instruction,
+            "max_document_tokens": self.max_document_tokens,
+            "long_documents": self.long_documents,
+        }
 
     def _checked(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
@@ -276,15 +359,20 @@ class Qwen3Rerank(BaseNodePostprocessor):
         node = retrieved.node
         # On a copy: writing into the caller's node would also change its EMBED text, and so
         # its score, the next time the same node is reranked.
-        metadata = {**node.metadata, RELEVANCE_LOGIT_KEY: hit.logit}
+        metadata: dict[str, Any] = {**node.metadata, RELEVANCE_LOGIT_KEY: hit.logit}
+        ours = [RELEVANCE_LOGIT_KEY]
+        if self.long_documents == "chunk":
+            metadata[RELEVANCE_SPAN_KEY] = hit.span
+            ours.append(RELEVANCE_SPAN_KEY)
         if self.keep_retrieval_score:
             metadata[RETRIEVAL_SCORE_KEY] = retrieved.score
-        # The log-odds is for the caller, not text for the embedding model or the LLM.
+        # The log-odds and span are for the caller, not text for the embedding model or LLM.
         update: dict[str, Any] = {"metadata": metadata}
         for excluded in ("excluded_embed_metadata_keys", "excluded_llm_metadata_keys"):
             keys: list[str] = getattr(node, excluded)
-            if RELEVANCE_LOGIT_KEY not in keys:
-                update[excluded] = [*keys, RELEVANCE_LOGIT_KEY]
+            missing = [key for key in ours if key not in keys]
+            if missing:
+                update[excluded] = [*keys, *missing]
         return NodeWithScore(node=node.model_copy(update=update), score=hit.score)
 
     def __getstate__(self) -> dict[str, Any]:
