@@ -17,8 +17,8 @@ LongDocuments = Literal["truncate", "chunk"]
 ``"chunk"`` scores it window by window and keeps the best window's score."""
 LONG_DOCUMENTS: tuple[LongDocuments, ...] = get_args(LongDocuments)
 
-# A window's start moves back at most this many tokens to land on a word that follows a
-# space, whose tokens alone are then those the window had inside the document.
+# A window's ends move back at most this many tokens to land next to a word that follows a
+# space, where the window text alone has the tokens the document had there.
 _WORD_START_SEARCH = 16
 
 
@@ -31,7 +31,8 @@ class DocumentBudget:
     long_documents: LongDocuments = "truncate"
     """``"truncate"`` or ``"chunk"``: see ``LongDocuments``."""
     chunk_overlap: int = CHUNK_OVERLAP
-    """Tokens shared by neighbouring windows (at most half a window)."""
+    """Tokens shared by neighbouring windows; at most half a window, so that a small budget
+    with the default overlap still advances."""
     max_chunks_per_document: int = MAX_CHUNKS_PER_DOCUMENT
     """Most windows scored per document; past them the rest of the document is not read."""
 
@@ -44,12 +45,6 @@ class DocumentBudget:
             )
         check_int("chunk_overlap", self.chunk_overlap, minimum=0)
         check_int("max_chunks_per_document", self.max_chunks_per_document, minimum=1)
-        limit = self.max_document_tokens
-        if self.long_documents == "chunk" and limit is not None and self.chunk_overlap >= limit:
-            raise ValueError(
-                f"chunk_overlap={self.chunk_overlap} must be smaller than "
-                f"max_document_tokens={limit}: windows would not advance"
-            )
 
     @property
     def chunked(self) -> bool:
@@ -108,18 +103,16 @@ def window_spans(
     the document ran past ``budget.max_chunks_per_document`` windows (then only the first are
     returned).
 
-    Windows start and end between whole tokens of the document, so the window text holds the
-    tokens the document had there, and they leave no token out between them. A window after
-    the first starts, where one is near, at a word after a space, without the space: the
-    prompt puts a space before any document, so the window alone has the same tokens.
+    Windows start and end between whole tokens of the document and leave no token out
+    between them. Where one is near, a window ends before a space and one after the first
+    starts at a word after a space, without the space (the prompt puts one before any
+    document): the window text alone then has the tokens the document had there.
     """
     count = min(len(document.ids), budget.read_tokens(window))
     spans: list[tuple[int, int]] = []
     begin = 0
     while True:
-        end = min(begin + window, count)
-        while end > begin + 1 and not document.whole_token_boundary(end):
-            end -= 1
+        end = _snapped_end(document, begin, min(begin + window, count))
         first = document.character(begin)
         if begin > 0 and document.text[first : first + 1] == " ":
             first += 1
@@ -129,6 +122,21 @@ def window_spans(
         if len(spans) == budget.max_chunks_per_document:
             return spans, True
         begin = _snapped_start(document, min(begin + budget.stride(window), end), floor=begin + 1)
+
+
+def _snapped_end(document: DocumentTokens, begin: int, end: int) -> int:
+    """The window's end, at or before ``end`` and after ``begin``: before a word after a space
+    if one is near (or at the document's end), else a whole-token boundary."""
+    if end >= len(document.ids) and document.complete:
+        return end
+    text = document.text
+    for k in range(end, max(begin + 1, end - _WORD_START_SEARCH) - 1, -1):
+        at = int(document.offsets[k, 0])
+        if text[at : at + 1] == " " and document.whole_token_boundary(k):
+            return k
+    while end > begin + 1 and not document.whole_token_boundary(end):
+        end -= 1
+    return end
 
 
 def _snapped_start(document: DocumentTokens, start: int, floor: int) -> int:
