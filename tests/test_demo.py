@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import builtins
 import json
+import math
 import os
 import re
 import subprocess
@@ -296,14 +297,15 @@ def test_own_corpus_without_a_query_on_a_terminal_asks(
 
 
 def _result_fields(out: str) -> list[list[str]]:
-    """Every results row: rank, doc, relevance, similarity, embedding rank, document text."""
-    rows = [line.split(maxsplit=5) for line in out.splitlines()]
-    return [fields for fields in rows if len(fields) == 6 and fields[0].isdigit()]
+    """Every results row: rank, doc, relevance, log-odds, similarity, embedding rank,
+    document text."""
+    rows = [line.split(maxsplit=6) for line in out.splitlines()]
+    return [fields for fields in rows if len(fields) == 7 and fields[0].isdigit()]
 
 
 def _result_rows(out: str) -> list[tuple[str, str]]:
     """(doc, document text) of every results row, in order."""
-    return [(fields[1], fields[5]) for fields in _result_fields(out)]
+    return [(fields[1], fields[6]) for fields in _result_fields(out)]
 
 
 def _search_all(
@@ -364,6 +366,7 @@ def test_results_table_says_what_its_columns_hold(capsys: pytest.CaptureFixture[
         "rank",
         "doc",
         "relevance",
+        "log-odds",
         "similarity",
         "embedding",
         "rank",
@@ -372,9 +375,42 @@ def test_results_table_says_what_its_columns_hold(capsys: pytest.CaptureFixture[
     rows = _result_fields(out)
     assert [row[0] for row in rows] == ["1", "2", "3", "4", "5"]
     for row in rows:  # the sample corpus, numbered from 1
-        assert SAMPLE_DOCUMENTS[int(row[1]) - 1].startswith(row[5].removesuffix("..."))
-    # Every one of the 5 candidates, each with its rank before reranking.
-    assert sorted(int(row[4]) for row in rows) == [1, 2, 3, 4, 5]
+        assert SAMPLE_DOCUMENTS[int(row[1]) - 1].startswith(row[6].removesuffix("..."))
+        # P(yes) is the sigmoid of the log-odds shown beside it (both rounded).
+        assert float(row[2]) == pytest.approx(1 / (1 + math.exp(-float(row[3]))), abs=1e-3)
+    # Best first by log-odds; every one of the 5 candidates, with its rank before reranking.
+    assert [float(row[3]) for row in rows] == sorted((float(row[3]) for row in rows), reverse=True)
+    assert sorted(int(row[5]) for row in rows) == [1, 2, 3, 4, 5]
+
+
+def test_chunked_mode_shows_the_passage_that_scored(
+    tmp_path: Path, reranker: Qwen3Reranker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--long-documents chunk ranks each document by its best window and shows that
+    passage; the scores are the engine's own for the same settings."""
+    filler = "The committee met on Tuesday to discuss the budget for next year. " * 8
+    documents = [filler + f"Passage {i} says the capital of China is Beijing." for i in range(3)]
+    corpus = tmp_path / "long.txt"
+    corpus.write_text("\n".join(documents) + "\n")
+    query = "capital of China"
+    args = ["demo", "--tiny", "--corpus", str(corpus), "--query", query, "--top-k", "3"]
+    assert (
+        main([*args, "--top-n", "3", "--long-documents", "chunk", "--max-document-tokens", "24"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "the passage that scored best" in out
+    hits = reranker.rerank(query, documents, max_document_tokens=24, long_documents="chunk")
+    rows = _result_fields(out)
+    assert sorted(int(row[1]) for row in rows) == [1, 2, 3]  # lines, numbered from 1
+    log_odds = [float(row[3]) for row in rows]
+    assert log_odds == sorted(log_odds, reverse=True)
+    for row in rows:
+        hit = next(h for h in hits if h.index == int(row[1]) - 1)
+        assert float(row[3]) == pytest.approx(hit.logit, abs=1e-3)
+        passage = hit.document[slice(*hit.span)]
+        shown = row[6].removeprefix("...").removesuffix("...")
+        assert " ".join(passage.split()).startswith(shown) and hit.span != (0, len(hit.document))
 
 
 @pytest.mark.parametrize(
@@ -413,6 +449,7 @@ def test_bad_jsonl_ids_are_one_clear_line(
         (["--backend", "server"], "--backend server needs the servers' address"),
         (["--backend", "vllm", "--device", "cpu"], "--device is not a setting of --backend vllm"),
         (["--base-url", "http://localhost:8000"], "--base-url is not a setting of --backend"),
+        (["--max-document-tokens", "0"], "--max-document-tokens must be at least 1, got 0"),
     ],
 )
 def test_bad_arguments_are_one_clear_line(

@@ -14,6 +14,7 @@ from qwen3_core.backends.options import (
     VllmOptions,
 )
 from qwen3_core.demo.corpus import SAMPLE_QUERIES, Corpus, read_corpus, sample_corpus
+from qwen3_core.document_windows import DocumentBudget
 from qwen3_core.validation import check_text
 
 
@@ -36,6 +37,8 @@ class DemoRequest:
     instruction: str
     backend: BackendOptions
     """Where the models run, with the settings given (checked; no torch needed to check)."""
+    budget: DocumentBudget
+    """How the reranker reads long documents."""
 
 
 def check_demo_arguments(args: argparse.Namespace, *, stdin_is_terminal: bool) -> DemoRequest:
@@ -51,6 +54,11 @@ def check_demo_arguments(args: argparse.Namespace, *, stdin_is_terminal: bool) -
         )
     check_model_arguments(args)
     backend = backend_options(args)
+    if args.max_document_tokens is not None and args.max_document_tokens < 1:
+        raise UsageError(
+            f"--max-document-tokens must be at least 1, got {args.max_document_tokens}"
+        )
+    budget = DocumentBudget(args.max_document_tokens, args.long_documents)
     instruction = _check_unicode("--instruction", args.instruction)
     queries = [_check_string("--query", query) for query in args.query or []]
     corpus = read_corpus(args.corpus) if args.corpus else sample_corpus()
@@ -76,6 +84,7 @@ def check_demo_arguments(args: argparse.Namespace, *, stdin_is_terminal: bool) -
         reranker_model=args.reranker_model or defaults.DEFAULT_RERANKER_MODEL,
         instruction=instruction,
         backend=backend,
+        budget=budget,
     )
 
 

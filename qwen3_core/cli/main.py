@@ -48,7 +48,7 @@ def run_demo(request: DemoRequest) -> int:
         f"Embedded {len(request.corpus.documents)} documents in {seconds:.2f} s "
         f"(vectors of {search.embedder.dimension} dimensions)."
     )
-    print_legend(request.corpus)
+    print_legend(request.corpus, chunked=request.budget.chunked)
     for query in request.queries:
         print_outcome(query, search.search(query, request.top_k, request.top_n), request.corpus)
     if request.interactive:

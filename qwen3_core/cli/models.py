@@ -26,7 +26,7 @@ def load_models(request: DemoRequest) -> TwoStageSearch:
     )
     from qwen3_core.demo.search import TwoStageSearch
 
-    return TwoStageSearch(embedder, reranker)
+    return TwoStageSearch(embedder, reranker, request.budget)
 
 
 def load_engines(

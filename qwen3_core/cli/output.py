@@ -11,9 +11,9 @@ from qwen3_core.demo.corpus import Corpus
 if TYPE_CHECKING:  # the search module imports the engine, which imports torch
     from qwen3_core.demo.search import SearchOutcome
 
-# Left of the document's text in a row: rank, relevance, similarity and embedding rank (with
-# their gaps); the doc column's width varies with the ids shown.
-_FIXED_COLUMNS = 2 + 4 + 2 + 2 + 9 + 2 + 10 + 2 + 14 + 2
+# Left of the document's text in a row: rank, relevance, log-odds, similarity and embedding
+# rank (with their gaps); the doc column's width varies with the ids shown.
+_FIXED_COLUMNS = 2 + 4 + 2 + 2 + 9 + 2 + 8 + 2 + 10 + 2 + 14 + 2
 _LONGEST_DOC_LABEL = 24
 
 
@@ -22,13 +22,18 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def print_legend(corpus: Corpus) -> None:
+def print_legend(corpus: Corpus, *, chunked: bool = False) -> None:
     print("\nColumns:")
-    print("  rank            the order after reranking, best first")
+    print("  rank            the order after reranking, best first (by log-odds)")
     print(f"  doc             {corpus.label_meaning}")
-    print("  relevance       the reranker's score, from 0 to 1")
+    print("  relevance       the reranker's score P(yes), from 0 to 1")
+    print("  log-odds        logit(yes) - logit(no): relevance is its sigmoid, and it still")
+    print("                  orders documents whose relevance rounds to 1")
     print("  similarity      the cosine similarity of the query's and the text's embeddings")
     print("  embedding rank  the rank by similarity, before reranking")
+    if chunked:
+        print("  document        the passage that scored best (long documents are scored")
+        print("                  window by window)")
 
 
 def print_outcome(query: str, outcome: SearchOutcome, corpus: Corpus) -> None:
@@ -42,14 +47,17 @@ def print_outcome(query: str, outcome: SearchOutcome, corpus: Corpus) -> None:
     width = max([len("doc"), *map(len, labels)])
     text_width = _text_width(_FIXED_COLUMNS + width)
     print(
-        f"  {'rank':>4}  {'doc':>{width}}  {'relevance':>9}  {'similarity':>10}  "
-        f"{'embedding rank':>14}  document"
+        f"  {'rank':>4}  {'doc':>{width}}  {'relevance':>9}  {'log-odds':>8}  "
+        f"{'similarity':>10}  {'embedding rank':>14}  document"
     )
     for rank, (hit, label) in enumerate(zip(outcome.hits, labels, strict=True), 1):
+        start, end = hit.span
+        # The part that scored: the whole document, or its best window ("..." marks a cut).
+        text = "..." * (start > 0) + hit.document[start:end] + "..." * (end < len(hit.document))
         print(
-            f"  {rank:>4}  {label:>{width}}  {hit.rerank_score:>9.4f}  "
+            f"  {rank:>4}  {label:>{width}}  {hit.rerank_score:>9.4f}  {hit.rerank_logit:>8.3f}  "
             f"{hit.embedding_score:>10.4f}  {hit.original_rank:>14}  "
-            f"{_shorten(hit.document, text_width)}"
+            f"{_shorten(text, text_width)}"
         )
 
 

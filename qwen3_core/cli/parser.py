@@ -6,6 +6,7 @@ import argparse
 
 from qwen3_core import defaults, prompts
 from qwen3_core.backends.options import BACKENDS
+from qwen3_core.document_windows import LONG_DOCUMENTS
 from qwen3_core.evaluation.defaults import DEFAULT_CANDIDATES, FAISS_FROM_DOCUMENTS
 
 
@@ -54,6 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--instruction",
         default=prompts.DEFAULT_INSTRUCTION,
         help="task instruction for queries and reranking",
+    )
+    demo.add_argument(
+        "--long-documents",
+        choices=LONG_DOCUMENTS,
+        default="truncate",
+        help="a document over the reranker's budget: truncate scores its first tokens; chunk "
+        "scores it in overlapping windows, ranks it by the best one and shows that passage "
+        "(default truncate)",
+    )
+    demo.add_argument(
+        "--max-document-tokens",
+        type=int,
+        metavar="N",
+        help="the reranker's budget: most tokens of a document in one prompt (default: what "
+        "the prompt's length limit leaves)",
     )
     add_backend_arguments(demo)
     _add_eval_command(commands)
