@@ -100,6 +100,20 @@ def test_rerank_scores(
     ]
 
 
+def test_long_documents_chunked_on_vllm(
+    vllm_reranker: Qwen3Reranker, torch_reranker: Qwen3Reranker, queries: list[str]
+) -> None:
+    """The windows of chunked documents score on vLLM as on transformers, best window and
+    its span alike."""
+    documents = [*LONG, "A short one.", "The committee met. " * 40 + "Beijing is the capital."]
+    settings = {"max_document_tokens": 24, "long_documents": "chunk"}
+    got = vllm_reranker.rerank(queries[0], documents, **settings)  # type: ignore[arg-type]
+    want = torch_reranker.rerank(queries[0], documents, **settings)  # type: ignore[arg-type]
+    assert [(h.index, h.span) for h in got] == [(h.index, h.span) for h in want]
+    np.testing.assert_allclose([h.logit for h in got], [h.logit for h in want], atol=1e-4)
+    assert all(h.span != (0, len(h.document)) for h in got if h.index != 2)  # windows, not wholes
+
+
 def test_bad_input_is_checked_before_vllm(vllm_reranker: Qwen3Reranker) -> None:
     with pytest.raises(TypeError, match=r"documents\[1\] must be a str"):
         vllm_reranker.score("q", ["ok", None])  # type: ignore[list-item]
