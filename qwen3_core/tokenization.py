@@ -8,7 +8,7 @@ close the prompt and answer for the model. Only the template's own special token
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -174,14 +174,22 @@ class LiteralTokenizer:
         return [ids for ids, _ in self._encode_limited(texts, max_tokens)]
 
     def encode_literal_offsets(
-        self, texts: Sequence[str], max_tokens: int | None = None
-    ) -> list[tuple[TokenIds, np.ndarray]]:
+        self,
+        texts: Sequence[str],
+        max_tokens: int | None = None,
+        wanted: Callable[[int, TokenIds], bool] | None = None,
+    ) -> list[tuple[TokenIds, np.ndarray | None]]:
         """``encode_literal`` with each token's (start, end) character offsets in its text,
-        int64 (n, 2); the tokens of one character split over several share its offsets."""
-        return [
-            (ids, np.asarray(encoding.offsets[: len(ids)], dtype=np.int64).reshape(-1, 2))
-            for ids, encoding in self._encode_limited(texts, max_tokens)
-        ]
+        int64 (n, 2); the tokens of one character split over several share its offsets.
+        With ``wanted``, only the texts for which ``wanted(index, ids)`` is true get them
+        (the others None), read in the same pass."""
+        out: list[tuple[TokenIds, np.ndarray | None]] = []
+        for index, (ids, encoding) in enumerate(self._encode_limited(texts, max_tokens)):
+            offsets = None
+            if wanted is None or wanted(index, ids):
+                offsets = np.asarray(encoding.offsets[: len(ids)], dtype=np.int64).reshape(-1, 2)
+            out.append((ids, offsets))
+        return out
 
     def _encode_limited(
         self, texts: Sequence[str], max_tokens: int | None
@@ -378,17 +386,24 @@ class RerankTokenizer:
         reads = max(
             (budget.read_tokens(budget.window_tokens(room)) for room in rooms.values()), default=0
         )
-        documents = self._tokenizer.encode_literal(
-            [prompts.rerank_document_text(d) for _, d in pairs], max_tokens=reads
+        # Offsets, for the characters each prompt holds, only of documents over the budget.
+        encoded = self._tokenizer.encode_literal_offsets(
+            [prompts.rerank_document_text(d) for _, d in pairs],
+            max_tokens=reads,
+            wanted=lambda i, ids: len(ids) > budget.window_tokens(rooms[pairs[i][0]]),
         )
-        over = [
-            i
-            for i, ((query, _), ids) in enumerate(zip(pairs, documents, strict=True))
-            if len(ids) > budget.window_tokens(rooms[query])
-        ]
-        located = dict(
-            zip(over, self._document_tokens([pairs[i][1] for i in over], reads), strict=True)
-        )
+        documents = [ids for ids, _ in encoded]
+        lead = len(prompts.rerank_document_text(""))
+        located = {
+            i: DocumentTokens(
+                text=pairs[i][1],
+                ids=ids,
+                offsets=np.clip(offsets - lead, 0, None),
+                complete=len(ids) <= reads,
+            )
+            for i, (ids, offsets) in enumerate(encoded)
+            if offsets is not None
+        }
         inputs = _InputsBuilder()
         truncated = clipped = 0
         for index, ((query, text), ids) in enumerate(zip(pairs, documents, strict=True)):
@@ -416,25 +431,6 @@ class RerankTokenizer:
                     tail = np.concatenate([window_ids[:window], self.suffix])
                     inputs.add(index, RerankPrompt(head, tail), span)
         return inputs.build(len(pairs), truncated, clipped)
-
-    def _document_tokens(self, texts: list[str], reads: int) -> list[DocumentTokens]:
-        """The leading tokens of documents with their offsets in the document text."""
-        lead = len(prompts.rerank_document_text(""))
-        return [
-            DocumentTokens(
-                text=text,
-                ids=ids,
-                offsets=np.clip(offsets - lead, 0, None),
-                complete=len(ids) <= reads,
-            )
-            for text, (ids, offsets) in zip(
-                texts,
-                self._tokenizer.encode_literal_offsets(
-                    [prompts.rerank_document_text(t) for t in texts], max_tokens=reads
-                ),
-                strict=True,
-            )
-        ]
 
 
 @dataclass(frozen=True)
