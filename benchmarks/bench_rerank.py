@@ -153,7 +153,7 @@ def main() -> None:
         queries = make_texts(tokenizer, n_queries, 8, 24, seed=10 + n_queries)
         docs = make_texts(tokenizer, n_queries * n_docs, 64, 512, seed=20 + n_queries)
         pairs = [(queries[i // n_docs], d) for i, d in enumerate(docs)]
-        encoded, _ = prompt_tokens.encode(pairs, INSTRUCTION)
+        encoded = prompt_tokens.encode(pairs, INSTRUCTION).prompts
         lengths = [len(p) for p in encoded]
         rows = [
             measure(
