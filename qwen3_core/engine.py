@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -48,7 +49,11 @@ def require_torch(backend: BackendName) -> None:
     """An ImportError that says what to install when a local backend lacks torch."""
     try:
         import torch  # noqa: F401
-        import transformers  # noqa: F401
+
+        # Found, not imported: importing transformers costs a second, and CPU models run
+        # without it (qwen3_core.decoder).
+        if importlib.util.find_spec("transformers") is None:
+            raise ImportError("No module named 'transformers'")
     except ImportError as exc:
         raise ImportError(
             f"backend={backend!r} runs the model in this process and needs torch and "

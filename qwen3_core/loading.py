@@ -1,12 +1,22 @@
 """Loading a checked Qwen3 checkpoint into a torch model, each at most once per process.
 
-The checkpoint is recognised first (``qwen3_core.checkpoints``); after loading, transformers'
-own report is checked again, so no weight the model uses is ever left randomly initialised.
+The checkpoint is recognised first (``qwen3_core.checkpoints``), which checks that every
+tensor the decoder needs is in the files. Only the base model is loaded, for either kind: a
+reranker's two score rows are read from the files by ``LoadedModel.score_rows``, never its
+151k-row lm_head.
+
+On CPU the decoder is ``qwen3_core.decoder.Qwen3Decoder``, built straight from the
+safetensors files: each linear weight is read into a reused buffer and packed for its kernel
+(oneDNN float32, or int8), so no second copy of the weights stays resident, and transformers
+is never imported. Elsewhere (GPUs, ``model_kwargs``, configs that decoder does not cover) it
+is transformers' ``Qwen3Model``, whose loading report is checked again, so no weight the model
+uses is ever left randomly initialised.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import weakref
@@ -20,17 +30,35 @@ import torch
 
 from qwen3_core.backends.options import Quantization, TransformersOptions
 from qwen3_core.checkpoints import Checkpoint, open_folder
+from qwen3_core.decoder import (
+    MLP,
+    Attention,
+    DecoderConfig,
+    DecoderLayer,
+    Qwen3Decoder,
+    RMSNorm,
+    TokenEmbedding,
+)
 from qwen3_core.devices import resolve_device, resolve_dtype
 from qwen3_core.hub import HubOptions, import_names, resolve_model_folder
-from qwen3_core.kernels.int8 import check_int8_supported, quantize_int8
-from qwen3_core.kernels.onednn_linear import onednn_linear_wanted, use_onednn_linears
+from qwen3_core.kernels.int8 import check_int8_supported, int8_linears, quantize_int8
+from qwen3_core.kernels.onednn_linear import (
+    onednn_linear_wanted,
+    onednn_or_plain,
+    use_onednn_linears,
+)
 from qwen3_core.tokenization import LiteralTokenizer
-from qwen3_core.variants import ModelKind, ModelKindError, Variant
+from qwen3_core.variants import ModelKind, ModelKindError, Variant, read_json
+from qwen3_core.weights import SafetensorsFolder
+
+DECODER_SWITCH = "QWEN3_RAG_CPU_DECODER"
+"""``qwen3-rag`` (the default) or ``transformers``: which decoder CPU models run."""
 
 
 @dataclass(eq=False)
 class LoadedModel:
-    """A tokenizer and a model in eval mode on one device; shared by everyone who asks for it."""
+    """A tokenizer and a base model (no head) in eval mode on one device; shared by everyone
+    who asks for it."""
 
     folder: Path
     kind: ModelKind
@@ -47,6 +75,32 @@ class LoadedModel:
         assert self.variant is not None
         return Checkpoint(self.folder, self.kind, self.config, self.tokenizer, self.variant)
 
+    def score_rows(self, *, yes_id: int, no_id: int) -> torch.Tensor:
+        """A reranker's float32 rows [no, yes] on the model's device, whose softmax over
+        ``state @ rows.T`` is P(yes) (so ``state @ (yes - no)`` is the log-odds), with the
+        values the full head would have in the model's dtype:
+
+        - a causal LM: the lm_head rows of the two tokens (the embedding rows when tied);
+        - sequence classification, two labels: the score rows of "no" and "yes";
+        - sequence classification, one label: rows [0, w], so the log-odds is its score.
+        """
+        variant = self.variant
+        assert variant is not None
+        if variant.architecture == "seq_cls":
+            weight = _stored_rows(self.folder, "score.weight", list(range(variant.num_labels)))
+            weight = weight.to(self.dtype).float()
+            if variant.num_labels == 1:
+                rows = torch.stack([torch.zeros_like(weight[0]), weight[0]])
+            else:
+                rows = weight[[1 - variant.yes_label, variant.yes_label]]
+        elif self.config.get("tie_word_embeddings", False):
+            table: Any = self.model.get_input_embeddings()  # type: ignore[operator]
+            rows = table.weight[[no_id, yes_id]].detach().to(self.dtype).float()
+        else:
+            rows = _stored_rows(self.folder, "lm_head.weight", [no_id, yes_id])
+            rows = rows.to(self.dtype).float()
+        return rows.to(self.device)
+
 
 _cache: weakref.WeakValueDictionary[tuple[str, ...], LoadedModel] = weakref.WeakValueDictionary()
 _cache_lock = threading.Lock()
@@ -54,12 +108,6 @@ _cache_lock = threading.Lock()
 # under different names ("m", "m/", "./m") must not load it twice either.
 _key_locks: dict[tuple[str, ...], threading.Lock] = {}
 _folder_locks: dict[tuple[str, ...], threading.Lock] = {}
-
-_AUTO_CLASS = {
-    "base": "AutoModel",
-    "causal_lm": "AutoModelForCausalLM",
-    "seq_cls": "AutoModelForSequenceClassification",
-}
 
 
 def _load(
@@ -69,13 +117,164 @@ def _load(
     dtype: torch.dtype,
     quantization: Quantization | None,
     model_kwargs: Mapping[str, Any],
+    own_decoder: bool,
 ) -> LoadedModel:
     checkpoint = open_folder(folder, kind)
-    variant = checkpoint.variant
-    (loader,) = import_names("transformers", _AUTO_CLASS[variant.architecture])
+    model: torch.nn.Module | None = None
+    if own_decoder:
+        model = _own_decoder(folder, checkpoint.config, dtype, quantization)
+    if model is None:
+        model = _transformers_decoder(folder, device, dtype, model_kwargs)
+        if quantization == "int8":
+            quantize_int8(model)
+        elif _runs_onednn(device, dtype):
+            use_onednn_linears(model)
+    return LoadedModel(
+        folder,
+        kind,
+        device,
+        dtype,
+        checkpoint.tokenizer,
+        model,
+        checkpoint.config,
+        quantization,
+        checkpoint.variant,
+    )
+
+
+def _runs_own_decoder(device: torch.device, model_kwargs: Mapping[str, Any]) -> bool:
+    choice = os.environ.get(DECODER_SWITCH, "qwen3-rag").strip().lower()
+    if choice not in ("qwen3-rag", "transformers"):
+        raise ValueError(f"{DECODER_SWITCH}={choice!r}: use 'qwen3-rag' or 'transformers'")
+    # model_kwargs are transformers' from_pretrained arguments: only transformers reads them.
+    return choice == "qwen3-rag" and device.type == "cpu" and not model_kwargs
+
+
+_PROJECTIONS = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
+
+
+def _own_decoder(
+    folder: Path, config: dict[str, Any], dtype: torch.dtype, quantization: Quantization | None
+) -> Qwen3Decoder | None:
+    """The CPU decoder built from the files, or None where ``Qwen3Decoder`` does not cover
+    the config or a tensor's dtype (transformers loads those)."""
+    settings = DecoderConfig.from_config(config)
+    files = SafetensorsFolder.open(folder)
+    if settings is None or files is None:
+        return None
+    if quantization == "int8":
+        make_linear = int8_linears()
+    elif _runs_onednn(torch.device("cpu"), dtype):
+        make_linear = onednn_or_plain
+    else:
+        make_linear = _plain
+    prefix = "model." if "model.embed_tokens.weight" in files else ""
+    buffers: dict[tuple[torch.dtype, int], torch.Tensor] = {}
+
+    def reused(name: str) -> torch.Tensor:
+        # One buffer per dtype and size, refilled for each weight: a kernel keeps its own
+        # packed copy, so the plain weights are never all resident at once.
+        entry = files.entries[prefix + name]
+        stored = files.read(name=prefix + name, buffer=_buffer(buffers, entry.dtype, entry.shape))
+        if stored.dtype == dtype:
+            return stored
+        return _buffer(buffers, dtype, entry.shape).copy_(stored)
+
+    def small(name: str) -> torch.Tensor:
+        return files.read(prefix + name).to(dtype)
+
+    def norm(name: str) -> RMSNorm:
+        return RMSNorm(small(name), settings.rms_norm_eps)
+
+    layers = []
+    for index in range(settings.num_hidden_layers):
+        block = f"layers.{index}."
+        linears: dict[str, torch.nn.Module] = {}
+        for name in _PROJECTIONS:
+            bias = f"{block}{name}.bias"
+            weight = reused(f"{block}{name}.weight")
+            linear = _linear(weight, small(bias) if prefix + bias in files else None)
+            module = make_linear(linear)
+            if module is linear:  # kept as it is: give it a weight of its own
+                linear.weight = torch.nn.Parameter(weight.clone(), requires_grad=False)
+            linears[name.split(".")[1]] = module
+        attention = Attention(
+            settings,
+            linears,
+            norm(f"{block}self_attn.q_norm.weight"),
+            norm(f"{block}self_attn.k_norm.weight"),
+        )
+        layers.append(
+            DecoderLayer(
+                attention,
+                MLP(linears),
+                norm(f"{block}input_layernorm.weight"),
+                norm(f"{block}post_attention_layernorm.weight"),
+            )
+        )
+    embeddings = TokenEmbedding(files.mapped(prefix + "embed_tokens.weight"), dtype)
+    return Qwen3Decoder(settings, embeddings, layers, norm("norm.weight"), dtype).eval()
+
+
+def _buffer(
+    buffers: dict[tuple[torch.dtype, int], torch.Tensor],
+    dtype: torch.dtype,
+    shape: tuple[int, ...],
+) -> torch.Tensor:
+    size = math.prod(shape)
+    buffer = buffers.get((dtype, size))
+    if buffer is None:
+        buffer = buffers[(dtype, size)] = torch.empty(size, dtype=dtype)
+    return buffer.view(shape)
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.nn.Linear:
+    # No storage of its own is allocated: the weight read from the file is set in place.
+    out_features, in_features = weight.shape
+    linear = torch.nn.Linear(in_features, out_features, bias=bias is not None, device="meta")
+    linear.weight = torch.nn.Parameter(weight, requires_grad=False)
+    if bias is not None:
+        linear.bias = torch.nn.Parameter(bias, requires_grad=False)
+    return linear
+
+
+def _plain(linear: torch.nn.Linear) -> torch.nn.Module:
+    return linear
+
+
+def _stored_rows(folder: Path, name: str, indices: list[int]) -> torch.Tensor:
+    """Rows of a 2-d tensor in the folder's safetensors files, in their stored dtype, read
+    without loading the rest of it."""
+    from safetensors import safe_open
+
+    index = folder / "model.safetensors.index.json"
+    file = read_json(index)["weight_map"][name] if index.is_file() else "model.safetensors"
+    with safe_open(str(folder / file), framework="pt") as handle:
+        tensor = handle.get_slice(name)
+        count = tensor.get_shape()[0]
+        for row in indices:
+            if not 0 <= row < count:
+                raise ModelKindError(
+                    f"'{folder}': the score reads row {row} of {name}, which has {count} rows"
+                )
+        return torch.cat([tensor[row : row + 1] for row in indices])
+
+
+def _transformers_decoder(
+    folder: Path, device: torch.device, dtype: torch.dtype, model_kwargs: Mapping[str, Any]
+) -> torch.nn.Module:
+    """transformers' ``Qwen3Model``: only the base model is loaded, whatever the checkpoint's
+    head (an lm_head or a classifier is left in the files)."""
+    (loader,) = import_names("transformers", "AutoModel")
     extra: dict[str, Any] = {"attn_implementation": "sdpa", **model_kwargs}
-    if variant.architecture == "seq_cls":
-        extra["num_labels"] = variant.num_labels
     if device.type == "cuda":
         extra["device_map"] = str(device)
     try:
@@ -91,22 +290,8 @@ def _load(
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelKindError(f"'{folder}' could not be loaded: {reason[:300]}") from exc
     _check_loading_report(folder, report)
-    model.to(device).eval().requires_grad_(False)
-    if quantization == "int8":
-        quantize_int8(model)
-    elif _runs_onednn(device, dtype):
-        use_onednn_linears(model)
-    return LoadedModel(
-        folder,
-        kind,
-        device,
-        dtype,
-        checkpoint.tokenizer,
-        model,
-        checkpoint.config,
-        quantization,
-        variant,
-    )
+    loaded: torch.nn.Module = model.to(device).eval().requires_grad_(False)
+    return loaded
 
 
 def _drop_load_report(record: logging.LogRecord) -> bool:
@@ -180,14 +365,15 @@ def load_model(
     changed in place."""
     hub = hub or HubOptions()
     kwargs = dict(model_kwargs or {})
-    # A variant is a model object of its own: int8, or the oneDNN float32 linears, whose
-    # switch can change between loads in one process.
+    # A variant is a model object of its own: int8, or the oneDNN float32 linears, or the
+    # decoder, whose switches can change between loads in one process.
     variant: tuple[str, ...] = ()
     if quantization is not None:
         variant = (quantization,)
     elif _runs_onednn(device, dtype):
         variant = ("onednn",)
-    options = (*variant, repr(sorted(kwargs.items())))
+    own_decoder = _runs_own_decoder(device, kwargs)
+    options = (*variant, "qwen3-rag" if own_decoder else "", repr(sorted(kwargs.items())))
     requested = (os.fspath(model), kind, str(device), str(dtype), *hub.key(), *options)
     with _cache_lock:
         hit = _cache.get(requested)
@@ -207,7 +393,9 @@ def load_model(
             with _cache_lock:
                 hit = _cache.get(resolved)
             loaded = (
-                hit if hit is not None else _load(folder, kind, device, dtype, quantization, kwargs)
+                hit
+                if hit is not None
+                else _load(folder, kind, device, dtype, quantization, kwargs, own_decoder)
             )
             with _cache_lock:
                 _cache[resolved] = loaded

@@ -1,4 +1,5 @@
-"""The transformers/torch backend (CPU or GPU).
+"""The transformers/torch backend (CPU or GPU): a Qwen3 base model in this process, either
+qwen3-rag's own decoder (CPU, ``qwen3_core.decoder``) or transformers' ``Qwen3Model``.
 
 Batches are right-padded and run without an attention mask: under the causal mask no real
 token can see the padding that follows it, so each sequence's result does not depend on its
@@ -21,18 +22,16 @@ import torch
 from tqdm.auto import tqdm
 
 from qwen3_core.batching import OutOfMemoryBackoff, is_out_of_memory, progress_bar, run_batched
+from qwen3_core.decoder import KVCache, Qwen3Decoder
 from qwen3_core.devices import cuda_batch_tokens
 from qwen3_core.loading import LoadedModel
 from qwen3_core.tokenization import RerankPrompt, TokenIds
-from qwen3_core.variants import Variant
 
 # Padded tokens per batch. On CPU, batches past ~1k tokens lose to cache misses and attention
 # (0.6B shape, 2 cores, oneDNN linears: about 350 tokens/s at 512 and 1024, 270 at 2048, 217
 # at 4096); a GPU wants large batches to fill its units.
 DEFAULT_MAX_BATCH_TOKENS = {"cpu": 1024, "cuda": 65536}
 DEFAULT_MAX_BATCH_SIZE = 256
-
-KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def default_max_batch_tokens(
@@ -73,6 +72,7 @@ class _TorchRunner:
         self.show_progress = show_progress
         self.backoff = OutOfMemoryBackoff()
         self.model_config: Any = loaded.model.config
+        self._own = isinstance(decoder, Qwen3Decoder)
         # transformers 5 renamed the cache argument; the old name warns of its removal.
         parameters = inspect.signature(decoder.forward).parameters
         self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
@@ -102,7 +102,9 @@ class _TorchRunner:
         With ``prefix``, the sequences continue that cached prefix."""
         ids, lengths = self._padded(sequences)
         kwargs: dict[str, object] = {"use_cache": False}
-        if prefix is not None:
+        if self._own:
+            kwargs = {"prefix": prefix}
+        elif prefix is not None:
             from transformers import DynamicCache
 
             batch = len(sequences)
@@ -123,6 +125,9 @@ class _TorchRunner:
         tensor, _ = self._padded([ids])
         with torch.inference_mode():
             output = self.decoder(input_ids=tensor, use_cache=True)
+        if self._own:
+            own: KVCache = output.cache
+            return own
         cache = getattr(output, "cache", None) or output.past_key_values
         return [(layer.keys, layer.values) for layer in cache.layers]
 
@@ -205,31 +210,11 @@ class TransformersEmbeddingBackend(_TorchBackend):
             return self._runner.run(lengths, run, out, bar)
 
 
-def score_rows(
-    model: torch.nn.Module, variant: Variant | None, *, yes_id: int, no_id: int
-) -> torch.Tensor:
-    """The (2, hidden) float32 rows [no, yes] whose softmax over ``state @ rows.T`` is P(yes);
-    ``state @ (yes - no)`` is the log-odds."""
-    if variant is not None and variant.architecture == "seq_cls":
-        score: Any = model.score
-        weight: torch.Tensor = score.weight.detach().float()
-        if variant.num_labels == 1:
-            return torch.stack([torch.zeros_like(weight[0]), weight[0]])
-        return weight[[1 - variant.yes_label, variant.yes_label]].clone()
-    head: Any = model.get_output_embeddings()  # type: ignore[operator]
-    rows: torch.Tensor = head.weight[[no_id, yes_id]].detach().float()
-    return rows
-
-
 class TransformersRerankBackend(_TorchBackend):
     """The log-odds logit("yes") - logit("no") from the checkpoint's own scoring head, never
     the full-vocabulary logits: the base model's last hidden state times the float32
     difference of its two rows [no, yes] (the softmax of the official formula is the
-    sigmoid of that difference).
-
-    - A causal LM: the lm_head rows of the "no" and "yes" tokens (the official formula).
-    - Sequence classification, two labels: the score rows of "no" and "yes".
-    - Sequence classification, one label: rows [0, w], so the log-odds is its score itself.
+    sigmoid of that difference). Which rows, for each variant: ``LoadedModel.score_rows``.
     """
 
     def __init__(
@@ -243,15 +228,14 @@ class TransformersRerankBackend(_TorchBackend):
         show_progress: bool | None = None,
         share_prefix: bool = True,
     ) -> None:
-        model: Any = loaded.model
         self._runner = _TorchRunner(
             loaded,
-            model.base_model,
+            loaded.model,
             max_batch_tokens=max_batch_tokens,
             max_batch_size=max_batch_size,
             show_progress=show_progress,
         )
-        no_row, yes_row = score_rows(model, loaded.variant, yes_id=yes_id, no_id=no_id)
+        no_row, yes_row = loaded.score_rows(yes_id=yes_id, no_id=no_id)
         self._direction = yes_row - no_row
         self.share_prefix = share_prefix
 

@@ -13,8 +13,8 @@ def swap_decoder_linears(
     model: torch.nn.Module, replacement: Callable[[torch.nn.Linear], torch.nn.Module]
 ) -> torch.nn.Module:
     """Replace every ``nn.Linear`` inside the decoder layers by ``replacement(linear)``, in
-    place, layer by layer. The token embeddings, norms and a reranker's lm_head (outside the
-    layers) are left alone."""
+    place, layer by layer. The token embeddings and norms (outside the linears) are left
+    alone."""
     base: Any = getattr(model, "get_decoder", lambda: model)()
     for layer in base.layers:
         for parent in list(layer.modules()):

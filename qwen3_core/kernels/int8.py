@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 
@@ -68,9 +69,14 @@ def check_int8_supported() -> None:
         )
 
 
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Swap every ``nn.Linear`` of the decoder layers for an ``Int8Linear``, in place. The
-    token embeddings, norms and a reranker's lm_head stay float32."""
+def int8_linears() -> Callable[[torch.nn.Linear], torch.nn.Module]:
+    """What turns a float32 ``nn.Linear`` into an ``Int8Linear`` on this CPU."""
     check_int8_supported()
     reduce_range = not _has_vnni()
-    return swap_decoder_linears(model, lambda linear: Int8Linear(linear, reduce_range=reduce_range))
+    return lambda linear: Int8Linear(linear, reduce_range=reduce_range)
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Swap every ``nn.Linear`` of the decoder layers for an ``Int8Linear``, in place. The
+    token embeddings and norms stay float32."""
+    return swap_decoder_linears(model, int8_linears())

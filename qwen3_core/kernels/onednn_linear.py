@@ -92,13 +92,17 @@ def _probe() -> str | None:
     weight = torch.randn(72, 96, generator=generator)
     bias = torch.randn(72, generator=generator)
     x = torch.randn(2, 3, 192, generator=generator)[..., ::2]  # a sliced activation is strided
+    original = weight.clone()
     try:
         with torch.no_grad():
             packed = _pack(weight)
             out = _onednn_linear(x, packed, bias)
+            # The loader packs from one reused buffer: the packed weight must be a copy.
+            weight.zero_()
             unpacked = _unpack(packed)
     except Exception as error:  # any failure, whatever the build raises, means not here
         return _reason(error)
+    weight = original
     expected = torch.nn.functional.linear(x, weight, bias)
     if not (
         isinstance(out, torch.Tensor)
@@ -177,23 +181,29 @@ def onednn_linear_wanted() -> bool:
     )
 
 
+def onednn_or_plain(linear: torch.nn.Linear) -> torch.nn.Module:
+    """``linear`` as a ``OneDnnLinear``, or unchanged where its weight is not float32 or
+    oneDNN fails the probe, has failed before, or fails to pack it."""
+    if (
+        linear.weight.dtype != torch.float32
+        or not _health.probe_passed()
+        or _health.failure is not None
+    ):
+        return linear
+    try:
+        return OneDnnLinear(linear)
+    except Exception as error:
+        # Layers already swapped turn back to torch's kernel at their next call; each layer
+        # computes the same function either way.
+        _health.fail(_reason(error), "could not pack a weight")
+        return linear
+
+
 def use_onednn_linears(model: torch.nn.Module) -> torch.nn.Module:
     """Swap every float32 ``nn.Linear`` of the decoder layers for a ``OneDnnLinear``, in place.
-    The token embeddings, norms and a reranker's lm_head (read two rows at a time) stay as
-    they are. Where oneDNN fails the probe, or has failed before, the model is left as it is."""
+    The token embeddings and norms stay as they are. Where oneDNN fails the probe, or has
+    failed before, the model is left as it is."""
     if not _health.probe_passed() or _health.failure is not None:
         return model
-
-    def replacement(linear: torch.nn.Linear) -> torch.nn.Module:
-        if linear.weight.dtype != torch.float32 or _health.failure is not None:
-            return linear
-        try:
-            return OneDnnLinear(linear)
-        except Exception as error:
-            # Layers already swapped turn back to torch's kernel at their next call; each
-            # layer computes the same function either way.
-            _health.fail(_reason(error), "could not pack a weight")
-            return linear
-
-    swap_decoder_linears(model, replacement)
+    swap_decoder_linears(model, onednn_or_plain)
     return model

@@ -1,0 +1,254 @@
+"""qwen3-rag's own CPU decoder (``qwen3_core.decoder``): on every checkpoint variant it computes
+what transformers' ``Qwen3Model`` computes, bit for bit; it is built from the files without a
+second copy of the weights and without importing transformers; a reranker holds no head, only
+its two score rows. Configs it does not cover are loaded by transformers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
+from qwen3_core.decoder import DecoderConfig, Qwen3Decoder
+from qwen3_core.loading import DECODER_SWITCH, load_model
+from qwen3_core.testing import ModelPaths, VariantPaths
+from qwen3_core.testing.variants import EMBEDDING_VARIANTS, RERANKER_VARIANTS
+from qwen3_core.variants import read_config
+from qwen3_core.weights import SafetensorsFolder
+from tests.faulty_models import link_or_copy
+from tests.options import CPU
+
+CPU_DEVICE = torch.device("cpu")
+QUERY = "What is the capital of China?"
+VARIANTS = [("embedding", name) for name in EMBEDDING_VARIANTS] + [
+    ("reranker", name) for name in RERANKER_VARIANTS
+]
+
+
+def _folder(test_variants: VariantPaths, kind: str, name: str) -> Path:
+    return (test_variants.embeddings if kind == "embedding" else test_variants.rerankers)[name]
+
+
+def _load(folder: Path, kind: Any, dtype: torch.dtype, decoder: str, patch: Any) -> Any:
+    patch.setenv(DECODER_SWITCH, decoder)
+    return load_model(folder, kind, CPU_DEVICE, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize(("kind", "name"), VARIANTS)
+def test_hidden_states_equal_transformers(
+    kind: str,
+    name: str,
+    dtype: torch.dtype,
+    test_variants: VariantPaths,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = _folder(test_variants, kind, name)
+    own = _load(folder, kind, dtype, "qwen3-rag", monkeypatch)
+    theirs = _load(folder, kind, dtype, "transformers", monkeypatch)
+    assert isinstance(own.model, Qwen3Decoder)
+    assert type(theirs.model).__name__ == "Qwen3Model"
+    ids = torch.randint(0, 151_000, (3, 29), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        mine = own.model(input_ids=ids).last_hidden_state
+        want = theirs.model(input_ids=ids).last_hidden_state
+    assert mine.dtype == want.dtype == dtype
+    assert torch.equal(mine, want)
+    if kind == "reranker":
+        yes, no = own.tokenizer.token_to_id("yes"), own.tokenizer.token_to_id("no")
+        assert torch.equal(
+            own.score_rows(yes_id=yes, no_id=no), theirs.score_rows(yes_id=yes, no_id=no)
+        )
+
+
+@pytest.mark.parametrize("name", RERANKER_VARIANTS)
+def test_reranker_scores_equal_transformers_with_and_without_the_shared_prefix(
+    name: str,
+    test_variants: VariantPaths,
+    corpus: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = test_variants.rerankers[name]
+    pairs = [(QUERY, d) for d in corpus[:6]] + [("gravity", d) for d in corpus[:5]]
+    results = []
+    for decoder in ("qwen3-rag", "transformers"):
+        monkeypatch.setenv(DECODER_SWITCH, decoder)
+        for share in (True, False):
+            engine = Qwen3Reranker(folder, backend=TransformersOptions(share_prefix=share))
+            results.append(engine.logits_pairs(pairs))
+    shared, whole, shared_hf, whole_hf = results
+    np.testing.assert_array_equal(shared, shared_hf)
+    np.testing.assert_array_equal(whole, whole_hf)
+    np.testing.assert_allclose(shared, whole, atol=1e-4, rtol=0)  # log-odds, not P(yes)
+
+
+@pytest.mark.parametrize("name", EMBEDDING_VARIANTS)
+def test_embeddings_equal_transformers(
+    name: str, test_variants: VariantPaths, corpus: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = test_variants.embeddings[name]
+    monkeypatch.setenv(DECODER_SWITCH, "transformers")
+    theirs = Qwen3Embedder(folder, backend=CPU).embed_documents(corpus)
+    monkeypatch.setenv(DECODER_SWITCH, "qwen3-rag")
+    mine = Qwen3Embedder(folder, backend=CPU).embed_documents(corpus)
+    np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize("name", ["causal-untied", "causal-tied", "seq-cls-1", "seq-cls-2"])
+def test_score_rows_are_the_full_heads_rows(
+    name: str, test_variants: VariantPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two rows read from the files are those of the head transformers would load whole."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    folder = test_variants.rerankers[name]
+    loaded = _load(folder, "reranker", torch.float32, "qwen3-rag", monkeypatch)
+    yes, no = loaded.tokenizer.token_to_id("yes"), loaded.tokenizer.token_to_id("no")
+    rows = loaded.score_rows(yes_id=yes, no_id=no)
+    if name.startswith("seq-cls"):
+        model = AutoModelForSequenceClassification.from_pretrained(str(folder))
+        full, variant = model.score.weight, loaded.variant
+        if variant.num_labels == 1:  # the log-odds is the one score itself
+            want = torch.stack([torch.zeros_like(full[0]), full[0]])
+        else:
+            want = full[[1 - variant.yes_label, variant.yes_label]]
+    else:
+        full = AutoModelForCausalLM.from_pretrained(str(folder)).get_output_embeddings().weight
+        want = full[[no, yes]]
+    assert rows.dtype == torch.float32 and torch.equal(rows, want.detach())
+
+
+@pytest.mark.parametrize("decoder", ["qwen3-rag", "transformers"])
+def test_a_reranker_holds_no_head(
+    decoder: str, test_variants: VariantPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the base model is loaded, for every variant and either decoder: the one
+    vocabulary-sized tensor is the token embedding table."""
+    for name in RERANKER_VARIANTS:
+        model = _load(
+            test_variants.rerankers[name], "reranker", torch.float32, decoder, monkeypatch
+        ).model
+        names = [n for n, _ in model.named_parameters()]
+        assert not any(n.startswith(("lm_head", "score")) for n in names), name
+        vocabulary = model.get_input_embeddings().weight.shape[0]
+        sized = [n for n, p in model.named_parameters() if p.shape[0] == vocabulary]
+        assert sized == ["embed_tokens.weight"], (name, sized)
+
+
+def test_decoder_switch_is_a_model_of_its_own(
+    test_models: ModelPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = _load(test_models.embedding, "embedding", torch.float32, "qwen3-rag", monkeypatch)
+    theirs = _load(test_models.embedding, "embedding", torch.float32, "transformers", monkeypatch)
+    assert own is not theirs and isinstance(own.model, Qwen3Decoder)
+    monkeypatch.setenv(DECODER_SWITCH, "keras")
+    with pytest.raises(ValueError, match=f"{DECODER_SWITCH}='keras'"):
+        Qwen3Embedder(test_models.embedding, backend=CPU)
+
+
+def test_model_kwargs_are_loaded_by_transformers(test_models: ModelPaths) -> None:
+    options = TransformersOptions(device="cpu", model_kwargs={"attn_implementation": "sdpa"})
+    engine = Qwen3Embedder(test_models.embedding, backend=options)
+    assert type(engine.loaded_model).__name__ == "Qwen3Model"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"rope_scaling": {"rope_type": "linear", "factor": 2.0}},
+        {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 0},
+        {"head_dim": None},
+        {"hidden_act": "gelu"},
+    ],
+    ids=["rope-scaling", "sliding-window", "no-head-dim", "gelu"],
+)
+def test_configs_it_does_not_cover_go_to_transformers(
+    change: dict[str, Any], test_models: ModelPaths, tmp_path: Path
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(test_models.embedding, folder, copy_function=link_or_copy)
+    config = read_config(folder)
+    config.update(change)
+    config = {k: v for k, v in config.items() if v is not None}
+    (folder / "config.json").unlink()  # a hard link: never write through it
+    (folder / "config.json").write_text(json.dumps(config))
+    assert DecoderConfig.from_config(config) is None
+    if "head_dim" in change:
+        return  # transformers would assume another head size than the files hold
+    engine = Qwen3Embedder(folder, backend=CPU)
+    assert type(engine.loaded_model).__name__ == "Qwen3Model"
+    assert np.isfinite(engine.embed_queries([QUERY])).all()
+
+
+def test_safetensors_reader_matches_safetensors(test_variants: VariantPaths) -> None:
+    folder = test_variants.rerankers["sharded-bf16"]
+    files = SafetensorsFolder.open(folder)
+    assert files is not None
+    want: dict[str, torch.Tensor] = {}
+    for shard in sorted(folder.glob("model-*.safetensors")):
+        want.update(load_file(str(shard)))
+    assert set(files.entries) == set(want)
+    buffer = torch.empty(10**6, dtype=torch.bfloat16)
+    for name, tensor in want.items():
+        assert torch.equal(files.read(name), tensor)
+        if tensor.numel() <= buffer.numel():
+            assert torch.equal(files.read(name, buffer[: tensor.numel()]), tensor)
+    table = want["model.embed_tokens.weight"]
+    assert torch.equal(files.mapped("model.embed_tokens.weight"), table)
+    assert torch.equal(files.rows("lm_head.weight", [7, 3]), want["lm_head.weight"][[7, 3]])
+
+
+_FRESH_PROCESS = """
+import json, sys
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
+kind, folder, weights = sys.argv[1], sys.argv[2], sys.argv[3]
+options = TransformersOptions(device="cpu")
+if kind == "embedding":
+    engine = Qwen3Embedder(folder, backend=options)
+    engine.embed_documents(["a document", "another one"])
+else:
+    engine = Qwen3Reranker(folder, backend=options)
+    engine.score("a query", ["a document", "another one"])
+mapped = 0
+with open("/proc/self/maps") as maps:
+    for line in maps:
+        if line.rstrip().endswith(weights):
+            start, end = (int(n, 16) for n in line.split()[0].split("-"))
+            mapped += end - start
+print(json.dumps({"mapped": mapped, "transformers": "transformers" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("kind", ["embedding", "reranker"])
+def test_fresh_process_maps_only_the_embedding_table_and_imports_no_transformers(
+    kind: str, test_models: ModelPaths, tmp_path: Path
+) -> None:
+    """In a new process, after a load and a first call: of the weights file only the token
+    embedding table is mapped (the decoder's weights were read and packed, a reranker's
+    lm_head never touched), and transformers was never imported."""
+    source = test_models.embedding if kind == "embedding" else test_models.reranker
+    folder = tmp_path / kind  # a path of its own, so that its mappings are told apart
+    shutil.copytree(source, folder, copy_function=link_or_copy)
+    weights = folder / "model.safetensors"
+    run = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS, kind, str(folder), str(weights)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    files = SafetensorsFolder.open(folder)
+    assert files is not None
+    prefix = "model." if kind == "reranker" else ""
+    table = files.entries[prefix + "embed_tokens.weight"].nbytes
+    assert 0 < report["mapped"] <= table + 2 * 65536, (report, table)
+    assert not report["transformers"]
