@@ -63,10 +63,11 @@ def setup_int8(path: str, pairs: list[tuple[str, str]], device: str) -> Any:
     return setup_qwen3_rag(path, pairs, device, quantization="int8")
 
 
-def setup_vllm(path: str, pairs: list[tuple[str, str]], device: str) -> Any:
+def setup_vllm(path: str, pairs: list[tuple[str, str]], device: str, max_length: int = 1024) -> Any:
+    """``max_length``: the longest prompt vLLM reserves room for; longer workloads raise it."""
     from qwen3_core import Qwen3Reranker
 
-    return _timed(Qwen3Reranker(path, backend="vllm", max_length=1024), pairs)
+    return _timed(Qwen3Reranker(path, backend="vllm", max_length=max_length), pairs)
 
 
 def _timed(reranker: Any, pairs: list[tuple[str, str]]) -> Any:
@@ -82,10 +83,12 @@ def setup_whole_prompts(path: str, pairs: list[tuple[str, str]], device: str) ->
     return setup_qwen3_rag(path, pairs, device, share_prefix=False)
 
 
-def setup_model_card_loop(path: str, pairs: list[tuple[str, str]], device: str) -> Any:
+def setup_model_card_loop(
+    path: str, pairs: list[tuple[str, str]], device: str, batch_size: int = MODEL_CARD_BATCH
+) -> Any:
     """The model card's loop: format, tokenise with truncation, add prefix/suffix ids,
     left-pad each batch of 16, full logits, [no, yes] at the last position, log_softmax,
-    exp."""
+    exp. ``batch_size``: fewer where 16 prompts' full-vocabulary logits would not fit."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from qwen3_core import prompts
@@ -114,9 +117,7 @@ def setup_model_card_loop(path: str, pairs: list[tuple[str, str]], device: str) 
 
     def run() -> Any:
         return [
-            s
-            for i in range(0, len(pairs), MODEL_CARD_BATCH)
-            for s in compute(pairs[i : i + MODEL_CARD_BATCH])
+            s for i in range(0, len(pairs), batch_size) for s in compute(pairs[i : i + batch_size])
         ]
 
     run.warmup = lambda: compute(pairs[:2])  # type: ignore[attr-defined]

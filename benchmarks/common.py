@@ -10,6 +10,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import queue as queue_module
 import re
 import resource
 import time
@@ -196,13 +197,37 @@ def _worker(target: str, name: str, kwargs: dict[str, Any], device: str, queue: 
         queue.put(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:300]}))
 
 
-def measure(name: str, target: str, device: str, kwargs: dict[str, Any]) -> Measurement:
-    """Run ``target(**kwargs)()`` in a fresh process and time the returned workload."""
+def measure(
+    name: str,
+    target: str,
+    device: str,
+    kwargs: dict[str, Any],
+    *,
+    timeout: float | None = None,
+) -> Measurement:
+    """Run ``target(**kwargs)()`` in a fresh process and time the returned workload.
+
+    ``timeout``: seconds for the whole process (loading included); past it the process is
+    killed and the row says so. A process that dies without an answer is a row too, so a
+    crashed or over-budget method never hangs the benchmark."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_worker, args=(target, name, kwargs, device, queue))
     process.start()
-    result = json.loads(queue.get())
+    deadline = None if timeout is None else time.monotonic() + timeout
+    result: dict[str, Any] | None = None
+    while result is None:
+        try:
+            result = json.loads(queue.get(timeout=1.0))
+        except queue_module.Empty:
+            if not process.is_alive():
+                try:  # an answer sent just before the process ended may still be in transit
+                    result = json.loads(queue.get(timeout=1.0))
+                except queue_module.Empty:
+                    result = {"error": f"exited with code {process.exitcode} and no result"}
+            elif deadline is not None and time.monotonic() > deadline:
+                process.kill()
+                result = {"error": f"stopped at its {timeout:.0f} s budget"}
     process.join()
     if "error" in result:
         print(f"  {name}: failed: {result['error']}", flush=True)

@@ -5,6 +5,8 @@
   on older ones (T4, V100), float32 on MPS and CPU (CPUs without bf16 units run bfloat16
   several times slower; MPS runs float32 everywhere it exists).
 - The CUDA batch budget follows the memory left free once the model is loaded.
+- ``share_prefix=None`` (reranker): the measured choice for the device type,
+  ``SHARE_PREFIX_DEFAULTS``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,19 @@ def default_dtype(device_type: str, capability: tuple[int, int] | None = None) -
     if device_type == "cuda":
         return torch.bfloat16 if capability is not None and capability >= (8, 0) else torch.float16
     return torch.float32
+
+
+# Whether the reranker runs the prompt head that one query's documents share once and reuses
+# its key/value cache, by device type. CPU: on, measured faster (docs/performance.md). CUDA
+# and MPS: on until measured otherwise; `make bench-gpu` (benchmarks/gpu_suite.py) measures it
+# against whole prompts on CUDA and says which this entry should be.
+SHARE_PREFIX_DEFAULTS: dict[str, bool] = {"cpu": True, "cuda": True, "mps": True}
+
+
+def default_share_prefix(device_type: str) -> bool:
+    """What ``share_prefix=None`` picks on a device of this type (``"cpu"``, ``"cuda"``,
+    ``"mps"``): ``SHARE_PREFIX_DEFAULTS``, on where a type is not listed."""
+    return SHARE_PREFIX_DEFAULTS.get(device_type, True)
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:

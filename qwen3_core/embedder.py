@@ -88,7 +88,7 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         options = options_with_old_keywords(
             type(self).__name__, backend, deprecated, not_for_owner=frozenset({"share_prefix"})
         )
-        if isinstance(options, TransformersOptions) and not options.share_prefix:
+        if isinstance(options, TransformersOptions) and options.share_prefix is False:
             # Checked before the model is loaded, not after.
             raise ValueError("share_prefix applies to the reranker, not to an embedding model")
         if instruction is not None:

@@ -143,7 +143,7 @@ BAD_OPTIONS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ),
     (
         "share_prefix",
-        lambda: TransformersOptions(share_prefix=None),  # type: ignore[arg-type]
+        lambda: TransformersOptions(share_prefix="yes"),  # type: ignore[arg-type]
         TypeError,
         "share_prefix must be True or False",
     ),

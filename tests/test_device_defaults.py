@@ -12,9 +12,10 @@ from qwen3_core.devices import (
     cuda_batch_tokens,
     default_device,
     default_dtype,
+    default_share_prefix,
     resolve_device,
 )
-from qwen3_core.testing import SHAPES
+from qwen3_core.testing import SHAPES, ModelPaths
 
 GIB = 1 << 30
 
@@ -51,6 +52,20 @@ def test_default_device_order() -> None:
 )
 def test_this_machine_defaults_to_cpu() -> None:
     assert resolve_device(None).type == "cpu"
+
+
+def test_share_prefix_default_is_per_device_type(test_models: ModelPaths) -> None:
+    """None picks the measured choice for the device; an explicit value is kept."""
+    from qwen3_core import Qwen3Reranker, TransformersOptions
+
+    assert TransformersOptions().share_prefix is None
+    assert default_share_prefix("cpu") and default_share_prefix("cuda")
+    default = Qwen3Reranker(test_models.reranker, backend=TransformersOptions(device="cpu"))
+    assert default._backend.share_prefix is True  # type: ignore[attr-defined]
+    off = Qwen3Reranker(
+        test_models.reranker, backend=TransformersOptions(device="cpu", share_prefix=False)
+    )
+    assert off._backend.share_prefix is False  # type: ignore[attr-defined]
 
 
 def _budget(shape: str, free_gib: float, element_size: int = 2) -> int:

@@ -82,6 +82,7 @@ def rerank_backend(
     variant = opened.checkpoint.variant
     if isinstance(options, TransformersOptions):
         from qwen3_core.backends.transformers import TransformersRerankBackend
+        from qwen3_core.devices import default_share_prefix
 
         assert opened.loaded is not None
         return TransformersRerankBackend(
@@ -90,7 +91,11 @@ def rerank_backend(
             no_id=no_id,
             max_batch_tokens=options.max_batch_tokens,
             show_progress=options.show_progress,
-            share_prefix=options.share_prefix,
+            share_prefix=(
+                default_share_prefix(opened.loaded.device.type)
+                if options.share_prefix is None
+                else options.share_prefix
+            ),
         )
     if isinstance(options, ServerOptions):
         from qwen3_core.backends.server import ServerRerankBackend

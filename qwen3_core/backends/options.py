@@ -119,7 +119,9 @@ class TransformersOptions:
         show_progress: A progress bar over batches; None: only for large inputs on a
             terminal.
         share_prefix: Reranker only: the tokens one query's documents share run once and
-            their key/value cache is reused (scores are unchanged).
+            their key/value cache is reused (scores are unchanged); False scores whole
+            prompts. None: the faster of the two as measured for the device type
+            (``qwen3_core.devices.SHARE_PREFIX_DEFAULTS``; on for CPU and CUDA).
         model_kwargs: Further arguments for transformers' ``from_pretrained`` (for example
             ``attn_implementation``); the settings above and the hub options cannot be given
             here.
@@ -136,7 +138,7 @@ class TransformersOptions:
     quantization: Quantization | None = None
     max_batch_tokens: int | None = None
     show_progress: bool | None = None
-    share_prefix: bool = True
+    share_prefix: bool | None = None
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -147,7 +149,8 @@ class TransformersOptions:
         check_optional_int("max_batch_tokens", self.max_batch_tokens, minimum=1)
         if self.show_progress is not None:
             _check_bool("show_progress", self.show_progress)
-        _check_bool("share_prefix", self.share_prefix)
+        if self.share_prefix is not None:
+            _check_bool("share_prefix", self.share_prefix)
         kwargs = _checked_kwargs("model_kwargs", self.model_kwargs, _OWNED_MODEL_KWARGS)
         object.__setattr__(self, "model_kwargs", kwargs)
 
