@@ -1,0 +1,364 @@
+"""qwen3-rag against the CPU engines a user could run the same models on: ONNX Runtime,
+OpenVINO and llama.cpp (llama-cpp-python), each in float32 and in its int8 form.
+
+Every engine runs the same random checkpoint of the chosen shape, exported once for the peers
+(``benchmarks.peers.export``), on the same token ids (made by qwen3-rag's tokenizer, checked
+against ``Qwen3Embedder.tokenize_documents`` and ``Qwen3Reranker.tokenize``), each in a fresh
+process with the same number of threads. Workloads: embedding 64 documents of 16-512 tokens;
+reranking one query with 24 documents of 16-512 tokens (yes/no logits at the last position
+of the canonical prompt).
+
+Where an engine can batch in several ways, each way runs in its own process and the fastest
+is its row (the others are listed under the table). Columns: tokens/s and its ratio to
+qwen3-rag float32 of the same run; CPU use during the timed run (200% is both cores of two);
+the process's peak resident set (its ``VmHWM``: ``getrusage``'s ``ru_maxrss`` carries the
+driver's size over exec); cold start, from process start to the first
+result on one short text (imports, tokenizer and load included, weights in the page cache);
+fidelity against qwen3-rag float32 on the whole workload.
+
+The peer engines are not dependencies of qwen3-rag: install them in an environment of their
+own (docs/performance.md, "Peer engines"), then
+
+    .venv-bench/bin/python -m benchmarks.bench_peers --shape small --scale 0.25   # a try
+    .venv-bench/bin/python -m benchmarks.bench_peers --shape 0.6b                 # ~40 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import REPO, make_texts, model_folders
+from benchmarks.peers.export import artefact
+from qwen3_core import prompts
+
+INSTRUCTION = prompts.DEFAULT_INSTRUCTION
+FIRST_QUERY = "What is the capital of China?"
+FIRST_DOCUMENT = "Beijing is the capital of China."
+BASELINE = "qwen3-rag"
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str  # as --only spells it
+    label: str
+    precision: str  # "float32" or "int8"
+    module: str  # in benchmarks.peers
+    artefact: str | None  # from benchmarks.peers.export; None: the checkpoint itself
+    modes: tuple[str, ...]
+    package: str  # the import that says whether it is installed
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+ENGINES = (
+    Engine("qwen3-rag", "qwen3-rag", "float32", "qwen3_rag", None, ("default",), "torch"),
+    Engine(
+        "onnxruntime", "ONNX Runtime", "float32", "onnxruntime_cpu", "onnx-fp32",
+        ("batch1", "sorted", "padded"), "onnxruntime",
+    ),
+    Engine(
+        "openvino", "OpenVINO", "float32", "openvino_cpu", "openvino-fp32",
+        ("batch1", "sorted"), "openvino",
+    ),
+    Engine(
+        "llama.cpp", "llama.cpp f32", "float32", "llama_cpp_cpu", "gguf-f32",
+        ("batch1", "packed"), "llama_cpp",
+    ),
+    Engine(
+        "qwen3-rag", "qwen3-rag int8", "int8", "qwen3_rag", None, ("default",), "torch",
+        {"quantization": "int8"},
+    ),
+    Engine(
+        "onnxruntime", "ONNX Runtime quantize_dynamic", "int8", "onnxruntime_cpu", "onnx-int8",
+        ("batch1", "sorted", "padded"), "onnxruntime",
+    ),
+    Engine(
+        "openvino", "OpenVINO NNCF int8 weights", "int8", "openvino_cpu", "openvino-int8",
+        ("batch1", "sorted"), "openvino",
+    ),
+    Engine(
+        "llama.cpp", "llama.cpp q8_0", "int8", "llama_cpp_cpu", "gguf-q8_0",
+        ("batch1", "packed"), "llama_cpp",
+    ),
+)  # fmt: skip
+
+
+@dataclass
+class Run:
+    mode: str
+    seconds: float = float("nan")
+    cpu_seconds: float = float("nan")
+    peak_rss: int = 0
+    cold: float = float("nan")
+    outputs: np.ndarray | None = None
+    error: str = ""
+
+
+@dataclass
+class Row:
+    engine: Engine
+    runs: list[Run]
+    not_run: str = ""
+
+    @property
+    def best(self) -> Run | None:
+        done = [r for r in self.runs if not r.error]
+        return min(done, key=lambda r: r.seconds) if done else None
+
+
+# ---------------------------------------------------------------- running one engine
+
+
+def _warm_page_cache(paths: list[Path]) -> None:
+    """Read the files an engine loads, so every engine starts from memory alike."""
+    for path in paths:
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        for file in files:
+            with open(file, "rb") as handle:
+                while handle.read(1 << 24):
+                    pass
+
+
+def run_engine(
+    engine: Engine, mode: str, kind: str, folder: Path, workload: Path, threads: int, scratch: Path
+) -> Run:
+    """One fresh worker process for ``engine`` in ``mode``."""
+    target = artefact(folder, engine.artefact) if engine.artefact else None
+    first_text = FIRST_DOCUMENT
+    if kind == "reranker":
+        body = prompts.rerank_body_text(INSTRUCTION, FIRST_QUERY, FIRST_DOCUMENT)
+        first_text = prompts.RERANK_PREFIX + body + prompts.RERANK_SUFFIX
+    _warm_page_cache([folder] if target is None else [folder / "tokenizer.json", target.parent])
+    spec_path = scratch / f"{kind}-{engine.label.replace(' ', '_')}-{mode}.json"
+    spec = {
+        "engine": engine.module,
+        "kind": kind,
+        "mode": mode,
+        "threads": threads,
+        "model_folder": str(folder),
+        "artefact": None if target is None else str(target),
+        "workload": str(workload),
+        "first_query": FIRST_QUERY,
+        "first_document": FIRST_DOCUMENT,
+        "first_text": first_text,
+        **engine.options,
+    }
+    spec["launched"] = time.monotonic()
+    spec_path.write_text(json.dumps(spec))
+    log = spec_path.with_suffix(".log")
+    with open(log, "w") as output:
+        subprocess.run(
+            [sys.executable, "-m", "benchmarks.peers.worker", str(spec_path)],
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    result_path = spec_path.with_suffix(".result.json")
+    if not result_path.exists():
+        tail = log.read_text()[-300:].strip().splitlines()
+        return Run(mode, error=f"the worker died: {tail[-1] if tail else '?'}")
+    result = json.loads(result_path.read_text())
+    if "error" in result:
+        return Run(mode, error=result["error"])
+    if result.get("ids_match") is False:
+        return Run(mode, error="the workload's ids differ from the engine's own tokenize")
+    return Run(
+        mode,
+        seconds=result["seconds"],
+        cpu_seconds=result["cpu_seconds"],
+        peak_rss=result["peak_rss"],
+        cold=result["cold"],
+        outputs=np.load(spec_path.with_suffix(".npy")).astype(np.float64),
+    )
+
+
+# ---------------------------------------------------------------- workloads
+
+
+def workloads(folders: Any, scale: float, scratch: Path) -> dict[str, tuple[Path, int, int]]:
+    """kind: (workload file, items, tokens). The ids are those of qwen3-rag's public
+    ``Qwen3Embedder.tokenize_documents`` and ``Qwen3Reranker.tokenize``; engines opened on a
+    server backend that is never called, so no weights are loaded here."""
+    from transformers import AutoTokenizer
+
+    from qwen3_core import Qwen3Embedder, Qwen3Reranker, ServerOptions
+
+    unused = ServerOptions(base_url="http://127.0.0.1:9")
+    out: dict[str, tuple[Path, int, int]] = {}
+    hf_tokenizer = AutoTokenizer.from_pretrained(folders.embedding)
+    documents = make_texts(hf_tokenizer, max(4, int(64 * scale)), 16, 512, seed=0)
+    ids = Qwen3Embedder(folders.embedding, backend=unused).tokenize_documents(documents)
+    out["embedding"] = _write(scratch / "embedding.workload", {"documents": documents}, ids)
+    query = make_texts(hf_tokenizer, 1, 8, 24, seed=11)[0]
+    documents = make_texts(hf_tokenizer, max(4, int(24 * scale)), 16, 512, seed=21)
+    ids = Qwen3Reranker(folders.reranker, backend=unused).tokenize(query, documents)
+    payload = {"query": query, "documents": documents}
+    out["reranker"] = _write(scratch / "reranker.workload", payload, ids)
+    return out
+
+
+def _write(path: Path, payload: dict[str, Any], ids: list[np.ndarray]) -> tuple[Path, int, int]:
+    lists = [[int(i) for i in s] for s in ids]
+    path.write_text(json.dumps({**payload, "ids": lists}))
+    return path, len(lists), sum(len(s) for s in lists)
+
+
+# ---------------------------------------------------------------- fidelity and the table
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    ranks = np.empty(len(values))
+    ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(_ranks(a), _ranks(b))[0, 1])
+
+
+def fidelity(kind: str, outputs: np.ndarray, reference: np.ndarray | None) -> str:
+    if reference is None:
+        return "-"
+    if kind == "embedding":
+        return f"{float(np.min(np.sum(outputs * reference, axis=1))):.4f}"
+    worst = float(np.max(np.abs(outputs - reference)))
+    return f"{worst:.4f} | {spearman(outputs, reference):.3f}"
+
+
+def print_table(kind: str, rows: list[Row], items: int, tokens: int, threads: int) -> None:
+    what = "Embedding" if kind == "embedding" else "Reranking (1 query)"
+    print(f"\n{what}: {items} documents, {tokens} tokens, {threads} threads per engine")
+    base = next((r.best for r in rows if r.engine.label == BASELINE), None)
+    reference = None if base is None else base.outputs
+    check = "worst cosine" if kind == "embedding" else "worst abs dP(yes) | Spearman"
+    header = (
+        "| precision | engine | mode | s | tokens/s | x qwen3-rag float32 | CPU % | "
+        f"peak RSS MiB | cold start s | {check} |"
+    )
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for row in rows:
+        engine, best = row.engine, row.best
+        start = f"| {engine.precision} | {engine.label} |"
+        if best is None:
+            reason = row.not_run or "; ".join(f"{r.mode}: {r.error}" for r in row.runs)
+            print(f"{start} not run: {reason} |")
+            continue
+        ratio = f"{base.seconds / best.seconds:.2f}" if base is not None else "-"
+        assert best.outputs is not None
+        print(
+            f"{start} {best.mode} | {best.seconds:.2f} | {tokens / best.seconds:,.0f} | "
+            f"{ratio} | {100 * best.cpu_seconds / best.seconds:.0f}% | "
+            f"{best.peak_rss / 2**20:,.0f} | {best.cold:.1f} | "
+            f"{fidelity(kind, best.outputs, reference)} |"
+        )
+    for row in rows:
+        if len(row.runs) > 1:
+            modes = ", ".join(
+                f"{r.mode} failed ({r.error})"
+                if r.error
+                else f"{r.mode} {tokens / r.seconds:,.0f} tokens/s ({r.peak_rss / 2**20:,.0f} MiB)"
+                for r in row.runs
+            )
+            print(f"- {row.engine.label} ({row.engine.precision}): {modes}")
+
+
+# ---------------------------------------------------------------- main
+
+
+def run_task(
+    kind: str,
+    engines: list[Engine],
+    missing: set[str],
+    folder: Path,
+    workload: Path,
+    args: argparse.Namespace,
+    scratch: Path,
+) -> list[Row]:
+    """Every engine in each of its batching modes, one fresh process each."""
+    rows = []
+    for engine in engines:
+        if engine.package in missing:
+            rows.append(Row(engine, [], f"{engine.package} is not installed"))
+            continue
+        runs = []
+        for mode in engine.modes:
+            if mode != "default" and args.modes and mode not in args.modes:
+                continue
+            run = run_engine(engine, mode, kind, folder, workload, args.threads, scratch)
+            state = run.error or f"{run.seconds:.2f} s, cold start {run.cold:.1f} s"
+            print(f"  {kind} {engine.label} {mode}: {state}", flush=True)
+            runs.append(run)
+        rows.append(Row(engine, runs))
+    return rows
+
+
+def host() -> str:
+    """The CPU's model name and its SIMD flags of interest."""
+    text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    name, flags = "?", set()
+    for line in text.splitlines():
+        if line.startswith("Model name:"):
+            name = line.split(":", 1)[1].strip()
+        if line.startswith("Flags:"):
+            flags = set(line.split(":", 1)[1].split())
+    wanted = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16"]
+    return f"{name}, {os.cpu_count()} CPUs; " + " ".join(f for f in wanted if f in flags)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="qwen3-rag against peer CPU engines")
+    parser.add_argument("--shape", default="small", choices=["tiny", "small", "0.6b"])
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the workloads")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--only", nargs="*", choices=sorted({e.name for e in ENGINES}), help="these engines"
+    )
+    parser.add_argument("--precision", nargs="*", choices=["float32", "int8"])
+    parser.add_argument("--modes", nargs="*", help="only these batching modes of the peers")
+    parser.add_argument("--tasks", nargs="*", default=["embedding", "reranker"])
+    args = parser.parse_args()
+
+    engines = [
+        e
+        for e in ENGINES
+        if (not args.only or e.name in args.only or e.label == BASELINE)
+        and (not args.precision or e.precision in args.precision or e.label == BASELINE)
+    ]
+    missing = {e.package for e in engines if importlib.util.find_spec(e.package) is None}
+    folders = model_folders(args.shape)
+    needed = [e.artefact for e in engines if e.artefact and e.package not in missing]
+    if needed:  # once per model; a process of its own (torch's export is memory-hungry)
+        subprocess.run(
+            [sys.executable, "-m", "benchmarks.peers.export", "--shape", args.shape,
+             "--only", *dict.fromkeys(needed)],
+            cwd=REPO,
+            check=True,
+        )  # fmt: skip
+    print(f"peers: shape {args.shape}, scale {args.scale}; host {host()}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-peers-") as scratch_name:
+        scratch = Path(scratch_name)
+        loads = workloads(folders, args.scale, scratch)
+        for kind in args.tasks:
+            folder = Path(folders.embedding if kind == "embedding" else folders.reranker)
+            workload, items, tokens = loads[kind]
+            rows = run_task(kind, engines, missing, folder, workload, args, scratch)
+            print_table(kind, rows, items, tokens, args.threads)
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
