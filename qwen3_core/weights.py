@@ -23,7 +23,7 @@ _DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 """The safetensors dtypes the loader reads; a checkpoint with another is loaded by
 transformers instead."""
 
-_MAX_READ = 1 << 30  # Linux returns at most about 2 GiB per read; stay well under it
+_MAX_READ = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -98,27 +98,18 @@ class SafetensorsFolder:
         out = out.view(entry.shape)
         assert out.dtype == entry.dtype and out.is_contiguous()
         view = memoryview(out.view(torch.uint8).numpy().data).cast("B")
-        with entry.path.open("rb", buffering=0) as handle:
-            _read_into(handle.fileno(), view, entry.offset)
-        return out
-
-    def rows(self, name: str, indices: list[int]) -> torch.Tensor:
-        """Rows of a 2-d tensor, in its stored dtype: (len(indices), columns)."""
-        entry = self.entries[name]
-        count, columns = entry.shape
-        row_bytes = columns * entry.dtype.itemsize
-        out = torch.empty((len(indices), columns), dtype=entry.dtype)
-        raw = out.view(torch.uint8).numpy()
-        with entry.path.open("rb", buffering=0) as handle:
-            for row, index in enumerate(indices):
-                if not 0 <= index < count:
-                    raise ValueError(f"row {index} of '{name}', which has {count} rows")
-                view = memoryview(raw[row].data).cast("B")
-                _read_into(handle.fileno(), view, entry.offset + index * row_bytes)
+        with open(entry.path, "rb", buffering=0) as handle:
+            handle.seek(entry.offset)
+            done = 0
+            while done < len(view):  # one read returns at most about 2 GiB
+                got = handle.readinto(view[done : done + _MAX_READ])
+                if not got:
+                    raise ModelKindError(f"'{entry.path}' ends inside tensor '{name}'")
+                done += got
         return out
 
     def mapped(self, name: str) -> torch.Tensor:
-        """The tensor as a private read-only mapping of its bytes: pages are read in, and
+        """The tensor as a private (copy-on-write) mapping of its bytes: pages are read in, and
         count as resident, only where it is read."""
         entry = self.entries[name]
         if entry.offset % entry.dtype.itemsize:
@@ -139,12 +130,3 @@ class SafetensorsFolder:
             offset=entry.offset - start,
         )
         return flat.view(entry.shape)
-
-
-def _read_into(fd: int, view: memoryview, offset: int) -> None:
-    done = 0
-    while done < len(view):
-        got = os.preadv(fd, [view[done : done + _MAX_READ]], offset + done)
-        if got <= 0:
-            raise ModelKindError(f"a weight file ended early (at byte {offset + done})")
-        done += got

@@ -204,7 +204,6 @@ def test_safetensors_reader_matches_safetensors(test_variants: VariantPaths) -> 
             assert torch.equal(files.read(name, buffer[: tensor.numel()]), tensor)
     table = want["model.embed_tokens.weight"]
     assert torch.equal(files.mapped("model.embed_tokens.weight"), table)
-    assert torch.equal(files.rows("lm_head.weight", [7, 3]), want["lm_head.weight"][[7, 3]])
 
 
 _FRESH_PROCESS = """
