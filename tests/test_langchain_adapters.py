@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-import transformers
 from langchain_core.documents import Document
 from pydantic import ValidationError
 
@@ -26,6 +25,7 @@ from qwen3_core import (
     Qwen3Embedder,
     Qwen3Reranker,
     TransformersOptions,
+    loading,
 )
 from qwen3_core.testing import ModelPaths
 from tests.options import CPU
@@ -126,24 +126,26 @@ def test_ready_engine(embedder: Qwen3Embedder, reranker: Qwen3Reranker) -> None:
 
 def test_adapters_share_weights(tmp_path: Path, test_models: ModelPaths) -> None:
     """Two adapters on the same model, device and dtype load the weights once: counted at
-    transformers' loader, on a (hard-linked) copy of the folder no other test has loaded."""
+    the engine's one loader (of its own decoder and of transformers' alike), on a
+    (hard-linked) copy of the folder no other test has loaded."""
     folder = tmp_path / "embedding"
     shutil.copytree(test_models.embedding, folder, copy_function=os.link)
-    loads: list[str] = []
-    original = transformers.AutoModel.from_pretrained
+    loads: list[Path] = []
+    original = loading._load
 
-    def counting(name: str, *args: Any, **kwargs: Any) -> Any:
-        loads.append(name)
-        return original(name, *args, **kwargs)
+    def counting(folder: Path, *args: Any, **kwargs: Any) -> Any:
+        loads.append(folder)
+        return original(folder, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(transformers.AutoModel, "from_pretrained", counting)
+        patch.setattr(loading, "_load", counting)
         first = Qwen3Embeddings(model=str(folder), backend=CPU)
         # Another spelling of the folder and another output size: still the same weights.
         second = Qwen3Embeddings(model=f"{folder}/", backend=CPU, dimensions=16)
         assert loads == []
         (full,), (short,) = first.embed_documents(["shared"]), second.embed_documents(["shared"])
     assert len(loads) == 1
+    assert first._engine.get().loaded_model is second._engine.get().loaded_model
     # dimensions=16 is the Matryoshka cut of the same vector, renormalised.
     assert len(short) == 16
     cut = np.array(full[:16])
