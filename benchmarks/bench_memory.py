@@ -7,7 +7,9 @@ Each method runs in a new process: it is imported, loads its model, gives one fi
 tokens; for reranking, one query with them). The process reports its resident set (VmRSS) and
 its peak so far (VmHWM) after the load and after the batch, and the wall time from its
 launch to its first result. One untimed run per method fills the page cache first, so every
-method reads the weights from memory alike; the table gives medians of ``--repeats`` runs.
+method reads the weights from memory alike; then the methods take turns, ``--repeats``
+rounds, so that a change of load on the machine falls on all of them alike. The table gives
+medians.
 
     python -m benchmarks.bench_memory --shape 0.6b
 """
@@ -159,18 +161,22 @@ def main() -> None:
     folders = model_folders(args.shape)
     texts = batch_texts()
     print(f"memory and cold start: shape {args.shape}, CPU, median of {args.repeats}")
-    results: dict[str, Run] = {}
+    scripts: dict[str, tuple[str, str]] = {}
     for name, (kind, (imports, load, first, batch)) in METHODS.items():
-        if not selected(name, args):
-            continue
-        folder = str(folders.embedding if kind == "embedding" else folders.reranker)
-        script = _PROCESS.format(imports=imports, load=load, first=first, batch=batch)
-        one_run(script, folder, texts)  # fills the page cache
-        runs = [one_run(script, folder, texts) for _ in range(args.repeats)]
-        results[name] = Run(
-            *(statistics.median(getattr(r, f.name) for r in runs) for f in fields(Run))
-        )
-        print(f"  {name}: done", flush=True)
+        if selected(name, args):
+            folder = str(folders.embedding if kind == "embedding" else folders.reranker)
+            script = _PROCESS.format(imports=imports, load=load, first=first, batch=batch)
+            scripts[name] = (script, folder)
+            one_run(script, folder, texts)  # fills the page cache
+    runs: dict[str, list[Run]] = {name: [] for name in scripts}
+    for round_ in range(args.repeats):
+        for name, (script, folder) in scripts.items():
+            runs[name].append(one_run(script, folder, texts))
+        print(f"  round {round_ + 1} of {args.repeats} done", flush=True)
+    results = {
+        name: Run(*(statistics.median(getattr(r, f.name) for r in done) for f in fields(Run)))
+        for name, done in runs.items()
+    }
     mib = 2**20
     print(
         "| method | load RSS MiB | load peak MiB | batch RSS MiB | peak MiB | cold start s "
