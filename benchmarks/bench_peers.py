@@ -19,8 +19,11 @@ fidelity against qwen3-rag float32 on the whole workload.
 The peer engines are not dependencies of qwen3-rag: install them in an environment of their
 own (docs/performance.md, "Peer engines"), then
 
-    .venv-bench/bin/python -m benchmarks.bench_peers --shape small --scale 0.25   # a try
-    .venv-bench/bin/python -m benchmarks.bench_peers --shape 0.6b                 # ~40 min
+    .venv-bench/bin/python -m benchmarks.bench_peers --shape small --scale 0.25   # minutes
+    .venv-bench/bin/python -m benchmarks.bench_peers --shape 0.6b --scale 0.25 \
+        --modes batch1 sorted padded     # 40 minutes on 2 busy cores; --scale 1 is ~4x
+
+``--only``, ``--precision``, ``--tasks`` and ``--modes`` narrow the run.
 """
 
 from __future__ import annotations
