@@ -15,12 +15,15 @@ uses is ever left randomly initialised.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import math
 import os
+import sys
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -203,6 +206,7 @@ def _own_decoder(
         module = make_linear(linear)
         if module is linear:  # kept as it is: give it a weight of its own
             linear.weight = torch.nn.Parameter(weight.clone(), requires_grad=False)
+        _release_free_memory()
         return module
 
     names = [
@@ -234,6 +238,27 @@ def _own_decoder(
         )
     embeddings = TokenEmbedding(files.mapped(prefix + "embed_tokens.weight"), dtype)
     return Qwen3Decoder(settings, embeddings, layers, norm("norm.weight"), dtype).eval()
+
+
+def _release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc only). Packing frees a
+    temporary beside each packed weight it keeps, and with one heap per loading thread those
+    holes would otherwise add about 200 MiB to the load's peak on the 0.6B shape."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
+    return trim
 
 
 def _buffer(
