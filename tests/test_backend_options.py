@@ -394,7 +394,7 @@ def test_engine_options_describe_what_runs(
         assert isinstance(engine.loaded_model, torch.nn.Module)
         assert engine.loaded_model.dtype == torch.float32
         # The options leave the budget to the device (None); the engine has resolved it.
-        assert engine.max_batch_tokens == 1024
+        assert engine.max_batch_tokens == 512
     half = Qwen3Embedder(
         test_models.embedding, backend=TransformersOptions(device="cpu", dtype="bf16")
     )
