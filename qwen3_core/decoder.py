@@ -140,9 +140,26 @@ class Attention(torch.nn.Module):
         self.head_dim = config.head_dim
         self.groups = config.num_attention_heads // config.num_key_value_heads
         self.scaling = config.head_dim**-0.5
-        self.q_proj, self.k_proj = projections["q_proj"], projections["k_proj"]
-        self.v_proj, self.o_proj = projections["v_proj"], projections["o_proj"]
+        # Either q_proj, k_proj and v_proj, or one qkv_proj whose rows are theirs, in order.
+        if "qkv_proj" in projections:
+            self.qkv_proj = projections["qkv_proj"]
+        else:
+            self.q_proj, self.k_proj = projections["q_proj"], projections["k_proj"]
+            self.v_proj = projections["v_proj"]
+        self.o_proj = projections["o_proj"]
+        width = config.head_dim
+        self.widths = [
+            config.num_attention_heads * width,
+            config.num_key_value_heads * width,
+            config.num_key_value_heads * width,
+        ]
         self.q_norm, self.k_norm = q_norm, k_norm
+
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if hasattr(self, "qkv_proj"):
+            q, k, v = self.qkv_proj(x).split(self.widths, dim=-1)
+            return q, k, v
+        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
 
     def forward(
         self,
@@ -153,9 +170,10 @@ class Attention(torch.nn.Module):
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         batch, length = x.shape[:2]
         shape = (batch, length, -1, self.head_dim)
-        q = self.q_norm(self.q_proj(x).view(shape)).transpose(1, 2)
-        k = self.k_norm(self.k_proj(x).view(shape)).transpose(1, 2)
-        v = self.v_proj(x).view(shape).transpose(1, 2)
+        q, k, v = self._project(x)
+        q = self.q_norm(q.view(shape)).transpose(1, 2)
+        k = self.k_norm(k.view(shape)).transpose(1, 2)
+        v = v.view(shape).transpose(1, 2)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
         q = (q * cos) + (_rotate_half(q) * sin)
         k = (k * cos) + (_rotate_half(k) * sin)
@@ -189,11 +207,19 @@ class Attention(torch.nn.Module):
 class MLP(torch.nn.Module):
     def __init__(self, projections: dict[str, torch.nn.Module]) -> None:
         super().__init__()
-        self.gate_proj, self.up_proj = projections["gate_proj"], projections["up_proj"]
+        # Either gate_proj and up_proj, or one gate_up_proj whose rows are theirs, in order.
+        if "gate_up_proj" in projections:
+            self.gate_up_proj = projections["gate_up_proj"]
+        else:
+            self.gate_proj, self.up_proj = projections["gate_proj"], projections["up_proj"]
         self.down_proj = projections["down_proj"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if hasattr(self, "gate_up_proj"):
+            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        out: torch.Tensor = self.down_proj(F.silu(gate) * up)
         return out
 
 

@@ -164,6 +164,31 @@ _PROJECTIONS = (
     "mlp.down_proj",
 )
 
+_FUSED_INT8 = {
+    ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"): "qkv_proj",
+    ("mlp.gate_proj", "mlp.up_proj"): "gate_up_proj",
+}
+"""int8 only: one GEMM for the projections that read the same input. Its integer sums give
+each output exactly what a GEMM of its own gives, and the input is quantized once, not three
+or two times (these layers ran 12-18% faster on the 0.6B shape, 2 cores, 512 rows). On
+oneDNN float32 the same fusion measured no faster, so float32 keeps transformers' layers."""
+
+
+def _projection_groups(
+    files: SafetensorsFolder, prefix: str, fuse: bool
+) -> list[tuple[tuple[str, ...], str]]:
+    """Per decoder layer, the projections built as one linear each, and the module name each
+    is given: fused groups where ``fuse`` and their biases agree (all or none present)."""
+    groups: list[tuple[tuple[str, ...], str]] = []
+    rest = list(_PROJECTIONS)
+    for group, name in _FUSED_INT8.items() if fuse else ():
+        biases = {f"{prefix}layers.0.{member}.bias" in files for member in group}
+        if len(biases) == 1:
+            groups.append((group, name))
+            rest = [member for member in rest if member not in group]
+    groups += [((member,), member.split(".")[1]) for member in rest]
+    return groups
+
 
 def _own_decoder(
     folder: Path, config: dict[str, Any], dtype: torch.dtype, quantization: Quantization | None
@@ -183,15 +208,24 @@ def _own_decoder(
     prefix = "model." if "model.embed_tokens.weight" in files else ""
     local = threading.local()
 
-    def reused(name: str) -> torch.Tensor:
+    def stacked(names: list[str]) -> torch.Tensor:
         # One buffer per thread, dtype and size, refilled for each weight: a kernel keeps its
-        # own packed copy, so the plain weights are never all resident at once.
+        # own packed copy, so the plain weights are never all resident at once. A fused
+        # group's weights are read into consecutive rows of one buffer.
         buffers = local.__dict__.setdefault("buffers", {})
-        entry = files.entries[prefix + name]
-        stored = files.read(prefix + name, _buffer(buffers, entry.dtype, entry.shape))
-        if stored.dtype == dtype:
-            return stored
-        return _buffer(buffers, dtype, entry.shape).copy_(stored)
+        entries = [files.entries[prefix + name] for name in names]
+        rows = sum(entry.shape[0] for entry in entries)
+        out = _buffer(buffers, dtype, (rows, *entries[0].shape[1:]))
+        start = 0
+        for name, entry in zip(names, entries, strict=True):
+            part = out[start : start + entry.shape[0]]
+            if entry.dtype == dtype:
+                files.read(prefix + name, part)
+            else:
+                stored = files.read(prefix + name, _buffer(buffers, entry.dtype, entry.shape))
+                part.copy_(stored)
+            start += entry.shape[0]
+        return out
 
     def small(name: str) -> torch.Tensor:
         return files.read(prefix + name).to(dtype)
@@ -199,29 +233,31 @@ def _own_decoder(
     def norm(name: str) -> RMSNorm:
         return RMSNorm(small(name), settings.rms_norm_eps)
 
-    def build(name: str) -> torch.nn.Module:
-        bias = name.removesuffix("weight") + "bias"
-        weight = reused(name)
-        linear = _linear(weight, small(bias) if prefix + bias in files else None)
+    def build(names: list[str]) -> torch.nn.Module:
+        weight = stacked([f"{name}.weight" for name in names])
+        biases = [f"{name}.bias" for name in names]
+        bias = torch.cat([small(b) for b in biases]) if prefix + biases[0] in files else None
+        linear = _linear(weight, bias)
         module = make_linear(linear)
         if module is linear:  # kept as it is: give it a weight of its own
             linear.weight = torch.nn.Parameter(weight.clone(), requires_grad=False)
         _release_free_memory()
         return module
 
-    names = [
-        f"layers.{index}.{name}.weight"
+    groups = _projection_groups(files, prefix, fuse=quantization == "int8")
+    work = [
+        [f"layers.{index}.{member}" for member in group]
         for index in range(settings.num_hidden_layers)
-        for name in _PROJECTIONS
+        for group, _ in groups
     ]
     # One weight per core at a time: fbgemm's int8 packing runs on one thread, and reading
     # and packing overlap (measured on 2 cores: int8 1.5x faster to load).
     with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
-        built = iter(pool.map(build, names))
+        built = iter(pool.map(build, work))
     layers = []
     for index in range(settings.num_hidden_layers):
         block = f"layers.{index}."
-        linears = {name.split(".")[1]: next(built) for name in _PROJECTIONS}
+        linears = {name: next(built) for _, name in groups}
         attention = Attention(
             settings,
             linears,

@@ -23,8 +23,9 @@ from qwen3_core import (
     TransformersOptions,
     VllmOptions,
 )
+from qwen3_core.decoder import Qwen3Decoder
 from qwen3_core.kernels.int8 import Int8Linear
-from qwen3_core.loading import load_model
+from qwen3_core.loading import DECODER_SWITCH, load_model
 from qwen3_core.testing import ModelPaths
 from tests.options import CPU
 
@@ -89,9 +90,16 @@ def test_only_the_decoder_linears_are_quantized(
     for engine in (int8_embedder, int8_reranker):
         model = _model(engine)
         assert not any(isinstance(m, torch.nn.Linear) for m in model.get_decoder().layers.modules())  # type: ignore[operator]
-        assert sum(isinstance(m, Int8Linear) for m in model.modules()) == 7 * len(
-            model.get_decoder().layers  # type: ignore[operator, arg-type]
+        # Every projection's rows are in int8, whether alone or in a fused qkv / gate-up GEMM.
+        config = engine.loaded_model.config  # type: ignore[union-attr]
+        heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+        per_layer = (
+            (2 * heads + 2 * kv_heads) * config.head_dim
+            + 2 * config.intermediate_size
+            + config.hidden_size
         )
+        rows = sum(m.out_features for m in model.modules() if isinstance(m, Int8Linear))
+        assert rows == per_layer * len(model.get_decoder().layers)  # type: ignore[operator, arg-type]
         assert model.get_input_embeddings().weight.dtype == torch.float32  # type: ignore[operator]
         # No head is loaded: the reranker's two score rows are read from the file, in float32.
         assert not any("lm_head" in name for name, _ in model.named_parameters())
@@ -117,6 +125,30 @@ def test_float32_default_is_untouched(
     same = Qwen3Embedder(test_models.embedding, backend=INT8)
     assert _model(same) is _model(int8_embedder)  # int8 is cached too
     assert not any(isinstance(m, Int8Linear) for m in _model(reranker).modules())
+
+
+def test_fused_int8_projections_equal_one_gemm_per_projection(
+    test_models: ModelPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CPU decoder runs q/k/v and gate/up as one int8 GEMM each; transformers' model,
+    quantized one linear at a time, gives the same hidden states bit for bit (integer sums,
+    one activation scale per input either way)."""
+    fused = load_model(
+        test_models.embedding, "embedding", torch.device("cpu"), torch.float32, "int8"
+    )
+    monkeypatch.setenv(DECODER_SWITCH, "transformers")
+    separate = load_model(
+        test_models.embedding, "embedding", torch.device("cpu"), torch.float32, "int8"
+    )
+    assert isinstance(fused.model, Qwen3Decoder) and type(separate.model).__name__ == "Qwen3Model"
+    layer = fused.model.layers[0]
+    assert isinstance(layer.self_attn.qkv_proj, Int8Linear)
+    assert isinstance(layer.mlp.gate_up_proj, Int8Linear)
+    ids = torch.randint(0, 151_000, (3, 29), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        mine = fused.model(input_ids=ids).last_hidden_state
+        want = separate.model(input_ids=ids).last_hidden_state
+    assert torch.equal(mine, want)
 
 
 @pytest.mark.parametrize(
