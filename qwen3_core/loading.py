@@ -209,8 +209,8 @@ def _own_decoder(
     local = threading.local()
 
     def stacked(names: list[str]) -> torch.Tensor:
-        # One buffer per thread, dtype and size, refilled for each weight: a kernel keeps its
-        # own packed copy, so the plain weights are never all resident at once. A fused
+        # One buffer per thread and dtype, refilled for each weight: a kernel keeps its own
+        # packed copy, so the plain weights are never all resident at once. A fused
         # group's weights are read into consecutive rows of one buffer.
         buffers = local.__dict__.setdefault("buffers", {})
         entries = [files.entries[prefix + name] for name in names]
@@ -298,15 +298,15 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 def _buffer(
-    buffers: dict[tuple[torch.dtype, int], torch.Tensor],
-    dtype: torch.dtype,
-    shape: tuple[int, ...],
+    buffers: dict[torch.dtype, torch.Tensor], dtype: torch.dtype, shape: tuple[int, ...]
 ) -> torch.Tensor:
+    """A view of ``shape`` on the thread's one buffer of ``dtype``, grown to the largest
+    weight it has held: one per size would add tens of MiB per loading thread to the peak."""
     size = math.prod(shape)
-    buffer = buffers.get((dtype, size))
-    if buffer is None:
-        buffer = buffers[(dtype, size)] = torch.empty(size, dtype=dtype)
-    return buffer.view(shape)
+    buffer = buffers.get(dtype)
+    if buffer is None or buffer.numel() < size:
+        buffer = buffers[dtype] = torch.empty(size, dtype=dtype)
+    return buffer[:size].view(shape)
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.nn.Linear:
