@@ -103,15 +103,22 @@ def test_rerank_scores(
 def test_long_documents_chunked_on_vllm(
     vllm_reranker: Qwen3Reranker, torch_reranker: Qwen3Reranker, queries: list[str]
 ) -> None:
-    """The windows of chunked documents score on vLLM as on transformers, best window and
-    its span alike."""
+    """The windows of chunked documents score on vLLM as on transformers: the same order and
+    log-odds, and a winning window that scores, on transformers, as transformers' own."""
     documents = [*LONG, "A short one.", "The committee met. " * 40 + "Beijing is the capital."]
     settings = {"max_document_tokens": 24, "long_documents": "chunk"}
     got = vllm_reranker.rerank(queries[0], documents, **settings)  # type: ignore[arg-type]
     want = torch_reranker.rerank(queries[0], documents, **settings)  # type: ignore[arg-type]
-    assert [(h.index, h.span) for h in got] == [(h.index, h.span) for h in want]
+    assert [h.index for h in got] == [h.index for h in want]
     np.testing.assert_allclose([h.logit for h in got], [h.logit for h in want], atol=1e-4)
     assert all(h.span != (0, len(h.document)) for h in got if h.index != 2)  # windows, not wholes
+    # Windows within float noise of each other (repeated text) may trade places between the
+    # two engines, so the spans are compared by what they score: a window's score is its
+    # text's score as a document of its own.
+    chosen = [h.document[h.span[0] : h.span[1]] for h in got]
+    np.testing.assert_allclose(
+        torch_reranker.logits(queries[0], chosen), [h.logit for h in want], atol=1e-4
+    )
 
 
 def test_bad_input_is_checked_before_vllm(vllm_reranker: Qwen3Reranker) -> None:
