@@ -143,16 +143,12 @@ class Attention(torch.nn.Module):
         # Either q_proj, k_proj and v_proj, or one qkv_proj whose rows are theirs, in order.
         if "qkv_proj" in projections:
             self.qkv_proj = projections["qkv_proj"]
+            kv_width = config.num_key_value_heads * config.head_dim
+            self.widths = [config.num_attention_heads * config.head_dim, kv_width, kv_width]
         else:
             self.q_proj, self.k_proj = projections["q_proj"], projections["k_proj"]
             self.v_proj = projections["v_proj"]
         self.o_proj = projections["o_proj"]
-        width = config.head_dim
-        self.widths = [
-            config.num_attention_heads * width,
-            config.num_key_value_heads * width,
-            config.num_key_value_heads * width,
-        ]
         self.q_norm, self.k_norm = q_norm, k_norm
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
