@@ -45,7 +45,12 @@ from qwen3_core.decoder import (
 )
 from qwen3_core.devices import resolve_device, resolve_dtype
 from qwen3_core.hub import HubOptions, import_names, resolve_model_folder
-from qwen3_core.kernels.int8 import check_int8_supported, int8_linears, quantize_int8
+from qwen3_core.kernels.int8 import (
+    check_int8_supported,
+    int8_kernel,
+    int8_linears,
+    quantize_int8,
+)
 from qwen3_core.kernels.onednn_linear import (
     onednn_linear_wanted,
     onednn_or_plain,
@@ -442,11 +447,11 @@ def load_model(
     changed in place."""
     hub = hub or HubOptions()
     kwargs = dict(model_kwargs or {})
-    # A variant is a model object of its own: int8, or the oneDNN float32 linears, or the
-    # decoder, whose switches can change between loads in one process.
+    # A variant is a model object of its own: int8 on its kernel, or the oneDNN float32
+    # linears, or the decoder, whose switches can change between loads in one process.
     variant: tuple[str, ...] = ()
     if quantization is not None:
-        variant = (quantization,)
+        variant = (quantization, int8_kernel())
     elif _runs_onednn(device, dtype):
         variant = ("onednn",)
     own_decoder = _runs_own_decoder(device, kwargs)

@@ -7,6 +7,7 @@ close the prompt and answer for the model. Only the template's own special token
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -131,10 +132,14 @@ class LiteralTokenizer:
         self._literal = tokenizer
         self.pad_token_id = pad_token_id
         """The id of the checkpoint's padding token (None if it names none)."""
+
+    @functools.cached_property
+    def _max_token_chars(self) -> int:
         # The most characters one token can cover (128 for Qwen3: a run of spaces). A byte-
         # level token's string has one character per byte, and a text character has at least
-        # one byte, so N tokens never cover more than N times this many characters.
-        self._max_token_chars = max(len(token) for token in tokenizer.get_vocab())
+        # one byte, so N tokens never cover more than N times this many characters. Only
+        # very long texts need it, and reading the vocabulary costs 0.2 s of a cold start.
+        return max(len(token) for token in self._literal.get_vocab())
 
     def __len__(self) -> int:
         """Tokens in the vocabulary, added tokens included."""

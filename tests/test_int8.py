@@ -25,7 +25,7 @@ from qwen3_core import (
     VllmOptions,
 )
 from qwen3_core.decoder import Qwen3Decoder
-from qwen3_core.kernels.int8 import Int8Linear
+from qwen3_core.kernels.int8 import KERNEL_SWITCH, Int8Linear, int8_kernel
 from qwen3_core.loading import DECODER_SWITCH, load_model
 from qwen3_core.testing import ModelPaths
 from qwen3_core.variants import tensor_shapes
@@ -148,6 +148,41 @@ def test_fused_int8_projections_equal_one_gemm_per_projection(
         mine = fused.model(input_ids=ids).last_hidden_state
         want = separate.model(input_ids=ids).last_hidden_state
     assert torch.equal(mine, want)
+
+
+@pytest.mark.parametrize("kernel", ["fbgemm", "onednn"])
+def test_each_int8_kernel_stays_close_to_float32(
+    test_models: ModelPaths,
+    embedder: Qwen3Embedder,
+    corpus: list[str],
+    kernel: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Either kernel, forced by the switch, computes the int8 model: every layer on it, the
+    embeddings within the bound of the tests above, and torch's process-wide quantized engine
+    left as the user had it."""
+    monkeypatch.setenv(KERNEL_SWITCH, kernel)
+    before = torch.backends.quantized.engine
+    engine = Qwen3Embedder(test_models.embedding, backend=INT8)
+    assert torch.backends.quantized.engine == before
+    layers = [m for m in _model(engine).modules() if isinstance(m, Int8Linear)]
+    assert layers and {layer.kernel for layer in layers} == {int8_kernel()} == {kernel}
+    cosine = (embedder.embed_documents(corpus) * engine.embed_documents(corpus)).sum(axis=1)
+    assert cosine.min() >= (0.99 if _full_range(engine) else 0.98), cosine.min()
+
+
+def test_the_default_int8_kernel_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """oneDNN's where the CPU has AMX int8 tiles (2-3x fbgemm's speed there), else fbgemm's."""
+    monkeypatch.delenv(KERNEL_SWITCH, raising=False)
+    with open("/proc/cpuinfo") as handle:
+        amx = "amx_int8" in handle.read().split()
+    assert int8_kernel() == ("onednn" if amx else "fbgemm")
+
+
+def test_an_unknown_int8_kernel_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KERNEL_SWITCH, "mkl")
+    with pytest.raises(ValueError, match=f"{KERNEL_SWITCH}='mkl'"):
+        int8_kernel()
 
 
 @pytest.mark.parametrize(

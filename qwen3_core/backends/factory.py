@@ -5,14 +5,20 @@ heavy, and a server client needs neither."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from qwen3_core.backends.base import EmbeddingBackend, RerankBackend
-from qwen3_core.backends.http import ServerPool
 from qwen3_core.backends.options import ServerOptions, TransformersOptions, VllmOptions
 from qwen3_core.engine import Opened
 
+if TYPE_CHECKING:
+    from qwen3_core.backends.http import ServerPool
+
 
 def _server_pool(options: ServerOptions) -> ServerPool:
+    # Imported here: httpx's import costs 0.2 s of every local model's cold start.
+    from qwen3_core.backends.http import ServerPool
+
     return ServerPool(
         options.urls,
         api_key=options.api_key,
