@@ -10,6 +10,8 @@ within 0.036.
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -169,6 +171,15 @@ def test_each_int8_kernel_stays_close_to_float32(
     assert layers and {layer.kernel for layer in layers} == {int8_kernel()} == {kernel}
     cosine = (embedder.embed_documents(corpus) * engine.embed_documents(corpus)).sum(axis=1)
     assert cosine.min() >= (0.99 if _full_range(engine) else 0.98), cosine.min()
+
+
+@pytest.mark.parametrize("duplicate", [copy.deepcopy, pickle.dumps], ids=["deepcopy", "pickle"])
+def test_an_int8_model_is_not_copied(
+    int8_embedder: Qwen3Embedder, duplicate: Callable[[object], object]
+) -> None:
+    """Its packed weights keep no plain copy to rebuild from: a clear refusal, not a crash."""
+    with pytest.raises(TypeError, match="cannot be copied or pickled"):
+        duplicate(_model(int8_embedder))
 
 
 def test_the_default_int8_kernel_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
