@@ -43,6 +43,9 @@ def main() -> None:
         engine = importlib.import_module(f"benchmarks.peers.{spec['engine']}").load(spec)
         engine.first()
         cold = time.monotonic() - spec["launched"]
+        if spec.get("cold_only"):
+            result_path.write_text(json.dumps({"cold": cold}))
+            return
         workload = json.loads(Path(spec["workload"]).read_text())
         ids = workload["ids"]
         engine.run(ids[:2], workload, warmup=True)
