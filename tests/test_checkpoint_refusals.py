@@ -121,6 +121,37 @@ def test_embedding_variants_refused_as_rerankers(
         Qwen3Reranker(test_variants.embeddings[variant], backend=CPU)
 
 
+@pytest.mark.parametrize("vocabulary_first", [False, True], ids=["as-saved", "vocabulary-first"])
+def test_causal_lm_embedder_told_by_its_post_processor_wherever_it_lies(
+    vocabulary_first: bool, test_variants: VariantPaths, tmp_path: Path
+) -> None:
+    """The tokenizer's post-processor is read without parsing the whole file; a
+    tokenizer.json that keeps it after the 18 MB vocabulary still marks the embedding model,
+    and a reranker's still reads as a reranker's."""
+    embedding = _copy(test_variants.embeddings["causal-lm"], tmp_path / "e")
+    reranker = _copy(test_variants.rerankers["causal-untied"], tmp_path / "r")
+    if vocabulary_first:
+        for folder in (embedding, reranker):
+            path = folder / "tokenizer.json"
+            value = json.loads(path.read_text())
+            value = {"model": value.pop("model"), **value}
+            path.unlink()
+            path.write_text(json.dumps(value))
+    with pytest.raises(ModelKindError, match="embedding model saved as a causal LM"):
+        Qwen3Reranker(embedding, backend=CPU)
+    assert recognise(reranker, "reranker").architecture == "causal_lm"
+
+
+def test_a_tokenizer_json_cut_short_is_refused(test_variants: VariantPaths, tmp_path: Path) -> None:
+    folder = _copy(test_variants.rerankers["causal-untied"], tmp_path / "r")
+    path = folder / "tokenizer.json"
+    text = path.read_text()
+    path.unlink()
+    path.write_text(text[: text.index('"post_processor"') + 30])
+    with pytest.raises(ModelKindError, match=r"tokenizer\.json' is not valid JSON"):
+        Qwen3Reranker(folder, backend=CPU)
+
+
 def test_sentence_transformers_pooling_other_than_last_token(
     test_variants: VariantPaths, tmp_path: Path
 ) -> None:
