@@ -102,8 +102,7 @@ class RMSNorm(torch.nn.Module):
         dtype = x.dtype
         x = x.to(torch.float32)
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        # In place where it can be (products commute, so every bit is transformers' own).
-        return x.mul_(self.weight) if dtype == torch.float32 else self.weight * x.to(dtype)
+        return self.weight * x.to(dtype)
 
 
 class TokenEmbedding(torch.nn.Module):
@@ -172,8 +171,8 @@ class Attention(torch.nn.Module):
         k = self.k_norm(k.view(shape)).transpose(1, 2)
         v = v.view(shape).transpose(1, 2)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        q = (q * cos).add_(_rotate_half(q).mul_(sin))
-        k = (k * cos).add_(_rotate_half(k).mul_(sin))
+        q = (q * cos) + (_rotate_half(q) * sin)
+        k = (k * cos) + (_rotate_half(k) * sin)
         if prefix is not None:
             k = torch.cat([prefix[0].expand(batch, -1, -1, -1), k], dim=-2)
             v = torch.cat([prefix[1].expand(batch, -1, -1, -1), v], dim=-2)
@@ -216,7 +215,7 @@ class MLP(torch.nn.Module):
             gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
         else:
             gate, up = self.gate_proj(x), self.up_proj(x)
-        out: torch.Tensor = self.down_proj(F.silu(gate).mul_(up))
+        out: torch.Tensor = self.down_proj(F.silu(gate) * up)
         return out
 
 
@@ -241,8 +240,8 @@ class DecoderLayer(torch.nn.Module):
         prefix: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         attended, cache = self.self_attn(self.input_layernorm(x), cos, sin, prefix)
-        x = attended.add_(x)
-        return self.mlp(self.post_attention_layernorm(x)).add_(x), cache
+        x = x + attended
+        return x + self.mlp(self.post_attention_layernorm(x)), cache
 
 
 class Qwen3Decoder(torch.nn.Module):
