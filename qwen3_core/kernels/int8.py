@@ -28,6 +28,7 @@ from typing import Any, Literal, SupportsIndex
 import torch
 
 from qwen3_core.kernels.decoder_linears import swap_decoder_linears
+from qwen3_core.kernels.onednn_linear import failure_reason
 
 logger = logging.getLogger("qwen3_core")
 
@@ -187,8 +188,7 @@ def _onednn_failure() -> str | None:
             for kernel in ("fbgemm", "onednn")
         ]
     except Exception as error:  # any failure, whatever the build raises, means not here
-        lines = str(error).strip().splitlines()
-        return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+        return failure_reason(error)
     want, got = outs
     if not (got.shape == want.shape and torch.allclose(got, want, rtol=1e-3, atol=1e-3)):
         return "its result differs from fbgemm's"

@@ -79,8 +79,8 @@ class _Health:
 _health = _Health()
 
 
-def _reason(error: BaseException) -> str:
-    # One log line, however long or multi-line the error's message.
+def failure_reason(error: BaseException) -> str:
+    """Why a kernel failed, as one log line, however long or multi-line the error's message."""
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
 
@@ -101,7 +101,7 @@ def _probe() -> str | None:
             weight.zero_()
             unpacked = _unpack(packed)
     except Exception as error:  # any failure, whatever the build raises, means not here
-        return _reason(error)
+        return failure_reason(error)
     weight = original
     expected = torch.nn.functional.linear(x, weight, bias)
     if not (
@@ -139,7 +139,7 @@ class OneDnnLinear(torch.nn.Module):
                 # If torch's kernel raises too, the input is at fault: its error propagates
                 # and the layer stays on oneDNN. Otherwise oneDNN is, for the whole process.
                 result = torch.nn.functional.linear(x, weight, self._bias)
-                _health.fail(_reason(error), "failed while running")
+                _health.fail(failure_reason(error), "failed while running")
                 self._keep(weight)
                 return result
         return torch.nn.functional.linear(x, self._plain_weight(), self._bias)
@@ -195,7 +195,7 @@ def onednn_or_plain(linear: torch.nn.Linear) -> torch.nn.Module:
     except Exception as error:
         # Layers already swapped turn back to torch's kernel at their next call; each layer
         # computes the same function either way.
-        _health.fail(_reason(error), "could not pack a weight")
+        _health.fail(failure_reason(error), "could not pack a weight")
         return linear
 
 
