@@ -41,6 +41,13 @@ METHODS: dict[str, tuple[str, str, str, str]] = {
         "engine = Qwen3Embedder(sys.argv[1], backend=TransformersOptions(device=sys.argv[2]))",
         "engine.embed_queries(['What is the capital of China?'])",
     ),
+    "qwen3-rag Qwen3Embedder, int8": (
+        "embedding",
+        "from qwen3_core import Qwen3Embedder, TransformersOptions",
+        "engine = Qwen3Embedder(sys.argv[1], backend=TransformersOptions(device=sys.argv[2], "
+        "quantization='int8'))",
+        "engine.embed_queries(['What is the capital of China?'])",
+    ),
     "sentence-transformers SentenceTransformer": (
         "embedding",
         "from sentence_transformers import SentenceTransformer",
@@ -51,6 +58,13 @@ METHODS: dict[str, tuple[str, str, str, str]] = {
         "reranker",
         "from qwen3_core import Qwen3Reranker, TransformersOptions",
         "engine = Qwen3Reranker(sys.argv[1], backend=TransformersOptions(device=sys.argv[2]))",
+        "engine.score('What is the capital of China?', ['Beijing is the capital of China.'])",
+    ),
+    "qwen3-rag Qwen3Reranker, int8": (
+        "reranker",
+        "from qwen3_core import Qwen3Reranker, TransformersOptions",
+        "engine = Qwen3Reranker(sys.argv[1], backend=TransformersOptions(device=sys.argv[2], "
+        "quantization='int8'))",
         "engine.score('What is the capital of China?', ['Beijing is the capital of China.'])",
     ),
     "sentence-transformers CrossEncoder": (

@@ -47,7 +47,12 @@ def base_arguments(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-CPU_ONLY = ("qwen3-rag, int8", "qwen3-rag, torch linear")
+CPU_ONLY = (
+    "qwen3-rag, int8",
+    "qwen3-rag, torch linear",
+    "qwen3-rag Qwen3Embedder, int8",
+    "qwen3-rag Qwen3Reranker, int8",
+)
 """Methods that exist for CPU only: int8 on VNNI, and torch's float32 linear against oneDNN's."""
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from qwen3_core import (
     VllmOptions,
 )
 from qwen3_core.decoder import Qwen3Decoder
-from qwen3_core.kernels.int8 import KERNEL_SWITCH, Int8Linear, int8_kernel
+from qwen3_core.kernels.int8 import KERNEL_SWITCH, Int8Linear, _quantize_weight, int8_kernel
 from qwen3_core.loading import DECODER_SWITCH, load_model
 from qwen3_core.testing import ModelPaths
 from qwen3_core.variants import tensor_shapes
@@ -150,6 +151,26 @@ def test_fused_int8_projections_equal_one_gemm_per_projection(
         mine = fused.model(input_ids=ids).last_hidden_state
         want = separate.model(input_ids=ids).last_hidden_state
     assert torch.equal(mine, want)
+
+
+@pytest.mark.parametrize("shape", [(72, 96), (1000, 1024), (3, 300_000)])
+def test_weights_are_quantized_as_torch_quantizes_them(shape: tuple[int, int]) -> None:
+    """The loader's blocked quantization gives the integers and scales of torch's
+    ``quantize_per_channel`` with the symmetric per-row scale written out here: rows in
+    blocks and a last partial block, a row wider than a block, an all-zero row."""
+    generator = torch.Generator().manual_seed(1)
+    weight = torch.randn(shape, generator=generator) * torch.rand(shape[0], 1, generator=generator)
+    weight[1] = 0
+    scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation of its quantized tensor types
+        want = torch.quantize_per_channel(
+            weight, scales, torch.zeros(shape[0], dtype=torch.long), 0, torch.qint8
+        )
+    got = _quantize_weight(weight)
+    assert torch.equal(got.int_repr(), want.int_repr())
+    assert torch.equal(got.q_per_channel_scales(), want.q_per_channel_scales())
+    assert int(got.int_repr().abs().max()) == 127
 
 
 @pytest.mark.parametrize("kernel", ["fbgemm", "onednn"])
