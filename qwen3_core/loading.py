@@ -46,6 +46,7 @@ from qwen3_core.decoder import (
 from qwen3_core.devices import resolve_device, resolve_dtype
 from qwen3_core.hub import HubOptions, import_names, resolve_model_folder
 from qwen3_core.kernels.int8 import (
+    Int8Kernel,
     check_int8_supported,
     int8_kernel,
     int8_linears,
@@ -127,15 +128,18 @@ def _load(
     quantization: Quantization | None,
     model_kwargs: Mapping[str, Any],
     own_decoder: bool,
+    kernel: Int8Kernel | None,
 ) -> LoadedModel:
+    """``kernel``: the int8 kernel to quantize with (with ``quantization``), the one that
+    named the cached variant."""
     checkpoint = open_folder(folder, kind)
     model: torch.nn.Module | None = None
     if own_decoder:
-        model = _own_decoder(folder, checkpoint.config, dtype, quantization)
+        model = _own_decoder(folder, checkpoint.config, dtype, kernel)
     if model is None:
         model = _transformers_decoder(folder, device, dtype, model_kwargs)
-        if quantization == "int8":
-            quantize_int8(model)
+        if kernel is not None:
+            quantize_int8(model, kernel)
         elif _runs_onednn(device, dtype):
             use_onednn_linears(model)
     return LoadedModel(
@@ -196,7 +200,7 @@ def _projection_groups(
 
 
 def _own_decoder(
-    folder: Path, config: dict[str, Any], dtype: torch.dtype, quantization: Quantization | None
+    folder: Path, config: dict[str, Any], dtype: torch.dtype, kernel: Int8Kernel | None
 ) -> Qwen3Decoder | None:
     """The CPU decoder built from the files, or None where ``Qwen3Decoder`` does not cover
     the config or a tensor's dtype (transformers loads those)."""
@@ -204,8 +208,8 @@ def _own_decoder(
     files = SafetensorsFolder.open(folder)
     if settings is None or files is None:
         return None
-    if quantization == "int8":
-        make_linear = int8_linears()
+    if kernel is not None:
+        make_linear = int8_linears(kernel)
     elif _runs_onednn(torch.device("cpu"), dtype):
         make_linear = onednn_or_plain
     else:
@@ -249,7 +253,7 @@ def _own_decoder(
         _release_free_memory()
         return module
 
-    groups = _projection_groups(files, prefix, fuse=quantization == "int8")
+    groups = _projection_groups(files, prefix, fuse=kernel is not None)
     work = [
         [f"layers.{index}.{member}" for member in group]
         for index in range(settings.num_hidden_layers)
@@ -450,8 +454,10 @@ def load_model(
     # A variant is a model object of its own: int8 on its kernel, or the oneDNN float32
     # linears, or the decoder, whose switches can change between loads in one process.
     variant: tuple[str, ...] = ()
+    kernel: Int8Kernel | None = None  # read once: it names the variant and builds it
     if quantization is not None:
-        variant = (quantization, int8_kernel())
+        kernel = int8_kernel()
+        variant = (quantization, kernel)
     elif _runs_onednn(device, dtype):
         variant = ("onednn",)
     own_decoder = _runs_own_decoder(device, kwargs)
@@ -477,7 +483,7 @@ def load_model(
             loaded = (
                 hit
                 if hit is not None
-                else _load(folder, kind, device, dtype, quantization, kwargs, own_decoder)
+                else _load(folder, kind, device, dtype, quantization, kwargs, own_decoder, kernel)
             )
             with _cache_lock:
                 _cache[resolved] = loaded

@@ -3,9 +3,9 @@
 The spec names the engine module, the model, the workload and when the driver started this
 process. The worker loads the engine, gets its first result on one short text (the cold
 start: from process start, imports, tokenizer and load included), warms up on a few items,
-then times the whole workload once. It writes a JSON result next to the spec (seconds, CPU
-seconds, the process's peak resident set, the cold start) and the outputs
-as ``.npy`` for the fidelity columns.
+then times the whole workload (``passes`` times, keeping the fastest). It writes a JSON result
+next to the spec (seconds, CPU seconds, the process's peak resident set, the cold start, each
+pass's seconds) and the outputs as ``.npy`` for the fidelity columns.
 """
 
 from __future__ import annotations
@@ -49,15 +49,23 @@ def main() -> None:
         workload = json.loads(Path(spec["workload"]).read_text())
         ids = workload["ids"]
         engine.run(ids[:2], workload, warmup=True)
-        cpu, start = _cpu_seconds(), time.perf_counter()
-        outputs = engine.run(ids, workload, warmup=False)
-        seconds = time.perf_counter() - start
-        cpu = _cpu_seconds() - cpu
+        timed = []
+        for _ in range(spec.get("passes", 1)):
+            cpu, start = _cpu_seconds(), time.perf_counter()
+            outputs = engine.run(ids, workload, warmup=False)
+            timed.append((time.perf_counter() - start, _cpu_seconds() - cpu))
+        seconds, cpu = min(timed)
         import numpy as np
 
         np.save(spec_path.with_suffix(".npy"), np.asarray(outputs, dtype=np.float32))
         peak = _peak_rss()
-        result = {"seconds": seconds, "cpu_seconds": cpu, "peak_rss": peak, "cold": cold}
+        result = {
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "peak_rss": peak,
+            "cold": cold,
+            "passes": [round(t, 2) for t, _ in timed],
+        }
         check = getattr(engine, "check", None)  # after the timing: qwen3-rag's own ids
         if check is not None:
             result.update(check(workload))

@@ -231,15 +231,17 @@ def _warn_once(failure: str) -> None:
     logger.warning("oneDNN int8 linear is unavailable (%s); using fbgemm's", failure)
 
 
-def int8_linears() -> Callable[[torch.nn.Linear], torch.nn.Module]:
-    """What turns a float32 ``nn.Linear`` into an ``Int8Linear`` on this CPU."""
+def int8_linears(kernel: Int8Kernel | None = None) -> Callable[[torch.nn.Linear], torch.nn.Module]:
+    """What turns a float32 ``nn.Linear`` into an ``Int8Linear`` on ``kernel`` (by default
+    the one ``int8_kernel`` picks)."""
     check_int8_supported()
     reduce_range = not _has_vnni()
-    kernel = int8_kernel()
-    return lambda linear: Int8Linear(linear, reduce_range=reduce_range, kernel=kernel)
+    chosen = kernel or int8_kernel()
+    return lambda linear: Int8Linear(linear, reduce_range=reduce_range, kernel=chosen)
 
 
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Swap every ``nn.Linear`` of the decoder layers for an ``Int8Linear``, in place. The
-    token embeddings and norms stay float32."""
-    return swap_decoder_linears(model, int8_linears())
+def quantize_int8(model: torch.nn.Module, kernel: Int8Kernel | None = None) -> torch.nn.Module:
+    """Swap every ``nn.Linear`` of the decoder layers for an ``Int8Linear`` on ``kernel``
+    (by default the one ``int8_kernel`` picks), in place. The token embeddings and norms
+    stay float32."""
+    return swap_decoder_linears(model, int8_linears(kernel))
