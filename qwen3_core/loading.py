@@ -364,7 +364,7 @@ def _transformers_decoder(
     if device.type == "cuda":
         extra["device_map"] = str(device)
     try:
-        with _quiet_loading():
+        with quiet_transformers():
             model, report = loader.from_pretrained(
                 str(folder),
                 dtype=dtype,
@@ -390,10 +390,11 @@ _bars_were_enabled = True
 
 
 @contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """No "Loading weights" bar and no load report on the user's terminal while a model
-    loads: the engine checks transformers' report itself and raises on what matters. Nested
-    and concurrent loads restore transformers' settings once the last one ends."""
+def quiet_transformers() -> Iterator[None]:
+    """No "Loading weights" or "Writing model shards" bar and no load report on the user's
+    terminal while a model loads or is written: the engine checks transformers' report
+    itself and raises on what matters. Nested and concurrent uses restore transformers'
+    settings once the last one ends."""
     global _quiet_depth, _bars_were_enabled
     (logging_utils,) = import_names("transformers.utils", "logging")
     report_logger = logging.getLogger("transformers.modeling_utils")

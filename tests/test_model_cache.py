@@ -52,6 +52,16 @@ def test_the_suite_builds_into_that_folder(test_models: ModelPaths) -> None:
     assert build_test_models() == test_models  # a second call reuses the built models
 
 
+def test_building_prints_nothing(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A notebook's first cell may build the models: no "Writing model shards" bar."""
+    from transformers.utils import logging as hf_logging
+
+    capfd.readouterr()
+    build_test_models(tmp_path, shape="tiny")
+    assert capfd.readouterr() == ("", "")
+    assert hf_logging.is_progress_bar_enabled()  # restored for the user's own saves
+
+
 def test_processes_building_at_once_build_once(tmp_path: Path) -> None:
     folder, log = tmp_path / "cache" / "tiny-v9", tmp_path / "writes.log"
     processes = [

@@ -19,6 +19,7 @@ import torch
 from tokenizers import Tokenizer
 
 from qwen3_core import prompts
+from qwen3_core.loading import quiet_transformers
 from qwen3_core.testing.cache import build_once, models_cache_folder
 from qwen3_core.testing.tokenizer import (
     QWEN3_VOCAB_SIZE,
@@ -157,7 +158,8 @@ def _save(
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    model.save_pretrained(str(folder))  # type: ignore[operator]
+    with quiet_transformers():
+        model.save_pretrained(str(folder))  # type: ignore[operator]
     # The official Qwen3-Embedding config.json names Qwen3ForCausalLM over flat Qwen3Model
     # weights; keep that quirk so the engine is tested against it.
     config_path = folder / "config.json"
