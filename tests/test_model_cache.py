@@ -56,10 +56,16 @@ def test_building_prints_nothing(tmp_path: Path, capfd: pytest.CaptureFixture[st
     """A notebook's first cell may build the models: no "Writing model shards" bar."""
     from transformers.utils import logging as hf_logging
 
-    capfd.readouterr()
-    build_test_models(tmp_path, shape="tiny")
-    assert capfd.readouterr() == ("", "")
-    assert hf_logging.is_progress_bar_enabled()  # restored for the user's own saves
+    was_enabled = hf_logging.is_progress_bar_enabled()  # the demo's tests turn bars off
+    hf_logging.enable_progress_bar()
+    try:
+        capfd.readouterr()
+        build_test_models(tmp_path, shape="tiny")
+        assert capfd.readouterr() == ("", "")
+        assert hf_logging.is_progress_bar_enabled()  # restored for the user's own saves
+    finally:
+        if not was_enabled:
+            hf_logging.disable_progress_bar()
 
 
 def test_processes_building_at_once_build_once(tmp_path: Path) -> None:
