@@ -37,8 +37,9 @@ class Qwen3RerankerSettings(LazyEngineAdapter):
     model: str = DEFAULT_RERANKER_MODEL
     """Hugging Face hub id or local folder of a Qwen3-Reranker checkpoint."""
     backend: BackendField = "transformers"
-    """Where the model runs: ``"transformers"``, ``"vllm"``, or ``TransformersOptions``,
-    ``VllmOptions`` or ``ServerOptions`` with that backend's settings."""
+    """Where the model runs: ``"transformers"``, ``"openvino"``, ``"vllm"``, or
+    ``TransformersOptions``, ``OpenVINOOptions``, ``VllmOptions`` or ``ServerOptions`` with
+    that backend's settings."""
     instruction: str = DEFAULT_INSTRUCTION
     """The task in the reranker prompt; with ``engine=``, the engine's unless given."""
     max_length: int = Field(default=MAX_LENGTH, ge=MIN_MAX_LENGTH["reranker"])

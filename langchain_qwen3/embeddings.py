@@ -42,8 +42,9 @@ class Qwen3Embeddings(LazyEngineAdapter, Embeddings):
     model: str = DEFAULT_EMBEDDING_MODEL
     """Hugging Face hub id or local folder of a Qwen3-Embedding checkpoint."""
     backend: BackendField = "transformers"
-    """Where the model runs: ``"transformers"``, ``"vllm"``, or ``TransformersOptions``,
-    ``VllmOptions`` or ``ServerOptions`` with that backend's settings."""
+    """Where the model runs: ``"transformers"``, ``"openvino"``, ``"vllm"``, or
+    ``TransformersOptions``, ``OpenVINOOptions``, ``VllmOptions`` or ``ServerOptions`` with
+    that backend's settings."""
     query_instruction: str | None = None
     """The task given to queries (documents get none); None: the engine's, which is the query
     prompt the checkpoint declares (a fine-tuned model's), else ``DEFAULT_INSTRUCTION``."""

@@ -58,8 +58,9 @@ class Qwen3Embedding(BaseEmbedding):
     )
     backend: BackendField = Field(
         default="transformers",
-        description='Where the model runs: "transformers", "vllm", or TransformersOptions, '
-        "VllmOptions or ServerOptions with that backend's settings.",
+        description='Where the model runs: "transformers", "openvino", "vllm", or '
+        "TransformersOptions, OpenVINOOptions, VllmOptions or ServerOptions with that "
+        "backend's settings.",
     )
     query_instruction: str | None = Field(
         default=None,
@@ -104,8 +105,9 @@ class Qwen3Embedding(BaseEmbedding):
         model: Hub id or local folder of a Qwen3-Embedding checkpoint (default
             ``Qwen/Qwen3-Embedding-0.6B``); ``model_name`` is the same, by LlamaIndex's
             name.
-        backend: Where the model runs: ``"transformers"`` (default), ``"vllm"``, or
-            ``TransformersOptions(device=...)``, ``VllmOptions(...)``,
+        backend: Where the model runs: ``"transformers"`` (default), ``"openvino"``,
+            ``"vllm"``, or ``TransformersOptions(device=...)``, ``OpenVINOOptions(...)``,
+            ``VllmOptions(...)``,
             ``ServerOptions(base_url=...)`` from ``qwen3_core``.
         query_instruction: The task given to queries; None: the engine's (the query
             prompt the checkpoint declares, else ``DEFAULT_INSTRUCTION``).

@@ -106,8 +106,9 @@ class Qwen3Rerank(BaseNodePostprocessor):
     )
     backend: BackendField = Field(
         default="transformers",
-        description='Where the model runs: "transformers", "vllm", or TransformersOptions, '
-        "VllmOptions or ServerOptions with that backend's settings.",
+        description='Where the model runs: "transformers", "openvino", "vllm", or '
+        "TransformersOptions, OpenVINOOptions, VllmOptions or ServerOptions with that "
+        "backend's settings.",
     )
     max_length: int = Field(
         default=MAX_LENGTH,
@@ -159,8 +160,9 @@ class Qwen3Rerank(BaseNodePostprocessor):
         model: Hub id or local folder of a Qwen3-Reranker checkpoint (default
             ``Qwen/Qwen3-Reranker-0.6B``); ``model_name`` is the same, by LlamaIndex's name.
         top_n: Most nodes to return.
-        backend: Where the model runs: ``"transformers"`` (default), ``"vllm"``, or
-            ``TransformersOptions(device=...)``, ``VllmOptions(...)``,
+        backend: Where the model runs: ``"transformers"`` (default), ``"openvino"``,
+            ``"vllm"``, or ``TransformersOptions(device=...)``, ``OpenVINOOptions(...)``,
+            ``VllmOptions(...)``,
             ``ServerOptions(base_url=...)`` from ``qwen3_core``.
         instruction: The task the reranker judges relevance for; None: the engine's
             (``DEFAULT_INSTRUCTION`` unless a ready ``engine`` says otherwise).

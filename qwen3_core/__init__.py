@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING
 from qwen3_core.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from qwen3_core.backends.options import ServerOptions, TransformersOptions, VllmOptions
+    from qwen3_core.backends.options import (
+        OpenVINOOptions,
+        ServerOptions,
+        TransformersOptions,
+        VllmOptions,
+    )
     from qwen3_core.embedder import Qwen3Embedder
     from qwen3_core.hub import ModelNotFoundError
     from qwen3_core.prompts import DEFAULT_INSTRUCTION
@@ -18,6 +23,7 @@ __all__ = [
     "DEFAULT_INSTRUCTION",
     "ModelKindError",
     "ModelNotFoundError",
+    "OpenVINOOptions",
     "Qwen3Embedder",
     "Qwen3Reranker",
     "RerankResult",
@@ -32,6 +38,7 @@ _HOMES = {
     "DEFAULT_INSTRUCTION": "qwen3_core.prompts",
     "ModelKindError": "qwen3_core.variants",
     "ModelNotFoundError": "qwen3_core.hub",
+    "OpenVINOOptions": "qwen3_core.backends.options",
     "Qwen3Embedder": "qwen3_core.embedder",
     "Qwen3Reranker": "qwen3_core.reranker",
     "RerankResult": "qwen3_core.reranker",

@@ -183,17 +183,20 @@ class Attention(torch.nn.Module):
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int) -> Any:
         # As transformers' SDPA path chooses: the causal kernel (grouped heads in place) when
         # no mask is needed; after a cached prefix, an explicit mask over repeated heads.
+        # Causal without a prefix (for one position the same as no mask): decided by a Python
+        # int, never a traced shape, so a converted model keeps the causal mask at every length.
         length = q.shape[-2]
-        unmasked = past == 0 or length == 1
+        causal = past == 0
+        unmasked = causal or length == 1
         if unmasked and (self.groups == 1 or self.head_dim <= 256):
             return F.scaled_dot_product_attention(
-                q, k, v, scale=self.scaling, is_causal=length > 1, enable_gqa=self.groups > 1
+                q, k, v, scale=self.scaling, is_causal=causal, enable_gqa=self.groups > 1
             )
         if self.groups > 1:
             k = k.repeat_interleave(self.groups, dim=1)
             v = v.repeat_interleave(self.groups, dim=1)
         if unmasked:
-            return F.scaled_dot_product_attention(q, k, v, scale=self.scaling, is_causal=length > 1)
+            return F.scaled_dot_product_attention(q, k, v, scale=self.scaling, is_causal=causal)
         rows = torch.arange(length, device=q.device)[:, None] + past
         mask = rows >= torch.arange(past + length, device=q.device)[None, :]
         mask = mask[None, None].expand(q.shape[0], -1, -1, -1)

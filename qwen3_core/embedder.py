@@ -43,8 +43,9 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
     Args:
         model: Hugging Face hub id or local folder of a Qwen3-Embedding checkpoint.
         backend: Where the model runs: ``"transformers"`` (in this process, the default),
-            ``"vllm"``, or the options of one: ``TransformersOptions(device=..., dtype=...,
-            quantization=...)``, ``VllmOptions(tensor_parallel_size=...)``,
+            ``"openvino"``, ``"vllm"``, or the options of one: ``TransformersOptions(device=...,
+            dtype=..., quantization=...)``, ``OpenVINOOptions(...)`` (CPU, float32),
+            ``VllmOptions(tensor_parallel_size=...)``,
             ``ServerOptions(base_url=...)`` (vLLM servers; needs no torch).
         instruction: The task given to queries; each call may give its own. None: the query
             prompt the checkpoint declares (a fine-tuned model's), else

@@ -15,6 +15,7 @@ import numpy as np
 from qwen3_core.backends.options import (
     BackendName,
     BackendOptions,
+    OpenVINOOptions,
     ServerOptions,
     VllmOptions,
 )
@@ -36,7 +37,7 @@ B = TypeVar("B")
 @dataclass
 class Opened:
     """A model opened for a backend: its checkpoint, the options with the device and dtype
-    resolved, and for transformers the loaded torch model."""
+    resolved, and for transformers and OpenVINO the loaded model."""
 
     checkpoint: Checkpoint
     options: BackendOptions
@@ -85,6 +86,12 @@ def open_model(
         dtype = resolve_dtype(options.dtype, device)
         options = replace(options, dtype=str(dtype).removeprefix("torch."))
         checkpoint = open_checkpoint(model, kind, weights=True, hub=hub)
+    elif isinstance(options, OpenVINOOptions):
+        require_torch(options.name)
+        from qwen3_core.backends.openvino import load_openvino_model
+
+        loaded = load_openvino_model(model, kind, options, hub=hub)
+        checkpoint, device, dtype = loaded.checkpoint, loaded.device, loaded.dtype
     else:
         require_torch(options.name)
         from qwen3_core.loading import load_transformers_model
@@ -128,7 +135,7 @@ class EngineBase(Generic[B]):
 
     _backend_or_none: B | None
     backend: BackendName
-    """The backend's name: ``"transformers"``, ``"vllm"`` or ``"server"``."""
+    """The backend's name: ``"transformers"``, ``"openvino"``, ``"vllm"`` or ``"server"``."""
     options: BackendOptions
     """The backend's options, with the device and dtype it resolved."""
     device: torch.device | None

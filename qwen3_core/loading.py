@@ -97,17 +97,16 @@ class LoadedModel:
         variant = self.variant
         assert variant is not None
         if variant.architecture == "seq_cls":
-            weight = _stored_rows(self.folder, "score.weight", list(range(variant.num_labels)))
-            weight = weight.to(self.dtype).float()
+            labels = list(range(variant.num_labels))
+            weight = _stored_rows(self.folder, ("score.weight",), labels).to(self.dtype).float()
             if variant.num_labels == 1:
                 rows = torch.stack([torch.zeros_like(weight[0]), weight[0]])
             else:
                 rows = weight[[1 - variant.yes_label, variant.yes_label]]
-        elif self.config.get("tie_word_embeddings", False):
-            table: Any = self.model.get_input_embeddings()  # type: ignore[operator]
-            rows = table.weight[[no_id, yes_id]].detach().to(self.dtype).float()
         else:
-            rows = _stored_rows(self.folder, "lm_head.weight", [no_id, yes_id])
+            tied = self.config.get("tie_word_embeddings", False)
+            names = ("model.embed_tokens.weight", "embed_tokens.weight") if tied else ()
+            rows = _stored_rows(self.folder, (*names, "lm_head.weight"), [no_id, yes_id])
             rows = rows.to(self.dtype).float()
         return rows.to(self.device)
 
@@ -199,8 +198,20 @@ def _projection_groups(
     return groups
 
 
+def plain_decoder(folder: Path, config: dict[str, Any]) -> Qwen3Decoder | None:
+    """The float32 CPU decoder with ``nn.Linear`` layers (which tracers can follow, unlike
+    packed kernels), or None where ``Qwen3Decoder`` does not cover the checkpoint. Not
+    shared: for converting the model to another runtime."""
+    return _own_decoder(folder, config, torch.float32, None, plain=True)
+
+
 def _own_decoder(
-    folder: Path, config: dict[str, Any], dtype: torch.dtype, kernel: Int8Kernel | None
+    folder: Path,
+    config: dict[str, Any],
+    dtype: torch.dtype,
+    kernel: Int8Kernel | None,
+    *,
+    plain: bool = False,
 ) -> Qwen3Decoder | None:
     """The CPU decoder built from the files, or None where ``Qwen3Decoder`` does not cover
     the config or a tensor's dtype (transformers loads those)."""
@@ -210,7 +221,7 @@ def _own_decoder(
         return None
     if kernel is not None:
         make_linear = int8_linears(kernel)
-    elif _runs_onednn(torch.device("cpu"), dtype):
+    elif not plain and _runs_onednn(torch.device("cpu"), dtype):
         make_linear = onednn_or_plain
     else:
         make_linear = _plain
@@ -336,13 +347,19 @@ def _plain(linear: torch.nn.Linear) -> torch.nn.Module:
     return linear
 
 
-def _stored_rows(folder: Path, name: str, indices: list[int]) -> torch.Tensor:
-    """Rows of a 2-d tensor in the folder's safetensors files, in their stored dtype, read
-    without loading the rest of it."""
+def _stored_rows(folder: Path, names: tuple[str, ...], indices: list[int]) -> torch.Tensor:
+    """Rows of a 2-d tensor in the folder's safetensors files (the first of ``names`` that
+    the files hold), in its stored dtype, read without loading the rest of it."""
     from safetensors import safe_open
 
     index = folder / "model.safetensors.index.json"
-    file = read_json(index)["weight_map"][name] if index.is_file() else "model.safetensors"
+    if index.is_file():
+        weight_map: dict[str, str] = read_json(index)["weight_map"]
+    else:
+        with safe_open(str(folder / "model.safetensors"), framework="pt") as handle:
+            weight_map = dict.fromkeys(handle.keys(), "model.safetensors")
+    name = next((name for name in names if name in weight_map), names[-1])
+    file = weight_map.get(name, "model.safetensors")
     with safe_open(str(folder / file), framework="pt") as handle:
         tensor = handle.get_slice(name)
         count = tensor.get_shape()[0]

@@ -102,8 +102,9 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
     Args:
         model: Hugging Face hub id or local folder of a Qwen3-Reranker checkpoint.
         backend: Where the model runs: ``"transformers"`` (in this process, the default),
-            ``"vllm"``, or the options of one: ``TransformersOptions(device=..., dtype=...,
-            quantization=..., share_prefix=...)``, ``VllmOptions(tensor_parallel_size=...)``,
+            ``"openvino"``, ``"vllm"``, or the options of one: ``TransformersOptions(device=...,
+            dtype=..., quantization=..., share_prefix=...)``, ``OpenVINOOptions(...)`` (CPU,
+            float32), ``VllmOptions(tensor_parallel_size=...)``,
             ``ServerOptions(base_url=...)`` (vLLM servers; needs no torch).
         instruction: The task in the prompt; each call may give its own.
         max_length: Longest prompt in tokens; a longer document is cut (or, with

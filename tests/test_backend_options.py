@@ -25,6 +25,7 @@ from langchain_qwen3 import Qwen3Rerank as LangChainRerank
 from llamaindex_qwen3 import Qwen3Embedding
 from llamaindex_qwen3 import Qwen3Rerank as LlamaIndexRerank
 from qwen3_core import (
+    OpenVINOOptions,
     Qwen3Embedder,
     Qwen3Reranker,
     ServerOptions,
@@ -353,7 +354,9 @@ def test_adapters_refuse_server_without_options(cls: type[Any]) -> None:
 
 
 def test_unknown_backends_and_keywords(test_models: ModelPaths) -> None:
-    with pytest.raises(ValueError, match="unknown backend 'onnx': use one of transformers, vllm"):
+    with pytest.raises(
+        ValueError, match="unknown backend 'onnx': use one of transformers, openvino, vllm"
+    ):
         Qwen3Reranker(test_models.reranker, backend="onnx")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="backend must be"):
         Qwen3Reranker(test_models.reranker, backend={"device": "cpu"})  # type: ignore[arg-type]
@@ -429,8 +432,16 @@ def test_server_client_options(test_models: ModelPaths) -> None:
         TransformersOptions(device="cpu", model_kwargs={"attn_implementation": "eager"}),
         VllmOptions(max_model_len=96, engine_args={"enforce_eager": True}),
         ServerOptions(base_url=[DEAD, "http://127.0.0.1:10"], max_retries=1),
+        OpenVINOOptions(cache_folder="/tmp/ov", config={"INFERENCE_NUM_THREADS": 2}),
     ],
-    ids=["transformers", "vllm", "TransformersOptions", "VllmOptions", "ServerOptions"],
+    ids=[
+        "transformers",
+        "vllm",
+        "TransformersOptions",
+        "VllmOptions",
+        "ServerOptions",
+        "OpenVINOOptions",
+    ],
 )
 @pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
 def test_adapter_backend_survives_copies_and_pickles(cls: type[Any], backend: Any) -> None:
@@ -451,8 +462,16 @@ ROUND_TRIP_BACKENDS = [
     ),
     VllmOptions(max_model_len=96, engine_args={"enforce_eager": True}),
     ServerOptions(base_url=[DEAD, "http://127.0.0.1:10"], timeout=5.0, max_retries=1),
+    OpenVINOOptions(max_batch_tokens=256, cache_folder="/tmp/ov", config={"NUM_STREAMS": 1}),
 ]
-ROUND_TRIP_IDS = ["transformers", "vllm", "TransformersOptions", "VllmOptions", "ServerOptions"]
+ROUND_TRIP_IDS = [
+    "transformers",
+    "vllm",
+    "TransformersOptions",
+    "VllmOptions",
+    "ServerOptions",
+    "OpenVINOOptions",
+]
 
 
 @pytest.mark.parametrize("backend", ROUND_TRIP_BACKENDS, ids=ROUND_TRIP_IDS)

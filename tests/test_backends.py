@@ -14,7 +14,9 @@ from tests.options import CPU
 
 
 def test_unknown_backend(test_models: ModelPaths) -> None:
-    with pytest.raises(ValueError, match="unknown backend 'onnx': use one of transformers, vllm"):
+    with pytest.raises(
+        ValueError, match="unknown backend 'onnx': use one of transformers, openvino, vllm"
+    ):
         Qwen3Embedder(test_models.embedding, backend="onnx")  # type: ignore[arg-type]
 
 

@@ -448,6 +448,7 @@ def test_bad_jsonl_ids_are_one_clear_line(
         (["--query", " "], "--query is empty"),
         (["--backend", "server"], "--backend server needs the servers' address"),
         (["--backend", "vllm", "--device", "cpu"], "--device is not a setting of --backend vllm"),
+        (["--backend", "openvino", "--dtype", "bf16"], "--dtype is not a setting of --backend"),
         (["--base-url", "http://localhost:8000"], "--base-url is not a setting of --backend"),
         (["--max-document-tokens", "0"], "--max-document-tokens must be at least 1, got 0"),
     ],

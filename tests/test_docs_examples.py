@@ -69,7 +69,7 @@ def test_code_blocks_run(document: Path, test_models: ModelPaths) -> None:
     # A short path: Ray's sockets go under TMPDIR, and a socket path has at most 107 bytes.
     with tempfile.TemporaryDirectory(prefix="qwen3-docs-", ignore_cleanup_errors=True) as name:
         scratch = Path(name)
-        for folder in ("hub", "work", "tmp"):
+        for folder in ("hub", "work", "tmp", "cache"):
             (scratch / folder).mkdir()
         lay_hub_cache(scratch / "hub", test_models)
         write_blocks(to_run, scratch / "blocks.json")
@@ -79,6 +79,7 @@ def test_code_blocks_run(document: Path, test_models: ModelPaths) -> None:
             "HF_HUB_OFFLINE": "1",
             "QWEN3_RAG_TEST_MODELS": str(models_cache_folder()),
             "TMPDIR": str(scratch / "tmp"),
+            "XDG_CACHE_HOME": str(scratch / "cache"),  # what the blocks cache (OpenVINO's...)
             "TOKENIZERS_PARALLELISM": "false",
             # `python`, `qwen3-rag` in shell blocks: this environment's.
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),

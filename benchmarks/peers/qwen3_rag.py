@@ -1,6 +1,7 @@
-"""qwen3-rag itself (``Qwen3Embedder`` / ``Qwen3Reranker`` on the transformers backend),
-float32 or ``quantization="int8"``. It is given the texts, not the ids: its own tokenizer
-makes the ids every other engine gets, and its time includes tokenising them."""
+"""qwen3-rag itself (``Qwen3Embedder`` / ``Qwen3Reranker``): the transformers backend in
+float32 or with ``quantization="int8"``, or ``backend="openvino"``. It is given the texts,
+not the ids: its own tokenizer makes the ids every other engine gets, and its time includes
+tokenising them."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ class _Engine:
         import torch
 
         from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
+        from qwen3_core.backends.options import OpenVINOOptions
 
         torch.set_num_threads(spec["threads"])
-        options = TransformersOptions(
+        options: Any = TransformersOptions(
             device="cpu", show_progress=False, quantization=spec.get("quantization")
         )
+        if spec.get("backend") == "openvino":
+            options = OpenVINOOptions(show_progress=False, cache_folder=spec["cache_folder"])
         self.kind = spec["kind"]
         if self.kind == "embedding":
             self.engine: Any = Qwen3Embedder(spec["model_folder"], backend=options)

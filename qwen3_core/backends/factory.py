@@ -8,7 +8,12 @@ import os
 from typing import TYPE_CHECKING
 
 from qwen3_core.backends.base import EmbeddingBackend, RerankBackend
-from qwen3_core.backends.options import ServerOptions, TransformersOptions, VllmOptions
+from qwen3_core.backends.options import (
+    OpenVINOOptions,
+    ServerOptions,
+    TransformersOptions,
+    VllmOptions,
+)
 from qwen3_core.engine import Opened
 
 if TYPE_CHECKING:
@@ -40,7 +45,8 @@ def embedding_backend(
     """
     options = opened.options
     hidden_size = int(opened.checkpoint.config["hidden_size"])
-    if isinstance(options, TransformersOptions):
+    if isinstance(options, (TransformersOptions, OpenVINOOptions)):
+        # OpenVINO's compiled decoder runs behind the same torch runner.
         assert opened.loaded is not None
         from qwen3_core.backends.transformers import TransformersEmbeddingBackend
 
@@ -86,22 +92,24 @@ def rerank_backend(
     """
     options = opened.options
     variant = opened.checkpoint.variant
-    if isinstance(options, TransformersOptions):
+    if isinstance(options, (TransformersOptions, OpenVINOOptions)):
         from qwen3_core.backends.transformers import TransformersRerankBackend
         from qwen3_core.devices import default_share_prefix
 
         assert opened.loaded is not None
+        if isinstance(options, OpenVINOOptions):
+            share_prefix = False  # the compiled decoder keeps no key/value cache
+        elif options.share_prefix is None:
+            share_prefix = default_share_prefix(opened.loaded.device.type)
+        else:
+            share_prefix = options.share_prefix
         return TransformersRerankBackend(
             opened.loaded,
             yes_id=yes_id,
             no_id=no_id,
             max_batch_tokens=options.max_batch_tokens,
             show_progress=options.show_progress,
-            share_prefix=(
-                default_share_prefix(opened.loaded.device.type)
-                if options.share_prefix is None
-                else options.share_prefix
-            ),
+            share_prefix=share_prefix,
         )
     if isinstance(options, ServerOptions):
         from qwen3_core.backends.server import ServerRerankBackend

@@ -1,13 +1,15 @@
 """Each backend's own settings, as one typed object passed as ``backend=``.
 
 A setting exists only on the backend that uses it, so a wrong combination cannot be written:
-``TransformersOptions(device="cuda")``, ``VllmOptions(tensor_parallel_size=2)``,
-``ServerOptions(base_url="http://gpu-1:8000")``. The options are checked when they are made,
-before any model is opened, and no torch is imported here: a server client needs none.
+``TransformersOptions(device="cuda")``, ``OpenVINOOptions(cache_folder=...)``,
+``VllmOptions(tensor_parallel_size=2)``, ``ServerOptions(base_url="http://gpu-1:8000")``.
+The options are checked when they are made, before any model is opened, and no torch is
+imported here: a server client needs none.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -18,7 +20,7 @@ from qwen3_core.validation import check_int, check_optional_int
 if TYPE_CHECKING:
     import torch
 
-BackendName = Literal["transformers", "vllm", "server"]
+BackendName = Literal["transformers", "openvino", "vllm", "server"]
 Quantization = Literal["int8"]
 """``int8``: the decoder layers' linear weights in int8 (CPU only)."""
 
@@ -155,6 +157,58 @@ class TransformersOptions:
         object.__setattr__(self, "model_kwargs", kwargs)
 
 
+# OpenVINO properties the engine sets: given in config they would contradict it.
+_OWNED_OPENVINO_CONFIG = {
+    "INFERENCE_PRECISION_HINT": "nothing: float32 keeps the scores exact (bfloat16 would not)",
+    "CACHE_DIR": "OpenVINOOptions(cache_folder=...)",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenVINOOptions:
+    """Run the model in this process on OpenVINO's CPU runtime, in float32
+    (``pip install "qwen3-rag[openvino]"``). The same decoder as the transformers backend on
+    CPU, converted to OpenVINO once per checkpoint and kept on disk; its scores match that
+    backend's within float32 rounding. The faster of the two depends on the CPU:
+    docs/backends.md says how to choose.
+
+    Args:
+        max_batch_tokens: Padded tokens per forward pass; None: 512, as on the transformers
+            backend's CPU.
+        show_progress: A progress bar over batches; None: only for large inputs on a
+            terminal.
+        cache_folder: Where the converted model and OpenVINO's compiled kernels are kept;
+            the first load of a checkpoint converts it (about 15 s for the 0.6B models), later
+            loads read it. None: ``qwen3-rag/openvino`` in the user's cache folder
+            (``$XDG_CACHE_HOME``, else ``~/.cache``).
+        config: Further properties for OpenVINO's CPU plugin (for example
+            ``{"INFERENCE_NUM_THREADS": 4}``); None of them may change the precision. Threads
+            default to torch's (``torch.get_num_threads()``).
+
+    Raises:
+        ValueError: A setting is out of range, or config sets the precision or cache.
+        TypeError: A setting has the wrong type.
+    """
+
+    name: ClassVar[BackendName] = "openvino"
+    max_batch_tokens: int | None = None
+    show_progress: bool | None = None
+    cache_folder: str | os.PathLike[str] | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_optional_int("max_batch_tokens", self.max_batch_tokens, minimum=1)
+        if self.show_progress is not None:
+            _check_bool("show_progress", self.show_progress)
+        folder = self.cache_folder
+        if folder is not None:
+            if not isinstance(folder, (str, os.PathLike)):
+                raise TypeError(f"cache_folder must be a path, got {type(folder).__name__}")
+            object.__setattr__(self, "cache_folder", os.fspath(folder))
+        config = _checked_kwargs("config", self.config, _OWNED_OPENVINO_CONFIG)
+        object.__setattr__(self, "config", config)
+
+
 @dataclass(frozen=True, kw_only=True)
 class VllmOptions:
     """Run the model on vLLM in this process (``pip install "qwen3-rag[vllm]"``).
@@ -245,21 +299,23 @@ class ServerOptions:
         return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
-BackendOptions = TransformersOptions | VllmOptions | ServerOptions
-BackendChoice = BackendName | TransformersOptions | VllmOptions | ServerOptions
+BackendOptions = TransformersOptions | OpenVINOOptions | VllmOptions | ServerOptions
+BackendChoice = BackendName | BackendOptions
 """What ``backend=`` takes: a backend's name (with its default options) or its options."""
+OptionsClass = (
+    type[TransformersOptions] | type[OpenVINOOptions] | type[VllmOptions] | type[ServerOptions]
+)
 
-_OPTIONS: dict[str, type[TransformersOptions] | type[VllmOptions] | type[ServerOptions]] = {
+_OPTIONS: dict[str, OptionsClass] = {
     "transformers": TransformersOptions,
+    "openvino": OpenVINOOptions,
     "vllm": VllmOptions,
     "server": ServerOptions,
 }
 BACKENDS: tuple[str, ...] = tuple(_OPTIONS)
 
 
-def options_class(
-    name: str,
-) -> type[TransformersOptions] | type[VllmOptions] | type[ServerOptions]:
+def options_class(name: str) -> OptionsClass:
     """The options class of the backend called ``name``."""
     if name not in _OPTIONS:
         raise ValueError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")
@@ -273,12 +329,13 @@ def backend_options(backend: Any) -> BackendOptions:
         ValueError: An unknown name, or ``"server"`` (which needs an address).
         TypeError: Neither a name nor options.
     """
-    if isinstance(backend, (TransformersOptions, VllmOptions, ServerOptions)):
+    if isinstance(backend, (TransformersOptions, OpenVINOOptions, VllmOptions, ServerOptions)):
         return backend
     if not isinstance(backend, str):
         raise TypeError(
-            "backend must be 'transformers', 'vllm', 'server' or TransformersOptions / "
-            f"VllmOptions / ServerOptions, got {type(backend).__name__}"
+            "backend must be 'transformers', 'openvino', 'vllm', 'server' or "
+            "TransformersOptions / OpenVINOOptions / VllmOptions / ServerOptions, got "
+            f"{type(backend).__name__}"
         )
     cls = options_class(backend)
     if cls is ServerOptions:
@@ -286,7 +343,7 @@ def backend_options(backend: Any) -> BackendOptions:
             "backend='server' needs the servers' address: pass "
             "backend=ServerOptions(base_url='http://host:8000')"
         )
-    return TransformersOptions() if cls is TransformersOptions else VllmOptions()
+    return cls()  # type: ignore[call-arg]
 
 
 def setting_names(options: type[Any]) -> list[str]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from qwen3_core import defaults
 from qwen3_core.backends.options import (
     BackendOptions,
+    OpenVINOOptions,
     ServerOptions,
     TransformersOptions,
     VllmOptions,
@@ -124,6 +125,7 @@ def backend_options(args: argparse.Namespace) -> BackendOptions:
     given = {"--device": args.device, "--dtype": dtype, "--base-url": args.base_url}
     takes = {
         "transformers": {"--device", "--dtype"},
+        "openvino": set(),
         "vllm": {"--dtype"},
         "server": {"--base-url"},
     }[args.backend]
@@ -137,6 +139,8 @@ def backend_options(args: argparse.Namespace) -> BackendOptions:
             return ServerOptions(base_url=args.base_url)
         if args.backend == "vllm":
             return VllmOptions(dtype=dtype)
+        if args.backend == "openvino":
+            return OpenVINOOptions()
         return TransformersOptions(device=args.device, dtype=dtype)
     except (ValueError, TypeError) as exc:  # a misspelt device or dtype, a bad address
         raise UsageError(str(exc)) from exc

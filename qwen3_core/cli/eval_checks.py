@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import cast
 
 from qwen3_core import defaults
-from qwen3_core.backends.options import BackendOptions, TransformersOptions
+from qwen3_core.backends.options import BackendOptions, OpenVINOOptions, TransformersOptions
 from qwen3_core.cli.checks import UsageError, backend_options, check_model_arguments
 from qwen3_core.evaluation.beir import BeirDataset, load_beir
 from qwen3_core.evaluation.defaults import FAISS_FROM_DOCUMENTS, SearchIndex
@@ -75,7 +75,7 @@ def check_eval_arguments(args: argparse.Namespace) -> EvalRequest:
     if plot is not None:
         _require("matplotlib", "--plot needs matplotlib")
     backend = backend_options(args)
-    if isinstance(backend, TransformersOptions):
+    if isinstance(backend, (TransformersOptions, OpenVINOOptions)):
         backend = replace(backend, show_progress=False)  # the evaluation's own bars stand for it
     if args.dataset is None and not (args.corpus and args.queries and args.qrels):
         raise UsageError(
