@@ -5,8 +5,8 @@ position), so the two backends' results agree to float32 rounding.
 
 Converting traces the decoder once per checkpoint and keeps the result (OpenVINO IR) in a
 cache folder, under a key made of the checkpoint's files and of the code and versions that
-shaped the conversion; OpenVINO's own cache keeps the compiled model beside it. Later loads
-read both.
+shaped the conversion; OpenVINO's own cache keeps the compiled graph (without the weights)
+beside it. Later loads read both.
 """
 
 from __future__ import annotations

@@ -177,13 +177,13 @@ class OpenVINOOptions:
             backend's CPU.
         show_progress: A progress bar over batches; None: only for large inputs on a
             terminal.
-        cache_folder: Where the converted model and OpenVINO's compiled kernels are kept;
-            the first load of a checkpoint converts it (about 15 s for the 0.6B models), later
+        cache_folder: Where the converted model and OpenVINO's compiled graph are kept; the
+            first load of a checkpoint converts it (20-30 s for the 0.6B models), later
             loads read it. None: ``qwen3-rag/openvino`` in the user's cache folder
             (``$XDG_CACHE_HOME``, else ``~/.cache``).
         config: Further properties for OpenVINO's CPU plugin (for example
-            ``{"INFERENCE_NUM_THREADS": 4}``); None of them may change the precision. Threads
-            default to torch's (``torch.get_num_threads()``).
+            ``{"INFERENCE_NUM_THREADS": 4}``), except the precision hint (always f32) and the
+            cache folder. Threads default to torch's (``torch.get_num_threads()``).
 
     Raises:
         ValueError: A setting is out of range, or config sets the precision or cache.
