@@ -231,3 +231,13 @@ def test_demo_runs_on_openvino(
     out, err = capfd.readouterr()
     assert "stage 2  reranking 8 candidates" in out and err == ""
     assert (tmp_path / "qwen3-rag" / "openvino").is_dir()
+
+
+def test_corpus_job_workers_run_it_without_bars() -> None:
+    from qwen3_core.batch.workers import engine_keywords
+
+    assert engine_keywords({"backend": "openvino"})["backend"] == OpenVINOOptions(
+        show_progress=False
+    )
+    given = OpenVINOOptions(show_progress=True, max_batch_tokens=64)
+    assert engine_keywords({"backend": given})["backend"] == given

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Literal
 
-from qwen3_core.backends.options import TransformersOptions, backend_options
+from qwen3_core.backends.options import OpenVINOOptions, TransformersOptions, backend_options
 from qwen3_core.batch.columns import require_absent, text_values, with_scores, with_vectors
 
 EmbedKind = Literal["document", "query"]
@@ -21,12 +21,16 @@ def engine_keywords(options: Mapping[str, Any]) -> dict[str, Any]:
         options: The job's ``engine_options``.
 
     Returns:
-        ``options`` with the transformers backend's ``show_progress=False`` unless they set it.
+        ``options`` with ``show_progress=False`` on the backends in this process unless they
+        set it.
     """
     # A tqdm bar per worker and batch would interleave in the logs; Ray Data shows progress.
     keywords = dict(options)
     backend = backend_options(keywords.get("backend", "transformers"))
-    if isinstance(backend, TransformersOptions) and backend.show_progress is None:
+    if (
+        isinstance(backend, (TransformersOptions, OpenVINOOptions))
+        and backend.show_progress is None
+    ):
         backend = replace(backend, show_progress=False)
     keywords["backend"] = backend
     return keywords
