@@ -352,15 +352,16 @@ def _stored_rows(folder: Path, names: tuple[str, ...], indices: list[int]) -> to
     the files hold), in its stored dtype, read without loading the rest of it."""
     from safetensors import safe_open
 
+    def first_held(held: Any) -> str:
+        return next((name for name in names if name in held), names[-1])
+
     index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map: dict[str, str] = read_json(index)["weight_map"]
-    else:
-        with safe_open(str(folder / "model.safetensors"), framework="pt") as handle:
-            weight_map = dict.fromkeys(handle.keys(), "model.safetensors")
-    name = next((name for name in names if name in weight_map), names[-1])
-    file = weight_map.get(name, "model.safetensors")
+    weight_map: dict[str, str] = read_json(index)["weight_map"] if index.is_file() else {}
+    name = first_held(weight_map)
+    file = weight_map[name] if weight_map else "model.safetensors"
     with safe_open(str(folder / file), framework="pt") as handle:
+        if not weight_map:  # one file: the names it holds are in its header
+            name = first_held(handle.keys())
         tensor = handle.get_slice(name)
         count = tensor.get_shape()[0]
         for row in indices:

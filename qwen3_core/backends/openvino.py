@@ -62,7 +62,9 @@ def conversion_key(folder: Path) -> str:
     """What the converted model depends on: the checkpoint's files (names, sizes, times), the
     decoder's code, and the versions of OpenVINO and torch that traced it."""
     files = sorted(path for path in folder.iterdir() if path.suffix in (".safetensors", ".json"))
-    stamps = [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in files]
+    stamps = [
+        (path.name, stat.st_size, stat.st_mtime_ns) for path in files for stat in [path.stat()]
+    ]
     source = hashlib.sha256(inspect.getsource(decoder_module).encode()).hexdigest()
     parts = [
         str(folder.resolve()),
@@ -165,10 +167,6 @@ def load_openvino_model(
     """
     openvino = _openvino()
     folder = resolve_model_folder(model, hub or HubOptions())
-    checkpoint = open_folder(folder, kind)
-    settings = DecoderConfig.from_config(checkpoint.config)
-    if settings is None:
-        raise _not_covered(folder)
     cache = Path(options.cache_folder or default_cache_folder()).expanduser()
     target = cache / conversion_key(folder)
     properties = {
@@ -186,6 +184,10 @@ def load_openvino_model(
         hit = _loaded.get(key)
         if hit is not None:
             return hit
+        checkpoint = open_folder(folder, kind)
+        settings = DecoderConfig.from_config(checkpoint.config)
+        if settings is None:
+            raise _not_covered(folder)
         if not (target / MODEL_FILE).is_file():
             _convert(openvino, folder, checkpoint.config, target)
         try:
