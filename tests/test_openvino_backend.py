@@ -224,10 +224,17 @@ def test_adapters_run_on_openvino(
 def test_demo_runs_on_openvino(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    from transformers.utils import logging as hf_logging
+
     from qwen3_core.cli.main import main
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the default cache folder
-    assert main(["demo", "--tiny", "--backend", "openvino", "--query", "什么是重力？"]) == 0
+    bars = hf_logging.is_progress_bar_enabled()
+    try:
+        assert main(["demo", "--tiny", "--backend", "openvino", "--query", "什么是重力？"]) == 0
+    finally:  # the command turns transformers' bars off for its process; later tests need them
+        if bars:
+            hf_logging.enable_progress_bar()
     out, err = capfd.readouterr()
     assert "stage 2  reranking 8 candidates" in out and err == ""
     assert (tmp_path / "qwen3-rag" / "openvino").is_dir()
