@@ -57,6 +57,7 @@ from qwen3_core.kernels.onednn_linear import (
     onednn_or_plain,
     use_onednn_linears,
 )
+from qwen3_core.kernels.vector_math import prepare_vector_math
 from qwen3_core.tokenization import LiteralTokenizer
 from qwen3_core.variants import ModelKind, ModelKindError, Variant, read_json
 from qwen3_core.weights import SafetensorsFolder
@@ -132,6 +133,8 @@ def _load(
     """``kernel``: the int8 kernel to quantize with (with ``quantization``), the one that
     named the cached variant."""
     checkpoint = open_folder(folder, kind)
+    if device.type == "cpu":
+        prepare_vector_math()
     model: torch.nn.Module | None = None
     if own_decoder:
         model = _own_decoder(folder, checkpoint.config, dtype, kernel)
