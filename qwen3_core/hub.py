@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from qwen3_core.errors import first_line
+
 ModelSource = Literal["huggingface", "modelscope"]
 SOURCES: tuple[ModelSource, ...] = ("huggingface", "modelscope")
 USE_MODELSCOPE_VARIABLE = "QWEN3_RAG_USE_MODELSCOPE"
@@ -173,7 +175,7 @@ def resolve_model_folder(
         raise
     except Exception as exc:  # hub errors come in many types: report them all alike
         where = "ModelScope" if source == "modelscope" else "the Hugging Face Hub"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         revision = f" at revision {hub.revision!r}" if hub.revision else ""
         raise ModelNotFoundError(
             f"model '{name}'{revision} is not a local folder and could not be fetched from "

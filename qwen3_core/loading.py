@@ -44,6 +44,7 @@ from qwen3_core.decoder import (
     TokenEmbedding,
 )
 from qwen3_core.devices import resolve_device, resolve_dtype
+from qwen3_core.errors import first_line
 from qwen3_core.hub import HubOptions, import_names, resolve_model_folder
 from qwen3_core.kernels.int8 import (
     Int8Kernel,
@@ -394,7 +395,7 @@ def _transformers_decoder(
                 **extra,
             )
     except (RuntimeError, ValueError, OSError) as exc:  # e.g. shapes that contradict config
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise ModelKindError(f"'{folder}' could not be loaded: {reason[:300]}") from exc
     _check_loading_report(folder, report)
     loaded: torch.nn.Module = model.to(device).eval().requires_grad_(False)

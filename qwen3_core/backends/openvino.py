@@ -30,6 +30,7 @@ from qwen3_core import decoder as decoder_module
 from qwen3_core.backends.options import OpenVINOOptions
 from qwen3_core.checkpoints import open_folder
 from qwen3_core.decoder import DecoderConfig, DecoderOutput
+from qwen3_core.errors import first_line
 from qwen3_core.hub import HubOptions, resolve_model_folder
 from qwen3_core.loading import LoadedModel, plain_decoder
 from qwen3_core.variants import ModelKind, ModelKindError
@@ -193,7 +194,7 @@ def load_openvino_model(
         try:
             compiled = openvino.Core().compile_model(str(target / MODEL_FILE), "CPU", properties)
         except RuntimeError as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no reason given"
+            reason = first_line(exc)
             raise ValueError(
                 f"OpenVINO could not compile the model with config={dict(options.config)!r}: "
                 f"{reason[:300]}"
