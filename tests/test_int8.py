@@ -1,11 +1,12 @@
 """The opt-in int8 CPU path: close to float32 (not equal), rejected where it does not apply,
 and the float32 default untouched by it.
 
-Bounds, measured on the tiny models with this sample corpus (VNNI CPU; full 8-bit activation
-range): embedding cosine to float32 >= 0.997, P(yes) within 0.064, Spearman >= 0.973 per
-query, same top document. Without VNNI (7-bit activations) the same runs give 0.987, 0.10 and
-0.967, hence the looser bounds there. bfloat16 on the same inputs: cosine >= 0.9996, P(yes)
-within 0.036.
+Both activation ranges run on every host: the full 8-bit range that VNNI CPUs use, and the
+7-bit range of AVX2-only CPUs (``has_vnni`` turned off). The integer sums are exact either way,
+so a VNNI host computes what an AVX2 host does. Bounds, measured on the tiny models with this
+sample corpus: full range, embedding cosine to float32 >= 0.998, P(yes) within 0.032,
+Spearman >= 0.997 per query; 7-bit, 0.994, 0.088 and 0.977; the same top document in both.
+bfloat16 on the same inputs: cosine >= 0.9996, P(yes) within 0.036.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import copy
 import pickle
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from qwen3_core import (
     VllmOptions,
 )
 from qwen3_core.decoder import Qwen3Decoder
+from qwen3_core.kernels import int8
 from qwen3_core.kernels.int8 import KERNEL_SWITCH, Int8Linear, _quantize_weight, int8_kernel
 from qwen3_core.loading import DECODER_SWITCH, load_model
 from qwen3_core.testing import ModelPaths
@@ -37,13 +39,22 @@ from tests.options import CPU
 INT8 = TransformersOptions(device="cpu", quantization="int8")
 
 
+@pytest.fixture(scope="module", params=["full-range", "7-bit"])
+def activation_range(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The activation range VNNI hosts use, then the one AVX2-only hosts use, on this host."""
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "7-bit":
+            patch.setattr(int8, "has_vnni", lambda: False)
+        yield request.param
+
+
 @pytest.fixture(scope="module")
-def int8_embedder(test_models: ModelPaths) -> Qwen3Embedder:
+def int8_embedder(test_models: ModelPaths, activation_range: str) -> Qwen3Embedder:
     return Qwen3Embedder(test_models.embedding, backend=INT8)
 
 
 @pytest.fixture(scope="module")
-def int8_reranker(test_models: ModelPaths) -> Qwen3Reranker:
+def int8_reranker(test_models: ModelPaths, activation_range: str) -> Qwen3Reranker:
     return Qwen3Reranker(test_models.reranker, backend=INT8)
 
 
@@ -70,7 +81,7 @@ def test_int8_embeddings_are_close_to_float32(
     assert int8.dtype == np.float32 and np.isfinite(int8).all()
     np.testing.assert_allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-5)
     cosine = (exact * int8).sum(axis=1)
-    assert cosine.min() >= (0.99 if _full_range(int8_embedder) else 0.98), cosine.min()
+    assert cosine.min() >= (0.995 if _full_range(int8_embedder) else 0.99), cosine.min()
     assert not np.array_equal(exact, int8)  # the int8 path did run
 
 
@@ -80,13 +91,38 @@ def test_int8_reranker_keeps_the_ranking(
     corpus: list[str],
     queries: list[str],
 ) -> None:
-    bound = 0.1 if _full_range(int8_reranker) else 0.15
+    bound = 0.06 if _full_range(int8_reranker) else 0.12
     for query in [*queries, "gravity", "capital city"]:
-        exact, int8 = reranker.score(query, corpus), int8_reranker.score(query, corpus)
-        assert np.isfinite(int8).all() and ((int8 >= 0) & (int8 <= 1)).all()
-        assert np.abs(exact - int8).max() <= bound, (query, np.abs(exact - int8).max())
-        assert _spearman(exact, int8) >= 0.95, query
-        assert exact.argmax() == int8.argmax(), query
+        exact, quantized = reranker.score(query, corpus), int8_reranker.score(query, corpus)
+        assert np.isfinite(quantized).all() and ((quantized >= 0) & (quantized <= 1)).all()
+        assert np.abs(exact - quantized).max() <= bound, (query, np.abs(exact - quantized).max())
+        assert _spearman(exact, quantized) >= 0.95, query
+        assert exact.argmax() == quantized.argmax(), query
+
+
+@pytest.mark.parametrize("kernel", ["fbgemm", "onednn"])
+def test_an_int8_result_does_not_depend_on_the_other_texts_in_its_batch(
+    test_models: ModelPaths,
+    activation_range: str,
+    corpus: list[str],
+    kernel: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A vector store built in batches and queried one text at a time compares vectors made
+    alone and in company: each text's embedding and score must be the same either way (one
+    activation scale per token). A long companion, whose activations are larger, is in every
+    batch."""
+    monkeypatch.setenv(KERNEL_SWITCH, kernel)
+    embedder = Qwen3Embedder(test_models.embedding, backend=INT8)
+    reranker = Qwen3Reranker(test_models.reranker, backend=INT8)
+    texts = [*corpus[:4], corpus[5] * 20]
+    together = embedder.embed_documents(texts)
+    for i, text in enumerate(texts):
+        np.testing.assert_allclose(embedder.embed_documents([text])[0], together[i], atol=1e-4)
+    query = "What is the capital of China?"
+    together_logits = reranker.logits(query, texts)
+    for i, text in enumerate(texts):
+        np.testing.assert_allclose(reranker.logits(query, [text]), together_logits[i], atol=1e-4)
 
 
 def test_only_the_decoder_linears_are_quantized(
@@ -191,7 +227,7 @@ def test_each_int8_kernel_stays_close_to_float32(
     layers = [m for m in _model(engine).modules() if isinstance(m, Int8Linear)]
     assert layers and {layer.kernel for layer in layers} == {int8_kernel()} == {kernel}
     cosine = (embedder.embed_documents(corpus) * engine.embed_documents(corpus)).sum(axis=1)
-    assert cosine.min() >= (0.99 if _full_range(engine) else 0.98), cosine.min()
+    assert cosine.min() >= (0.995 if _full_range(engine) else 0.99), cosine.min()
 
 
 @pytest.mark.parametrize("duplicate", [copy.deepcopy, pickle.dumps], ids=["deepcopy", "pickle"])

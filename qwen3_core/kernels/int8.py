@@ -50,7 +50,7 @@ def _cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def _has_vnni() -> bool:
+def has_vnni() -> bool:
     """Whether this x86 CPU has VNNI (int8 dot products into int32, no int16 saturation)."""
     return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni"})
 
@@ -125,15 +125,52 @@ def _prepack(quantized: torch.Tensor, bias: torch.Tensor | None, kernel: Int8Ker
         return torch.ops.quantized.linear_prepack(quantized, bias)
 
 
+_TINY = torch.finfo(torch.float32).tiny
+
+_SENTINEL_ROW_ENDS = (1.0, -1.0)
+
+
+def _unit_rows_linear(
+    unit_rows: torch.Tensor, packed: object, kernel: Int8Kernel, reduce_range: bool
+) -> torch.Tensor:
+    """``unit_rows @ weight.T`` in int8, for rows whose largest magnitude is at most 1, with
+    the activations quantized on the fixed range [-1, 1] whatever the rows hold.
+
+    oneDNN's dynamic kernel derives the parameters from the input's minimum and maximum:
+    one more row holding 1 and -1 fixes them at [-1, 1] (its result is dropped). fbgemm
+    takes them, so it gets the same ones without that row: both kernels then sum the same
+    integers."""
+    if kernel == "fbgemm":
+        top = 127 if reduce_range else 255
+        op = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32
+        out: torch.Tensor = op(unit_rows, 2.0 / top, (top + 1) // 2, packed)
+        return out
+    count, width = unit_rows.shape
+    padded = unit_rows.new_zeros(count + 1, width)
+    padded[:count] = unit_rows
+    padded[count, : len(_SENTINEL_ROW_ENDS)] = torch.tensor(_SENTINEL_ROW_ENDS)
+    result: torch.Tensor = torch.ops.quantized.linear_dynamic(
+        padded, packed, reduce_range=reduce_range
+    )
+    return result[:count]
+
+
 class Int8Linear(torch.nn.Module):
     """A ``nn.Linear`` with int8 weights (symmetric, one scale per output row) whose input is
-    quantized to uint8 on each call (one scale per call) by a dynamic int8 kernel (``kernel``:
-    fbgemm's or oneDNN's).
+    quantized to uint8 on each call with one scale per input row (token), on a dynamic int8
+    kernel (``kernel``: fbgemm's or oneDNN's).
+
+    One scale per row makes a text's result independent of the other texts in its batch: a
+    scale per call, as torch's dynamic kernels take, quantizes a short text with the range
+    of the longest one beside it, so the same document embedded alone and in a batch would
+    differ (by about 1e-2 in cosine on the 0.6B shape). Each row is divided by its largest
+    magnitude, quantized on the fixed range [-1, 1], and its output multiplied back: the
+    integer products are exact, so a row's output is the same in any batch.
 
     The torch ops themselves, not ``torch.ao.quantization.quantize_dynamic``: that helper
-    keeps a 7-bit activation range (``reduce_range=True``, against int16 saturation on CPUs
-    without VNNI) and one weight scale per matrix, about 4x the error per layer of this
-    form on the Qwen3-0.6B shape. With VNNI the full 8-bit range is safe and is used.
+    keeps one weight scale per matrix, about 4x the error per layer of this form on the
+    Qwen3-0.6B shape. Without VNNI the activations keep 7 bits (``reduce_range``), against
+    the int16 saturation of the AVX2 kernels; with VNNI the full 8-bit range is safe.
     """
 
     def __init__(
@@ -142,9 +179,10 @@ class Int8Linear(torch.nn.Module):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.reduce_range, self.kernel = reduce_range, kernel
-        bias = None if linear.bias is None else linear.bias.detach().float()
+        # The bias is added after the per-row rescaling, in float32.
+        self.bias = None if linear.bias is None else linear.bias.detach().float().clone()
         quantized = _quantize_weight(linear.weight.detach().float())
-        self._packed = _prepack(quantized, bias, kernel)
+        self._packed = _prepack(quantized, None, kernel)
         if kernel == "onednn":
             # oneDNN's packed weight keeps the int8 tensor it was packed from, for unpacking
             # only, which would hold every weight twice (0.45 GB more on the 0.6B shape).
@@ -153,10 +191,15 @@ class Int8Linear(torch.nn.Module):
             quantized.untyped_storage().resize_(0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = torch.ops.quantized.linear_dynamic(
-            x, self._packed, reduce_range=self.reduce_range
-        )
-        return out
+        rows = x.reshape(-1, self.in_features)
+        # A zero row stays zero (0 / tiny); a non-finite one stays non-finite, and is
+        # refused where the engine checks its outputs.
+        largest = torch.amax(torch.abs(rows), dim=1, keepdim=True).clamp_(min=_TINY)
+        out = _unit_rows_linear(rows / largest, self._packed, self.kernel, self.reduce_range)
+        out.mul_(largest)
+        if self.bias is not None:
+            out.add_(self.bias)
+        return out.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, {self.kernel}"
@@ -185,7 +228,7 @@ def check_int8_supported() -> None:
 
 
 @functools.cache
-def _onednn_failure() -> str | None:
+def _onednn_failure(kernels: tuple[Int8Kernel, Int8Kernel] = ("fbgemm", "onednn")) -> str | None:
     """Why oneDNN's dynamic int8 kernel cannot be used here, or None: a real call on a small
     weight, against fbgemm's on the same int8 weight (both sum integers exactly; they may
     differ only in the last bits of the rescaling)."""
@@ -193,15 +236,13 @@ def _onednn_failure() -> str | None:
         return "this torch has no oneDNN quantized engine"
     generator = torch.Generator().manual_seed(0)
     weight = _quantize_weight(torch.randn(72, 96, generator=generator))
-    bias = torch.randn(72, generator=generator)
     x = torch.randn(5, 96, generator=generator)
-    reduce_range = not _has_vnni()
+    unit_rows = x / x.abs().amax(dim=1, keepdim=True)
+    reduce_range = not has_vnni()
     try:
         outs = [
-            torch.ops.quantized.linear_dynamic(
-                x, _prepack(weight, bias, kernel), reduce_range=reduce_range
-            )
-            for kernel in ("fbgemm", "onednn")
+            _unit_rows_linear(unit_rows, _prepack(weight, None, kernel), kernel, reduce_range)
+            for kernel in kernels
         ]
     except Exception as error:  # any failure, whatever the build raises, means not here
         return failure_reason(error)
@@ -235,7 +276,7 @@ def int8_linears(kernel: Int8Kernel | None = None) -> Callable[[torch.nn.Linear]
     """What turns a float32 ``nn.Linear`` into an ``Int8Linear`` on ``kernel`` (by default
     the one ``int8_kernel`` picks)."""
     check_int8_supported()
-    reduce_range = not _has_vnni()
+    reduce_range = not has_vnni()
     chosen = kernel or int8_kernel()
     return lambda linear: Int8Linear(linear, reduce_range=reduce_range, kernel=chosen)
 
