@@ -20,7 +20,6 @@ from typing_extensions import Self
 from qwen3_core.adapters import (
     backend_choice,
     backend_setting_dump,
-    fold_old_settings,
     reject_settings_beside_engine,
 )
 from qwen3_core.backends.options import BackendChoice
@@ -53,6 +52,7 @@ class LazyEngineAdapter(BaseModel):
         arbitrary_types_allowed=True,  # the engines are plain classes
         use_attribute_docstrings=True,  # the docstrings under the fields describe them
         protected_namespaces=(),
+        hide_input_in_errors=True,  # a rejected backend dict may hold an api_key
     )
 
     # The fields that configure the engine itself, which a ready ``engine=`` already fixed.
@@ -73,19 +73,15 @@ class LazyEngineAdapter(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _fold_old_settings(cls, data: Any) -> Any:
-        """The settings of earlier releases (``device=``, ``backend_options=`` ...) go into
-        ``backend``'s options, with a DeprecationWarning."""
-        if isinstance(data, dict):
-            data = dict(data)
-            if data.get("engine") is not None:
-                # Beside a ready engine, a setting given as None counts as not given, as in
-                # the LlamaIndex adapters.
-                for name in cls._ENGINE_SETTINGS:
-                    if name in data and data[name] is None:
-                        del data[name]
-            # Frames to the caller: this, pydantic's __init__, then the class's own __init__.
-            fold_old_settings(cls.__name__, data, stacklevel=4)
+    def _drop_none_beside_engine(cls, data: Any) -> Any:
+        """Beside a ready engine, a setting given as None counts as not given, as in the
+        LlamaIndex adapters."""
+        if isinstance(data, dict) and data.get("engine") is not None:
+            data = {
+                name: value
+                for name, value in data.items()
+                if not (name in cls._ENGINE_SETTINGS and value is None)
+            }
         return data
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager
 
 from llamaindex_qwen3._common import (
@@ -17,7 +17,7 @@ from llamaindex_qwen3._common import (
     state_without_engine,
 )
 from qwen3_core import Qwen3Embedder
-from qwen3_core.adapters import fold_old_settings, reject_settings_beside_engine
+from qwen3_core.adapters import reject_settings_beside_engine
 from qwen3_core.backends.options import BackendChoice
 from qwen3_core.defaults import (
     DEFAULT_EMBEDDING_MODEL,
@@ -51,6 +51,8 @@ class Qwen3Embedding(BaseEmbedding):
     ``model_name``, ``backend``, ``dimensions`` and ``max_length`` (and
     ``query_instruction`` unless given), and giving any of those as well is an error.
     """
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # a backend dict may hold an api_key
 
     model_name: str = Field(
         default=DEFAULT_EMBEDDING_MODEL,
@@ -117,19 +119,13 @@ class Qwen3Embedding(BaseEmbedding):
         engine: A ready ``Qwen3Embedder`` to use instead of building one from the settings.
         callback_manager: LlamaIndex's callback manager.
         kwargs: Further ``BaseEmbedding`` fields (``num_workers``, ``embeddings_cache``,
-            ...). The settings of earlier releases (``device``, ``dtype``,
-            ``max_batch_tokens``, ``backend_options``) are accepted for one release with a
-            DeprecationWarning; any other name is a TypeError.
+            ...); any other name is a TypeError.
 
         Raises:
             TypeError: An unknown keyword argument, or an engine of the wrong class.
             ValueError: Settings given beside ``engine``, or a setting out of range.
         """
         model = one_model_name(model, model_name)
-        if backend is not None:
-            kwargs["backend"] = backend
-        fold_old_settings(type(self).__name__, kwargs, stacklevel=3)  # it, __init__, the caller
-        backend = kwargs.pop("backend", None)
         reject_unknown_kwargs(type(self).__name__, kwargs, BaseEmbedding)
         if engine is not None:
             if not isinstance(engine, Qwen3Embedder):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
@@ -18,11 +18,10 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from llamaindex_qwen3._common import (
     BackendField,
     one_model_name,
-    reject_unknown_kwargs,
     state_without_engine,
 )
 from qwen3_core import Qwen3Reranker, RerankResult
-from qwen3_core.adapters import fold_old_settings, reject_settings_beside_engine
+from qwen3_core.adapters import reject_settings_beside_engine
 from qwen3_core.backends.options import BackendChoice
 from qwen3_core.defaults import (
     CHUNK_OVERLAP,
@@ -89,6 +88,8 @@ class Qwen3Rerank(BaseNodePostprocessor):
     giving any of the first five as well is an error.
     """
 
+    model_config = ConfigDict(hide_input_in_errors=True)  # a backend dict may hold an api_key
+
     model: str = Field(
         default=DEFAULT_RERANKER_MODEL,
         description="Hugging Face hub id or local folder of a Qwen3-Reranker checkpoint.",
@@ -154,7 +155,6 @@ class Qwen3Rerank(BaseNodePostprocessor):
         max_chunks_per_document: int | None = None,
         engine: Qwen3Reranker | None = None,
         callback_manager: CallbackManager | None = None,
-        **deprecated: Any,
     ) -> None:
         """Args:
         model: Hub id or local folder of a Qwen3-Reranker checkpoint (default
@@ -176,21 +176,12 @@ class Qwen3Rerank(BaseNodePostprocessor):
         max_chunks_per_document: Most windows scored per node; None: 8.
         engine: A ready ``Qwen3Reranker`` to use instead of building one from the settings.
         callback_manager: LlamaIndex's callback manager.
-        deprecated: The settings of earlier releases (``device``, ``dtype``,
-            ``max_batch_tokens``, ``backend_options``): accepted for one release with a
-            DeprecationWarning; pass them in ``backend``'s options instead.
 
         Raises:
             TypeError: An unknown keyword argument, or an engine of the wrong class.
             ValueError: Settings given beside ``engine``, or a setting out of range.
         """
         model = one_model_name(model, model_name)
-        settings = dict(deprecated)
-        if backend is not None:
-            settings["backend"] = backend
-        fold_old_settings(type(self).__name__, settings, stacklevel=3)  # it, __init__, the caller
-        reject_unknown_kwargs(type(self).__name__, settings, allowed=frozenset({"backend"}))
-        backend = settings.get("backend")
         if engine is not None:
             if not isinstance(engine, Qwen3Reranker):
                 raise TypeError(f"engine must be a Qwen3Reranker, got {type(engine).__name__}")

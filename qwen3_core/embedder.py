@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from qwen3_core import prompts
 from qwen3_core.backends.base import AsyncEmbeddingBackend, EmbeddingBackend
 from qwen3_core.backends.factory import embedding_backend
-from qwen3_core.backends.legacy import options_with_old_keywords
-from qwen3_core.backends.options import BackendChoice, TransformersOptions
+from qwen3_core.backends.options import BackendChoice, TransformersOptions, backend_options
 from qwen3_core.batching import unique_with_inverse
 from qwen3_core.defaults import DEFAULT_EMBEDDING_MODEL, MAX_LENGTH, MIN_MAX_LENGTH
 from qwen3_core.engine import EngineBase, check_finite, open_model, warn_truncation
@@ -58,9 +56,6 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         local_files_only: For a hub id: use only what is already downloaded.
         source: ``"huggingface"`` or ``"modelscope"``; None: ModelScope when
             ``QWEN3_RAG_USE_MODELSCOPE=1``, else the Hugging Face Hub.
-        **deprecated: The flat backend keywords of earlier releases (``device=``,
-            ``dtype=``, ``base_url=`` ...): accepted for one release with a
-            DeprecationWarning; pass them in ``backend=``'s options instead.
 
     Raises:
         ModelKindError: The checkpoint is not a Qwen3-Embedding model that loads exactly.
@@ -83,12 +78,9 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
         source: ModelSource | None = None,
-        **deprecated: Any,
     ) -> None:
         self._backend_or_none = None
-        options = options_with_old_keywords(
-            type(self).__name__, backend, deprecated, not_for_owner=frozenset({"share_prefix"})
-        )
+        options = backend_options(backend)
         if isinstance(options, TransformersOptions) and options.share_prefix is False:
             # Checked before the model is loaded, not after.
             raise ValueError("share_prefix applies to the reranker, not to an embedding model")

@@ -14,8 +14,7 @@ import numpy as np
 from qwen3_core import prompts
 from qwen3_core.backends.base import AsyncRerankBackend, RerankBackend
 from qwen3_core.backends.factory import rerank_backend
-from qwen3_core.backends.legacy import options_with_old_keywords
-from qwen3_core.backends.options import BackendChoice
+from qwen3_core.backends.options import BackendChoice, backend_options
 from qwen3_core.batching import unique_with_inverse
 from qwen3_core.defaults import (
     CHUNK_OVERLAP,
@@ -125,9 +124,6 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         local_files_only: For a hub id: use only what is already downloaded.
         source: ``"huggingface"`` or ``"modelscope"``; None: ModelScope when
             ``QWEN3_RAG_USE_MODELSCOPE=1``, else the Hugging Face Hub.
-        **deprecated: The flat backend keywords of earlier releases (``device=``,
-            ``dtype=``, ``base_url=`` ...): accepted for one release with a
-            DeprecationWarning; pass them in ``backend=``'s options instead.
 
     Raises:
         ModelKindError: The checkpoint is not a Qwen3-Reranker that can be scored exactly.
@@ -153,10 +149,9 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
         source: ModelSource | None = None,
-        **deprecated: Any,
     ) -> None:
         self._backend_or_none = None
-        options = options_with_old_keywords(type(self).__name__, backend, deprecated)
+        options = backend_options(backend)
         self.instruction = check_text("instruction", instruction)
         self.max_length = check_int("max_length", max_length, minimum=MIN_MAX_LENGTH["reranker"])
         self._budget = DocumentBudget(

@@ -1,15 +1,11 @@
 """Each backend's typed options, passed as ``backend=``: checked when made, only the settings of
-their own backend writable, and what an engine or adapter reports back. Also the one place
-where the flat keywords of earlier releases (``device=``, ``base_url=``, ``backend_options=``
-...) are used: each still works for one release, with a DeprecationWarning that names the
-caller's line and shows the options to write instead, and gives what the new form gives."""
+their own backend writable, and what an engine or adapter reports back. A backend's setting
+written beside ``backend=`` (``device=``, ``base_url=`` ...) is an unknown keyword."""
 
 from __future__ import annotations
 
 import dataclasses
 import pickle
-import re
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +32,6 @@ from qwen3_core.testing import ModelPaths
 from tests.options import CPU
 from tests.servers import StandInServer
 
-DEPRECATED = "is deprecated and will be removed in the next release"
 DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens there (nothing is sent here)
 QUERY = "what is gravity"
 VLLM_SETTINGS = (
@@ -66,16 +61,6 @@ def _is_embedding(cls: type[Any]) -> bool:
 
 def _folder(models: ModelPaths, cls: type[Any]) -> Path:
     return models.embedding if _is_embedding(cls) else models.reranker
-
-
-def one_deprecation(record: pytest.WarningsRecorder) -> str:
-    """The message of the one DeprecationWarning of ours in ``record``, which must point at
-    the line in this file that used the old keyword."""
-    ours = [w for w in record if issubclass(w.category, DeprecationWarning)]
-    ours = [w for w in ours if DEPRECATED in str(w.message)]
-    assert len(ours) == 1, [str(w.message) for w in record]
-    assert Path(ours[0].filename) == Path(__file__), (ours[0].filename, ours[0].lineno)
-    return str(ours[0].message)
 
 
 def engine_results(engine: Qwen3Embedder | Qwen3Reranker, corpus: list[str]) -> np.ndarray:
@@ -360,12 +345,8 @@ def test_unknown_backends_and_keywords(test_models: ModelPaths) -> None:
         Qwen3Reranker(test_models.reranker, backend="onnx")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="backend must be"):
         Qwen3Reranker(test_models.reranker, backend={"device": "cpu"})  # type: ignore[arg-type]
-    with pytest.raises(
-        TypeError, match=r"Qwen3Embedder\(\) got unexpected keyword argument\(s\): 'devise'"
-    ):
-        Qwen3Embedder(test_models.embedding, devise="cpu")
-    with pytest.raises(TypeError, match="'backend_options'"):
-        Qwen3Embedder(test_models.embedding, backend_options={"device": "cpu"})  # adapters only
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'devise'"):
+        Qwen3Embedder(test_models.embedding, devise="cpu")  # type: ignore[call-arg]
 
 
 def test_share_prefix_is_the_rerankers(test_models: ModelPaths) -> None:
@@ -541,217 +522,29 @@ def test_an_engine_setting_given_as_none_is_not_given(
     assert adapter.backend == engine.options and adapter.max_length == engine.max_length
 
 
-# --- the keywords of earlier releases: engines ----------------------------------------------
+# --- backend settings go in backend=, nowhere else -----------------------------------------
 
-
-@pytest.mark.parametrize(
-    ("engine", "name", "value"),
-    [
-        (Qwen3Embedder, "device", "cpu"),
-        (Qwen3Reranker, "device", "cpu"),
-        (Qwen3Embedder, "dtype", "float32"),
-        (Qwen3Reranker, "dtype", torch.float32),
-        (Qwen3Embedder, "max_batch_tokens", 40),
-        (Qwen3Reranker, "max_batch_tokens", 64),
-        (Qwen3Embedder, "quantization", "int8"),
-        (Qwen3Reranker, "quantization", "int8"),
-        (Qwen3Embedder, "model_kwargs", {"attn_implementation": "eager"}),
-        (Qwen3Reranker, "model_kwargs", {"attn_implementation": "eager"}),
-        (Qwen3Embedder, "show_progress", False),
-        (Qwen3Reranker, "show_progress", False),
-        (Qwen3Reranker, "share_prefix", False),
-    ],
-)
-def test_old_transformers_keyword_warns_and_gives_the_new_form(
-    engine: Engine, name: str, value: Any, test_models: ModelPaths, corpus: list[str]
-) -> None:
-    folder = _folder(test_models, engine)
-    settings = {"device": "cpu", name: value}  # on CPU wherever the suite runs
-    with pytest.warns(DeprecationWarning, match=DEPRECATED) as record:
-        old = engine(folder, **settings)
-    message = one_deprecation(record)
-    assert f"{engine.__name__}(" in message and f"{name}=..." in message
-    assert "backend=TransformersOptions(device='cpu'" in message
-    new = engine(folder, backend=TransformersOptions(**settings))
-    assert old.options == new.options and old.max_batch_tokens == new.max_batch_tokens
-    assert old.loaded_model is new.loaded_model
-    np.testing.assert_array_equal(engine_results(old, corpus), engine_results(new, corpus))
-
-
-@pytest.mark.parametrize(
-    "name", ["base_url", "api_key", "timeout", "max_concurrency", "max_retries"]
-)
-@pytest.mark.parametrize("engine", [Qwen3Embedder, Qwen3Reranker])
-def test_old_server_keyword_warns_and_gives_the_new_form(
-    engine: Engine, name: str, test_models: ModelPaths, server: StandInServer, corpus: list[str]
-) -> None:
-    values: dict[str, Any] = {
-        "api_key": "sekrit",
-        "timeout": 30.0,
-        "max_concurrency": 2,
-        "max_retries": 1,
-    }
-    settings: dict[str, Any] = {"base_url": server.url}
-    if name in values:
-        settings[name] = values[name]
-    folder = _folder(test_models, engine)
-    with pytest.warns(DeprecationWarning, match=DEPRECATED) as record:
-        old = engine(folder, backend="server", **settings)
-    message = one_deprecation(record)
-    assert f"backend=ServerOptions(base_url='{server.url}'" in message
-    assert "sekrit" not in message  # the key is not shown
-    with old, engine(folder, backend=ServerOptions(**settings)) as new:
-        assert old.options == new.options and old.base_url == new.base_url == [server.url]
-        np.testing.assert_array_equal(engine_results(old, corpus), engine_results(new, corpus))
-
-
-@pytest.mark.parametrize(
-    ("name", "value", "shown"),
-    [
-        ("tensor_parallel_size", 2, "tensor_parallel_size=2"),
-        ("gpu_memory_utilization", 0.5, "gpu_memory_utilization=0.5"),
-        ("max_model_len", 96, "max_model_len=96"),
-        ("dtype", "float32", "dtype='float32'"),
-        ("vllm_kwargs", {"enforce_eager": True}, "engine_args={'enforce_eager': True}"),
-    ],
-)
-@pytest.mark.parametrize("engine", [Qwen3Embedder, Qwen3Reranker])
-def test_old_vllm_keyword_warns_and_shows_the_new_form(
-    engine: Engine, name: str, value: Any, shown: str, test_models: ModelPaths
-) -> None:
-    """The warning shows the VllmOptions the keyword became; both forms then go the same way
-    (here: a max_length beyond the model's positions, refused before vLLM would start)."""
-    folder = _folder(test_models, engine)
-    too_long = "exceeds the model's 32768 positions"
-    with (
-        pytest.warns(DeprecationWarning, match=DEPRECATED) as record,
-        pytest.raises(ValueError, match=too_long),
-    ):
-        engine(folder, backend="vllm", max_length=10**6, **{name: value})
-    message = one_deprecation(record)
-    assert message.endswith(f"pass backend=VllmOptions({shown})")
-    new_name = "engine_args" if name == "vllm_kwargs" else name
-    with pytest.raises(ValueError, match=too_long):
-        engine(folder, backend=VllmOptions(**{new_name: value}), max_length=10**6)
-
-
-@pytest.mark.parametrize(
-    ("backend", "settings", "takes"),
-    [
-        ("vllm", {"device": "cpu"}, VLLM_SETTINGS),
-        ("vllm", {"quantization": "int8"}, VLLM_SETTINGS),
-        ("vllm", {"base_url": DEAD}, VLLM_SETTINGS),
-        ("server", {"base_url": DEAD, "device": "cpu"}, SERVER_SETTINGS),
-        ("server", {"base_url": DEAD, "vllm_kwargs": {}}, SERVER_SETTINGS),
-        ("transformers", {"base_url": DEAD}, TRANSFORMERS_SETTINGS),
-        ("transformers", {"tensor_parallel_size": 2}, TRANSFORMERS_SETTINGS),
-    ],
-)
-def test_old_keyword_of_another_backend_is_refused(
-    backend: str, settings: dict[str, Any], takes: str, test_models: ModelPaths
-) -> None:
-    with pytest.raises(ValueError, match=re.escape(takes)):
-        Qwen3Embedder(test_models.embedding, backend=backend, **settings)  # type: ignore[arg-type]
-
-
-def test_old_keywords_beside_options_are_refused(test_models: ModelPaths) -> None:
-    with pytest.raises(ValueError, match=r"device=\.\.\. given beside backend=TransformersOptions"):
-        Qwen3Reranker(test_models.reranker, backend=CPU, device="cpu")
-    with pytest.raises(ValueError, match="put them inside the options instead"):
-        Qwen3Embedder(test_models.embedding, backend=ServerOptions(base_url=DEAD), timeout=5)
-
-
-# --- the settings of earlier releases: adapters ---------------------------------------------
-
-OLD_ADAPTER_SETTINGS: list[dict[str, Any]] = [
+FLAT_SETTINGS: list[dict[str, Any]] = [
     {"device": "cpu"},
-    {"device": torch.device("cpu"), "dtype": torch.float32},
-    {"device": "cpu", "max_batch_tokens": 64},
-    {"device": "cpu", "show_progress": False},
-    {"backend_options": {"device": "cpu", "max_batch_tokens": 48}},
-    {"device": "cpu", "backend_options": {"dtype": "float32", "model_kwargs": {}}},
+    {"dtype": "float32"},
+    {"max_batch_tokens": 64},
+    {"base_url": DEAD},
+    {"vllm_kwargs": {}},
+    {"backend_options": {"device": "cpu"}},
 ]
 
 
+@pytest.mark.parametrize("settings", FLAT_SETTINGS, ids=lambda s: next(iter(s)))
 @pytest.mark.parametrize(
-    "settings",
-    OLD_ADAPTER_SETTINGS,
-    ids=["device", "dtype", "max_batch_tokens", "show_progress", "backend_options", "both"],
+    "cls",
+    [Qwen3Embedder, Qwen3Reranker, *ADAPTERS],
+    ids=["engine-embedder", "engine-reranker", *ADAPTER_IDS],
 )
-@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
-def test_old_adapter_settings_warn_and_give_the_new_form(
-    cls: type[Any], settings: dict[str, Any], test_models: ModelPaths, corpus: list[str]
+def test_a_flat_backend_setting_is_an_unknown_keyword(
+    cls: type[Any], settings: dict[str, Any], test_models: ModelPaths
 ) -> None:
-    model = str(_folder(test_models, cls))
-    with pytest.warns(DeprecationWarning, match=DEPRECATED) as record:
-        old = cls(model=model, **settings)
-    message = one_deprecation(record)
-    assert message.startswith(f"{cls.__name__}(") and "backend=TransformersOptions(" in message
-    flat = {k: v for k, v in settings.items() if k != "backend_options"}
-    backend = TransformersOptions(**flat, **settings.get("backend_options", {}))
-    new = cls(model=model, backend=backend)
-    assert old.backend == new.backend == backend and not old.engine_loaded
-    np.testing.assert_array_equal(adapter_results(old, corpus), adapter_results(new, corpus))
-
-
-@pytest.mark.parametrize(
-    ("backend", "settings", "expected"),
-    [
-        (
-            "vllm",
-            {"backend_options": {"max_model_len": 96, "vllm_kwargs": {"enforce_eager": True}}},
-            VllmOptions(max_model_len=96, engine_args={"enforce_eager": True}),
-        ),
-        ("vllm", {"dtype": "bfloat16"}, VllmOptions(dtype="bfloat16")),
-        (
-            "server",
-            {"backend_options": {"base_url": DEAD, "max_retries": 1}},
-            ServerOptions(base_url=DEAD, max_retries=1),
-        ),
-    ],
-    ids=["vllm-backend_options", "vllm-dtype", "server-backend_options"],
-)
-@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
-def test_old_adapter_settings_for_other_backends(
-    cls: type[Any], backend: str, settings: dict[str, Any], expected: Any
-) -> None:
-    with pytest.warns(DeprecationWarning, match=DEPRECATED) as record:
-        adapter = cls(backend=backend, **settings)
-    one_deprecation(record)
-    assert adapter.backend == expected and not adapter.engine_loaded
-
-
-@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
-def test_old_adapter_settings_given_as_none_are_not_given(cls: type[Any]) -> None:
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
-        adapter = cls(device=None, dtype=None, max_batch_tokens=None, show_progress=None)
-    assert not [str(w.message) for w in record if DEPRECATED in str(w.message)]
-    assert adapter.backend == "transformers"
-
-
-@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
-def test_old_adapter_settings_that_cannot_apply(cls: type[Any]) -> None:
-    with pytest.raises(
-        ValueError, match=re.escape(f"device= is not a setting of backend='vllm'; {VLLM_SETTINGS}")
-    ):
-        cls(backend="vllm", device="cpu")
-    with pytest.raises(ValueError, match="put them inside the options instead"):
-        cls(backend=CPU, device="cpu")
-    with pytest.raises(ValueError, match="put them inside the options instead"):
-        cls(backend=ServerOptions(base_url=DEAD), backend_options={"max_retries": 1})
-    with pytest.raises((TypeError, ValueError), match="backend_options must be a dict"):
-        cls(backend_options=["device", "cpu"])
-
-
-@pytest.mark.parametrize("cls", ADAPTERS, ids=ADAPTER_IDS)
-def test_old_setting_beside_an_engine_is_an_engine_setting(
-    cls: type[Any], embedder: Qwen3Embedder, reranker: Qwen3Reranker
-) -> None:
-    """``device=`` beside ``engine=`` was an error and still is: it becomes ``backend``."""
-    engine = _engine_for(cls, embedder, reranker)
-    with (
-        pytest.warns(DeprecationWarning, match=DEPRECATED),
-        pytest.raises(ValueError, match="engine= was given together with backend"),
-    ):
-        cls(engine=engine, device="cpu")
+    """A backend's setting written beside ``backend=`` instead of inside its options is
+    refused by name, before anything loads."""
+    name = next(iter(settings))
+    with pytest.raises((TypeError, ValueError), match=name):
+        cls(model=str(_folder(test_models, cls)), **settings)

@@ -192,19 +192,14 @@ def test_arguments_are_checked_at_the_driver(ray_cluster: None, models: dict[str
         embed_dataset(ds, model=model, output_column="v", engine_options={"share_prefix": False})
 
 
-def test_old_engine_keywords_become_backend_options_at_the_driver(
+def test_a_flat_backend_keyword_in_engine_options_is_refused_at_the_driver(
     ray_cluster: None, models: dict[str, str]
 ) -> None:
-    """The flat keywords of the previous release still work in engine_options: the warning
-    points at the caller and shows the options to write; nothing runs until consumed."""
+    """Backend settings go in ``backend``'s options: a flat ``device`` fails at once, naming
+    what the engine takes, before anything runs."""
     pairs = ray.data.from_items([{"query": "q", "document": "d"}])
-    with pytest.warns(DeprecationWarning, match=r"backend=TransformersOptions\(device='cpu'") as w:
+    with pytest.raises(TypeError, match=r"'device'.*Qwen3Reranker does not take.*backend"):
         rerank_dataset(pairs, model=models["reranker"], engine_options={"device": "cpu"})
-    assert w[0].filename == __file__
-    with pytest.raises(ValueError, match="device= is not a setting of backend='vllm'"):
-        rerank_dataset(
-            pairs, model=models["reranker"], engine_options={"backend": "vllm", "device": "cpu"}
-        )
 
 
 # A None entry in sys.modules makes `import ray` raise ImportError, as if not installed.

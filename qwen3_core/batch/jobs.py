@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qwen3_core.backends.legacy import options_with_old_keywords
 from qwen3_core.batch.optional import import_ray_data
 from qwen3_core.batch.workers import EmbedKind, EmbedWorker, RerankWorker
 from qwen3_core.defaults import DEFAULT_EMBEDDING_MODEL, DEFAULT_RERANKER_MODEL
@@ -239,9 +238,7 @@ def _check_columns(ds: Any, *, inputs: Mapping[str, str], output: str) -> dict[s
 def _check_engine_options(
     engine_options: Mapping[str, Any] | None, engine: Callable[..., Any]
 ) -> dict[str, Any]:
-    """Names the engine does not take fail here, once, not in every worker's constructor; the
-    flat backend keywords of the previous release (``device``, ...) become ``backend``'s
-    options here, with a DeprecationWarning."""
+    """Names the engine does not take fail here, once, not in every worker's constructor."""
     options = dict(engine_options or {})
     parameters = inspect.signature(engine).parameters
     accepted = {
@@ -252,21 +249,12 @@ def _check_engine_options(
     if "model" in options:
         raise ValueError("give the model as model=, not in engine_options")
     name = getattr(engine, "__name__", "the engine")
-    old = {key: options.pop(key) for key in sorted(set(options) - accepted)}
-    try:
-        # Frames to the caller: the fold, this check, the job function, the caller.
-        options["backend"] = options_with_old_keywords(
-            f"{name} engine_options",
-            options.get("backend", "transformers"),
-            old,
-            not_for_owner=frozenset({"share_prefix"} if name == "Qwen3Embedder" else ()),
-            stacklevel=4,
-        )
-    except TypeError:
+    unknown = sorted(set(options) - accepted)
+    if unknown:
         raise TypeError(
-            f"engine_options has {', '.join(map(repr, old))}, which {name} does not take "
+            f"engine_options has {', '.join(map(repr, unknown))}, which {name} does not take "
             f"(it takes: {', '.join(sorted(accepted))})"
-        ) from None
+        )
     return options
 
 
