@@ -15,7 +15,7 @@ VLLM_VENV ?= .venv-vllm
 VLLM_PIP = $(VLLM_VENV)/bin/python -m pip
 VLLM_SCRATCH ?= $(CURDIR)/.vllm-scratch
 
-.PHONY: demo test test-client test-vllm install-client lint typecheck docs pytest install-demo install-dev install-vllm bench-gpu clean
+.PHONY: demo test test-client test-vllm install-client lint typecheck docs pytest install-demo install-dev install-vllm bench-gpu check-dist clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,20 @@ test-client: install-dev install-client
 	QWEN3_RAG_CLIENT_PYTHON=$(CURDIR)/$(CLIENT_VENV)/bin/python QWEN3_RAG_REQUIRE_CLIENT=1 \
 		$(VENV)/bin/python -m pytest -p no:cacheprovider tests/test_torch_free_client.py
 
+# Publishable: the wheel and sdist built, their metadata checked (twine), and the wheel installed
+# alone in a fresh virtual environment, where .ci/wheel_smoke.py imports it (no torch) and runs
+# its command.
+DIST ?= dist
+WHEEL_VENV ?= .venv-wheel
+
+check-dist: install-dev
+	rm -rf $(DIST) $(WHEEL_VENV) build
+	$(VENV)/bin/python -m build --sdist --wheel --outdir $(DIST) . > /dev/null
+	$(VENV)/bin/twine check --strict $(DIST)/*
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) $(DIST)/*.whl
+	cd $(DIST) && ../$(WHEEL_VENV)/bin/python ../.ci/wheel_smoke.py
+
 # The vLLM backend's tests, in a virtual environment of their own with vLLM's CPU build
 # (the main suite never depends on vLLM). The resolver brings CUDA builds of torchvision and
 # torchaudio that break `import transformers`, and triton, unused on CPU: they are removed.
@@ -94,4 +108,4 @@ bench-gpu:
 	$(BENCH_PYTHON) -m benchmarks.gpu_suite $(BENCH_GPU_ARGS)
 
 clean:
-	rm -rf $(VENV) $(CLIENT_VENV) $(VLLM_VENV) $(VLLM_SCRATCH) .test-models .pytest_cache .mypy_cache .ruff_cache site
+	rm -rf $(VENV) $(CLIENT_VENV) $(VLLM_VENV) $(WHEEL_VENV) $(DIST) $(VLLM_SCRATCH) .test-models .pytest_cache .mypy_cache .ruff_cache site
