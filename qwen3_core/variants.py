@@ -40,6 +40,20 @@ class ModelKindError(ValueError):
     """The folder holds something other than the Qwen3 model asked for, or a variant that
     cannot be scored exactly."""
 
+    holds: ModelKind | None = None
+    """When the folder looks like the other kind of Qwen3 model: that kind. The message then
+    ends by naming the class that loads it, after ``reason``."""
+    reason: str = ""
+    """With ``holds``: the message without the class to use (a command line names its own
+    option instead)."""
+
+
+def _other_kind(reason: str, holds: ModelKind, *, what: str = "it") -> ModelKindError:
+    """The error for a folder that looks like the other kind of model (``holds``)."""
+    error = ModelKindError(f"{reason}: load {what} with {_LOADER[holds]}")
+    error.holds, error.reason = holds, reason
+    return error
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -259,9 +273,10 @@ def _st_embedding_layout(folder: Path, modules: list[dict[str, Any]]) -> None:
                     "last token, so it cannot be scored exactly here"
                 )
         elif name == "LogitScore":
-            raise ModelKindError(
+            raise _other_kind(
                 f"'{folder}' is a sentence-transformers cross-encoder (a reranker), not a "
-                f"Qwen3 embedding model: load it with {_LOADER['reranker']}"
+                "Qwen3 embedding model",
+                "reranker",
             )
         elif name != "Normalize":
             raise ModelKindError(
@@ -497,9 +512,10 @@ def _embedding_variant(
         shapes is not None and "score.weight" in shapes
     )
     if seq_cls:
-        raise ModelKindError(
+        raise _other_kind(
             f"'{folder}' looks like a Qwen3 sequence-classification reranker, not a Qwen3 "
-            "embedding model: load it with Qwen3Reranker"
+            "embedding model",
+            "reranker",
         )
     if shapes is None:
         return embedding("embedding model")
@@ -508,10 +524,12 @@ def _embedding_variant(
     st_says = modules is not None and any(_module_class(m) == "Pooling" for m in modules)
     if st_says or _tokenizer_appends_eos(folder):
         return embedding("embedding model saved as a causal LM (its base model only)")
-    raise ModelKindError(
+    raise _other_kind(
         f"'{folder}' looks like a Qwen3 reranker or chat model (a causal LM, and nothing marks "
         "it as an embedding model: no last-token Pooling module, no <|endoftext|> appended by "
-        f"its tokenizer), not a Qwen3 embedding model: load a reranker with {_LOADER['reranker']}"
+        "its tokenizer), not a Qwen3 embedding model",
+        "reranker",
+        what="a reranker",
     )
 
 
@@ -528,14 +546,16 @@ def _reranker_variant(
         return _seq_cls_variant(folder, config, shapes)
     layout = None if shapes is None else _layout(folder, config, shapes)
     if layout == "flat" and shapes is not None and "lm_head.weight" not in shapes:
-        raise ModelKindError(
+        raise _other_kind(
             f"'{folder}' looks like a Qwen3 embedding model (base-model weights without an "
-            f"lm_head), not a Qwen3 reranker model: load it with {_LOADER['embedding']}"
+            "lm_head), not a Qwen3 reranker model",
+            "embedding",
         )
     if modules is not None and any(_module_class(m) == "Pooling" for m in modules):
-        raise ModelKindError(
+        raise _other_kind(
             f"'{folder}' is a sentence-transformers embedding model (it has a Pooling module), "
-            f"not a Qwen3 reranker model: load it with {_LOADER['embedding']}"
+            "not a Qwen3 reranker model",
+            "embedding",
         )
     if layout == "flat":
         raise ModelKindError(
@@ -543,10 +563,10 @@ def _reranker_variant(
             "lm_head: not a layout Qwen3ForCausalLM loads"
         )
     if modules is None and _tokenizer_appends_eos(folder):
-        raise ModelKindError(
+        raise _other_kind(
             f"'{folder}' looks like a Qwen3 embedding model saved as a causal LM (its tokenizer "
-            "appends <|endoftext|>, as Qwen3-Embedding's does), not a Qwen3 reranker model: "
-            f"load it with {_LOADER['embedding']}"
+            "appends <|endoftext|>, as Qwen3-Embedding's does), not a Qwen3 reranker model",
+            "embedding",
         )
     tied = bool(config.get("tie_word_embeddings", False))
     if shapes is not None and "lm_head.weight" not in shapes and not tied:

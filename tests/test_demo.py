@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,14 +17,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tokenizers import Tokenizer
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
+from qwen3_core import ModelKindError, Qwen3Embedder, Qwen3Reranker, TransformersOptions
 from qwen3_core.cli.checks import check_demo_arguments
 from qwen3_core.cli.main import main
 from qwen3_core.cli.parser import build_parser
-from qwen3_core.demo.corpus import SAMPLE_DOCUMENTS, CorpusError, load_corpus_file, read_corpus
+from qwen3_core.demo.corpus import (
+    LONG_SAMPLE_DOCUMENT,
+    SAMPLE_DOCUMENTS,
+    CorpusError,
+    load_corpus_file,
+    read_corpus,
+    sample_corpus,
+)
 from qwen3_core.demo.search import TwoStageSearch
-from qwen3_core.testing import ModelPaths
+from qwen3_core.testing import SHAPES, ModelPaths
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -53,10 +64,10 @@ def test_two_stage_search_matches_the_engines(
 def test_demo_prints_both_queries(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--tiny"]) == 0
     out = capsys.readouterr().out
-    assert "ranking is random" in out and "Embedded 18 documents" in out
+    assert "ranking is random" in out and "Embedded 19 documents" in out
     for query in ["中国的首都是哪里？", "什么是重力？"]:
         assert f"Query: {query}" in out
-    assert out.count("stage 1  embedding search, top 8 of 18 documents") == 2
+    assert out.count("stage 1  embedding search, top 8 of 19 documents") == 2
     assert out.count("stage 2  reranking 8 candidates") == 2
     rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == 6
@@ -126,12 +137,32 @@ def test_missing_model_suggests_tiny(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "does not exist" in err and "--tiny" in err
 
 
-def test_wrong_model_kind_is_one_clear_line(
-    test_models: ModelPaths, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("--embedding-model", "not a Qwen3 embedding model: pass a reranker with --reranker-model"),
+        (
+            "--reranker-model",
+            "not a Qwen3 reranker model: pass an embedding model with --embedding-model",
+        ),
+    ],
+)
+def test_wrong_model_kind_names_the_option_to_use(
+    test_models: ModelPaths, capsys: pytest.CaptureFixture[str], given: str, expected: str
 ) -> None:
-    args = ["demo", "--embedding-model", str(test_models.reranker)]
-    assert main(args) == 2
-    assert "looks like a Qwen3 reranker" in _error_line(capsys)
+    """A model of the other kind: the command line names its option, not the Python class the
+    library's own message names."""
+    # The folder of the other kind, given to both options: the embedding model loads first.
+    folder = test_models.reranker if given == "--embedding-model" else test_models.embedding
+    assert main(["demo", "--embedding-model", str(folder), "--reranker-model", str(folder)]) == 2
+    err = _error_line(capsys)
+    assert err.startswith(f"error: '{folder}' ") and err.endswith(expected), err
+    assert "Qwen3Reranker" not in err and "Qwen3Embedder" not in err
+    # The library keeps its own wording for Python callers.
+    engine = Qwen3Embedder if given == "--embedding-model" else Qwen3Reranker
+    loader = "load a reranker with Qwen3Reranker" if engine is Qwen3Embedder else "load it with"
+    with pytest.raises(ModelKindError, match=f": {loader}"):
+        engine(folder)
 
 
 def test_corpus_file_plain_lines(tmp_path: Path) -> None:
@@ -152,7 +183,7 @@ def test_console_script_runs(test_models: ModelPaths) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "Query: 什么是重力？" in result.stdout and "top 4 of 18" in result.stdout
+    assert "Query: 什么是重力？" in result.stdout and "top 4 of 19" in result.stdout
     # The load time, once the models are in, and nothing else on stderr: no warning, no bar.
     assert re.search(
         r"^Loaded the embedding and reranker models in \d+\.\d s\.$", result.stdout, re.M
@@ -292,8 +323,8 @@ def test_own_corpus_without_a_query_on_a_terminal_asks(
     corpus.write_text("one document\nanother document\n")
     monkeypatch.setattr("sys.stdin", Terminal("another\nquit\n"))
     assert main(["demo", "--tiny", "--corpus", str(corpus), "--top-n", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "Interactive search" in out and "Query: another" in out
+    captured = capsys.readouterr()
+    assert "Interactive search" in captured.err and "Query: another" in captured.out
 
 
 def _result_fields(out: str) -> list[list[str]]:
@@ -375,7 +406,8 @@ def test_results_table_says_what_its_columns_hold(capsys: pytest.CaptureFixture[
     rows = _result_fields(out)
     assert [row[0] for row in rows] == ["1", "2", "3", "4", "5"]
     for row in rows:  # the sample corpus, numbered from 1
-        assert SAMPLE_DOCUMENTS[int(row[1]) - 1].startswith(row[6].removesuffix("..."))
+        document = sample_corpus().documents[int(row[1]) - 1]
+        assert document.startswith(row[6].removesuffix("..."))
         # P(yes) is the sigmoid of the log-odds shown beside it (both rounded).
         assert float(row[2]) == pytest.approx(1 / (1 + math.exp(-float(row[3]))), abs=1e-3)
     # Best first by log-odds; every one of the 5 candidates, with its rank before reranking.
@@ -451,6 +483,25 @@ def test_bad_jsonl_ids_are_one_clear_line(
         (["--backend", "openvino", "--dtype", "bf16"], "--dtype is not a setting of --backend"),
         (["--base-url", "http://localhost:8000"], "--base-url is not a setting of --backend"),
         (["--max-document-tokens", "0"], "--max-document-tokens must be at least 1, got 0"),
+        (
+            ["--backend", "vllm", "--quantization", "int8"],
+            "--quantization is not a setting of --backend vllm (only of --backend transformers)",
+        ),
+        (
+            ["--backend", "openvino", "--quantization", "int8"],
+            "--quantization is not a setting of --backend openvino (only of --backend "
+            "transformers)",
+        ),
+        (
+            ["--quantization", "int8", "--device", "cuda:1"],
+            "--quantization int8 runs on CPU only, not on cuda:1: leave --device out or pass "
+            "--device cpu",
+        ),
+        (
+            ["--quantization", "int8", "--dtype", "bf16"],
+            "--quantization int8 works from float32 weights, not bfloat16: leave --dtype out or "
+            "pass --dtype float32",
+        ),
     ],
 )
 def test_bad_arguments_are_one_clear_line(
@@ -475,3 +526,270 @@ def test_read_corpus_labels(tmp_path: Path) -> None:
     corpus.write_text("first doc\r\n\r\n  second doc  \r\n")
     read = read_corpus(corpus)
     assert read.documents == ["first doc", "second doc"] and read.labels == ["1", "3"]
+
+
+def _command(
+    args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    stdin: str | int | None = None,
+    python: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """The installed ``qwen3-rag`` (or ``python`` with its arguments), as a user runs it."""
+    program = [sys.executable, *python] if python is not None else [str(QWEN3_RAG)]
+    return subprocess.run(
+        [*program, *args],
+        input=stdin if isinstance(stdin, str) else None,
+        stdin=stdin if isinstance(stdin, int) else None,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+QWEN3_RAG = Path(sys.executable).with_name("qwen3-rag")
+
+
+def test_version_is_the_installed_packages() -> None:
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    version = re.search(r'^version = "([^"]+)"$', pyproject, re.M)
+    assert version is not None
+    result = _command(["--version"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"qwen3-rag {version.group(1)}\n"
+    assert result.stderr == ""
+
+
+def test_quantization_int8_runs_the_int8_engine(
+    test_models: ModelPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--quantization int8 is TransformersOptions(quantization="int8") on the CPU: the scores
+    shown are the int8 engine's."""
+    query = "什么是重力？"
+    args = ["demo", "--tiny", "--quantization", "int8", "--query", query]
+    parsed = build_parser().parse_args([*args, "--top-k", "19", "--top-n", "19"])
+    backend = check_demo_arguments(parsed, stdin_is_terminal=False).backend
+    assert backend == TransformersOptions(device="cpu", quantization="int8")
+    assert main([*args, "--top-k", "19", "--top-n", "19"]) == 0
+    rows = _result_fields(capsys.readouterr().out)
+    documents = sample_corpus().documents
+    int8 = Qwen3Reranker(test_models.reranker, backend=backend)
+    exact = Qwen3Reranker(test_models.reranker, backend=TransformersOptions(device="cpu"))
+    int8_logits = {hit.index: hit.logit for hit in int8.rerank(query, documents)}
+    exact_logits = {hit.index: hit.logit for hit in exact.rerank(query, documents)}
+    assert len(rows) == len(documents)
+    for row in rows:
+        assert float(row[3]) == pytest.approx(int8_logits[int(row[1]) - 1], abs=1e-3)
+    # The two engines differ by more than the rounding shown: the int8 one was used.
+    assert max(abs(int8_logits[i] - exact_logits[i]) for i in int8_logits) > 2e-3
+
+
+BUILDING = "Building the offline tiny models (first run only, about 20 s)...\n"
+
+
+def test_first_tiny_run_says_it_builds_the_models(tmp_path: Path) -> None:
+    env = {**os.environ, "QWEN3_RAG_TEST_MODELS": str(tmp_path / "models")}
+    args = ["demo", "--tiny", "--query", "什么是重力？", "--top-k", "2", "--top-n", "1"]
+    first = _command(args, env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr == BUILDING and "Query: 什么是重力？" in first.stdout
+    assert BUILDING.strip() not in first.stdout
+    again = _command(args, env=env)  # built: reused in silence
+    assert again.returncode == 0 and again.stderr == "", again.stderr
+    assert first.stdout.count("Query:") == again.stdout.count("Query:") == 1
+
+
+def _jsonl(path: Path, records: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+    return path
+
+
+def test_beir_corpus_reads_its_ids_and_titles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A BEIR corpus.jsonl as it is: documents named by "_id", each title before its text with
+    a space between (as BEIR's sentence-transformers models and MTEB join them)."""
+    records = [
+        {"_id": "beijing", "title": "Beijing", "text": "text number 1 is about a capital."},
+        {"_id": 42, "title": "", "text": "text number 2 has an empty title."},
+        {"_id": "gravity", "text": "text number 3 has no title."},
+    ]
+    corpus = _jsonl(tmp_path / "corpus.jsonl", records)
+    out, rows = _search_all(corpus, capsys)
+    expected = {
+        "beijing": "Beijing text number 1 is about a capital.",
+        "42": "text number 2 has an empty title.",
+        "gravity": "text number 3 has no title.",
+    }
+    assert dict(rows) == expected
+    assert 'doc             the "_id" field in corpus.jsonl' in out
+
+
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        ([{"id": "a", "_id": "a", "text": "x"}], 'both "id" and "_id": keep one'),
+        ([{"_id": "a", "title": 3, "text": "x"}], '"title" must be a string'),
+        ([{"_id": "a", "text": "x"}, {"text": "y"}], 'no "_id", while other records have one'),
+        ([{"_id": "a", "text": "x"}, {"_id": "a", "text": "y"}], "\"_id\" 'a' was already used"),
+        ([{"_id": "a", "title": "bad \ud800", "text": "x"}], '"title" contains a lone surrogate'),
+    ],
+)
+def test_bad_beir_records_are_one_clear_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    records: list[dict[str, object]],
+    message: str,
+) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps(record) for record in records))
+    assert main(["demo", "--tiny", "--corpus", str(corpus), "--query", "q"]) == 2
+    assert message in _error_line(capsys)
+
+
+INTERACTIVE = ["demo", "--tiny", "--interactive", "--query", "什么是重力？", "--top-k", "2"]
+
+
+def test_piped_queries_get_results_alone() -> None:
+    """Queries piped in: stdout holds the results alone, and there is no prompt anywhere."""
+    result = _command([*INTERACTIVE, "--top-n", "1"], stdin="长城\n\nquit\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "query>" not in result.stdout and "Interactive search" not in result.stdout
+    assert [line for line in result.stdout.splitlines() if line.startswith("Query:")] == [
+        "Query: 什么是重力？",
+        "Query: 长城",
+    ]
+
+
+def test_prompts_on_a_terminal_go_to_stderr() -> None:
+    """Queries typed on a terminal: the prompts go to stderr, the results to stdout."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, "长城\nquit\n".encode())
+        result = _command([*INTERACTIVE, "--top-n", "1"], stdin=terminal)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 0, result.stderr
+    assert "Interactive search" in result.stderr and result.stderr.count("query> ") == 2
+    assert "query>" not in result.stdout and "Query: 长城" in result.stdout
+
+
+# Runs a module as `python -m` does, in an interpreter that cannot find torch, as if it were
+# not installed: the import system's own path finder, less torch.
+WITHOUT_TORCH = """
+import importlib.machinery, runpy, sys
+
+class PathFinderWithoutTorch(importlib.machinery.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.partition(".")[0] == "torch":
+            return None
+        return super().find_spec(name, path, target)
+
+sys.meta_path[:] = [
+    PathFinderWithoutTorch if finder is importlib.machinery.PathFinder else finder
+    for finder in sys.meta_path
+]
+try:
+    import torch
+except ModuleNotFoundError:
+    pass
+else:
+    sys.exit("torch was found")
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "expected"),
+    [
+        (
+            "qwen3_core.cli",
+            ["demo", "--tiny"],
+            'error: --tiny needs torch, which is not installed: run pip install -e ".[testing]" '
+            "in a clone of qwen3-rag",
+        ),
+        (
+            "qwen3_core.cli",
+            ["demo", "--embedding-model", "{embedding}", "--reranker-model", "{reranker}"],
+            "error: --backend transformers (the default) runs the models here and needs torch, "
+            'which is not installed: run pip install -e ".[torch]" in a clone of qwen3-rag',
+        ),
+        (
+            "qwen3_core.testing",
+            [],
+            "error: building the test models needs torch, which is not installed: run pip "
+            'install -e ".[testing]" in a clone of qwen3-rag',
+        ),
+    ],
+)
+def test_without_torch_the_error_says_what_to_install(
+    test_models: ModelPaths, module: str, args: list[str], expected: str
+) -> None:
+    folders = {"embedding": test_models.embedding, "reranker": test_models.reranker}
+    argv = [arg.format(**folders) for arg in args]
+    result = _command([module, *argv], python=["-c", WITHOUT_TORCH])
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == expected + "\n" and result.stdout == ""
+
+
+def test_test_model_builder_lists_every_shape_without_torch() -> None:
+    result = _command(["qwen3_core.testing", "--help"], python=["-c", WITHOUT_TORCH])
+    assert result.returncode == 0, result.stderr
+    listed = re.search(r"--shape \{([^}]*)\}", result.stdout)
+    assert listed is not None and listed.group(1).split(",") == list(SHAPES)
+    # docs/testing.md's usage line names the same shapes.
+    usage = re.search(r"--shape ([\w.|-]+)\]", (REPO / "docs" / "testing.md").read_text())
+    assert usage is not None and usage.group(1).split("|") == list(SHAPES)
+
+
+def test_chunked_demo_shows_the_long_documents_best_passage(
+    test_models: ModelPaths, reranker: Qwen3Reranker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's chunking demo, as written there, shows a passage cut from the sample's
+    long document: the window the engine scores best, not its beginning."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"`qwen3-rag (demo --tiny --long-documents chunk[^`]*)`", readme)
+    assert command is not None
+    args = shlex.split(command.group(1))
+    budget = int(args[args.index("--max-document-tokens") + 1])
+    tokenizer = Tokenizer.from_file(str(test_models.reranker / "tokenizer.json"))
+
+    def tokens(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+    # Only the long document has more than one window.
+    assert tokens(LONG_SAMPLE_DOCUMENT) > 2 * budget
+    assert max(map(tokens, SAMPLE_DOCUMENTS)) <= budget
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    long_label = str(len(sample_corpus().documents))  # the last of the sample
+    shown = [row for row in _result_fields(out) if row[1] == long_label]
+    assert shown, "the long document is in no query's results"
+    for query, row in zip(_queries_of(out, long_label), shown, strict=True):
+        (hit,) = reranker.rerank(
+            query, [LONG_SAMPLE_DOCUMENT], max_document_tokens=budget, long_documents="chunk"
+        )
+        assert hit.span[0] > 0 and row[6].startswith("...")
+        passage = " ".join(LONG_SAMPLE_DOCUMENT[slice(*hit.span)].split())
+        assert passage.startswith(row[6].removeprefix("...").removesuffix("..."))
+        assert float(row[3]) == pytest.approx(hit.logit, abs=1e-3)
+
+
+def _queries_of(out: str, label: str) -> list[str]:
+    """The query of each results row naming document ``label``, in order."""
+    queries, query = [], ""
+    for line in out.splitlines():
+        if line.startswith("Query: "):
+            query = line.removeprefix("Query: ")
+        fields = line.split(maxsplit=6)
+        if len(fields) == 7 and fields[0].isdigit() and fields[1] == label:
+            queries.append(query)
+    return queries

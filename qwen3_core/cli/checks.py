@@ -119,19 +119,22 @@ def _check_unicode(name: str, value: str) -> str:
 
 
 def backend_options(args: argparse.Namespace) -> BackendOptions:
-    """The backend's options from --backend, --device, --dtype and --base-url."""
+    """The backend's options from --backend, --device, --dtype, --quantization and
+    --base-url."""
     # "auto" is what leaving --dtype out means: the engine chooses for the device.
     dtype = None if args.dtype is not None and args.dtype.lower() == "auto" else args.dtype
-    given = {"--device": args.device, "--dtype": dtype, "--base-url": args.base_url}
-    takes = {
-        "transformers": {"--device", "--dtype"},
-        "openvino": set(),
-        "vllm": {"--dtype"},
-        "server": {"--base-url"},
-    }[args.backend]
+    given = {
+        "--device": args.device,
+        "--dtype": dtype,
+        "--quantization": args.quantization,
+        "--base-url": args.base_url,
+    }
     for name, value in given.items():
-        if value is not None and name not in takes:
-            raise UsageError(f"{name} is not a setting of --backend {args.backend}")
+        if value is not None and args.backend not in _TAKEN_BY[name]:
+            takers = " or ".join(f"--backend {backend}" for backend in _TAKEN_BY[name])
+            raise UsageError(
+                f"{name} is not a setting of --backend {args.backend} (only of {takers})"
+            )
     if args.backend == "server" and not args.base_url:
         raise UsageError("--backend server needs the servers' address: --base-url URL")
     try:
@@ -141,6 +144,34 @@ def backend_options(args: argparse.Namespace) -> BackendOptions:
             return VllmOptions(dtype=dtype)
         if args.backend == "openvino":
             return OpenVINOOptions()
-        return TransformersOptions(device=args.device, dtype=dtype)
+        if args.quantization is None:
+            return TransformersOptions(device=args.device, dtype=dtype)
+        return _int8_options(args.device, dtype)
     except (ValueError, TypeError) as exc:  # a misspelt device or dtype, a bad address
         raise UsageError(str(exc)) from exc
+
+
+# Which backends take each setting.
+_TAKEN_BY = {
+    "--device": ("transformers",),
+    "--dtype": ("transformers", "vllm"),
+    "--quantization": ("transformers",),
+    "--base-url": ("server",),
+}
+
+
+def _int8_options(device: str | None, dtype: str | None) -> TransformersOptions:
+    """--quantization int8: int8 runs on CPU from float32 weights only, so those are implied
+    when left out and refused when contradicted (before the engine is imported)."""
+    options = TransformersOptions(device=device or "cpu", dtype=dtype, quantization="int8")
+    if not str(options.device).startswith("cpu"):
+        raise UsageError(
+            f"--quantization int8 runs on CPU only, not on {options.device}: leave --device "
+            "out or pass --device cpu"
+        )
+    if options.dtype not in (None, "float32"):
+        raise UsageError(
+            f"--quantization int8 works from float32 weights, not {options.dtype}: leave "
+            "--dtype out or pass --dtype float32"
+        )
+    return options

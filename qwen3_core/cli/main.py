@@ -57,12 +57,24 @@ def run_demo(request: DemoRequest) -> int:
 
 
 def interactive_loop(search: TwoStageSearch, request: DemoRequest) -> None:
-    print("\nInteractive search: type a query, or quit / exit / q (Ctrl-D or Ctrl-C also end it).")
+    """Reads queries until quit or the end of input. The results go to stdout; the banner and
+    the prompt go to stderr, and only on a terminal: piped queries get results alone."""
+    prompting = _stdin_is_terminal()
+    sys.stdout.flush()  # the results so far come before the first prompt
+    if prompting:
+        print(
+            "\nInteractive search: type a query, or quit / exit / q (Ctrl-D or Ctrl-C also end "
+            "it).",
+            file=sys.stderr,
+        )
     while True:
         try:
-            query = input("query> ").strip()
+            if prompting:
+                print("query> ", end="", file=sys.stderr, flush=True)
+            query = input().strip()
         except (EOFError, KeyboardInterrupt):
-            print()
+            if prompting:  # end the prompt's line
+                print(file=sys.stderr)
             return
         if query.lower() in QUIT_WORDS:
             return
@@ -75,6 +87,7 @@ def interactive_loop(search: TwoStageSearch, request: DemoRequest) -> None:
             continue
         outcome = search.search(query, request.top_k, request.top_n)
         print_outcome(query, outcome, request.corpus)
+        sys.stdout.flush()  # each query's results as they come, in a pipe too
 
 
 def describe_failure(exc: Exception) -> str:
@@ -90,6 +103,10 @@ def describe_failure(exc: Exception) -> str:
             f"{_one_line(exc)}. Run with --tiny to try the offline test models, or pass a local "
             "folder with --embedding-model / --reranker-model."
         )
+    if isinstance(exc, ModelKindError) and exc.holds is not None:
+        # The library names the Python class to use; here it is the other option.
+        other = "a reranker" if exc.holds == "reranker" else "an embedding model"
+        return f"{exc.reason}: pass {other} with --{exc.holds}-model"
     if isinstance(exc, (ImportError, ModelKindError, ValueError, TypeError)):
         return _one_line(exc)
     return f"{type(exc).__name__}: {_one_line(exc)}"

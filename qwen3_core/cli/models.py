@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING
 
 from qwen3_core.backends.options import BackendOptions
-from qwen3_core.cli.checks import DemoRequest
+from qwen3_core.cli.checks import DemoRequest, UsageError
 from qwen3_core.defaults import MAX_LENGTH
+from qwen3_core.extras import Extra, missing_message
 
 if TYPE_CHECKING:
     from qwen3_core.demo.search import TwoStageSearch
@@ -41,6 +43,7 @@ def load_engines(
 ) -> tuple[Qwen3Embedder, Qwen3Reranker]:
     """The two engines (the tiny random models with ``tiny``); prints what it loads and how
     long it took (importing the libraries included: the wait is the same to the user)."""
+    check_installed(tiny=tiny, backend=backend)
     start = time.perf_counter()
     _quiet_libraries()
     from qwen3_core.embedder import Qwen3Embedder
@@ -50,7 +53,8 @@ def load_engines(
         from qwen3_core.testing import build_test_models
 
         print("Using tiny RANDOM offline models: the pipeline is real, the ranking is random.")
-        models = build_test_models(shape="tiny")  # in models_cache_folder()
+        # In models_cache_folder(), built on the first run only: say why that run is slow.
+        models = build_test_models(shape="tiny", on_build=_say_building)
         embedding_model, reranker_model = str(models.embedding), str(models.reranker)
     print(f"Loading the embedding model {embedding_model} ...")
     embedder = Qwen3Embedder(
@@ -67,6 +71,28 @@ def load_engines(
     seconds = time.perf_counter() - start
     print(f"Loaded the embedding and reranker models in {seconds:.1f} s.")
     return embedder, reranker
+
+
+def check_installed(*, tiny: bool, backend: BackendOptions) -> None:
+    """A ``UsageError`` naming what to install when a package the run needs is missing
+    (checked before anything is imported)."""
+    needs: list[tuple[str, Extra]] = [("--tiny", "testing")] if tiny else []
+    if backend.name == "transformers":
+        needs.append(("--backend transformers (the default) runs the models here and", "torch"))
+    elif backend.name in ("openvino", "vllm"):
+        needs.append((f"--backend {backend.name}", backend.name))
+    for needed_by, extra in needs:
+        problem = missing_message(needed_by, extra)
+        if problem is not None:
+            raise UsageError(problem)
+
+
+def _say_building() -> None:
+    print(
+        "Building the offline tiny models (first run only, about 20 s)...",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _quiet_libraries() -> None:

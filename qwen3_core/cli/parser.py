@@ -3,16 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+from typing import Any, get_args
 
 from qwen3_core import defaults, prompts
-from qwen3_core.backends.options import BACKENDS
+from qwen3_core.backends.options import BACKENDS, Quantization
+from qwen3_core.demo.corpus import sample_corpus
 from qwen3_core.document_windows import LONG_DOCUMENTS
 from qwen3_core.evaluation.defaults import DEFAULT_CANDIDATES, FAISS_FROM_DOCUMENTS
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the installed package's version, looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        try:
+            version = importlib.metadata.version("qwen3-rag")
+        except importlib.metadata.PackageNotFoundError:  # run from a folder, not installed
+            version = "(not installed as a package)"
+        print(f"{parser.prog} {version}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qwen3-rag", description="Two-stage retrieval with Qwen3-Embedding and Qwen3-Reranker."
+    )
+    parser.add_argument(
+        "--version", action=_VersionAction, help="print the version of qwen3-rag and exit"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
@@ -20,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="two-stage search over a corpus: embedding top-k, then reranking",
         description="Embed a corpus, take the top-k documents by cosine similarity to each "
         "query, rerank them and print the best. Without --corpus it searches the built-in "
-        "18-document sample corpus with its two queries.",
+        f"{len(sample_corpus().documents)}-document sample corpus with its two queries.",
     )
     demo.add_argument(
         "--embedding-model",
@@ -38,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--corpus",
         metavar="FILE",
-        help='your documents: one per line, or JSONL with a "text" field and an optional "id" '
-        "(results name documents by their id, else by line or record number)",
+        help='your documents: one per line, or JSONL with a "text" field, an optional "id" '
+        '(or "_id") and an optional "title", put before the text as BEIR does (a BEIR '
+        "corpus.jsonl works as it is); results name documents by their id, else by line or "
+        "record number",
     )
     demo.add_argument(
         "--query",
@@ -164,7 +187,8 @@ def _add_eval_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def add_backend_arguments(command: argparse.ArgumentParser) -> None:
-    """--backend, --device, --dtype and --base-url: where the models run."""
+    """--backend, --device, --dtype, --quantization and --base-url: where and how the
+    models run."""
     command.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -178,6 +202,12 @@ def add_backend_arguments(command: argparse.ArgumentParser) -> None:
         "--dtype",
         default=None,
         help="float32, bfloat16, float16 or auto (default: auto; transformers and vllm)",
+    )
+    command.add_argument(
+        "--quantization",
+        choices=get_args(Quantization),
+        help="int8: the decoder's linear layers in int8, faster on CPU and not exact "
+        "(transformers on CPU only: --device cpu is implied; default: none, exact)",
     )
     command.add_argument(
         "--base-url",

@@ -1,5 +1,5 @@
-"""The demo's corpora: the 18-document sample (Chinese and English) with its two queries, and
-users' corpus files, each document with the name users know it by."""
+"""The demo's corpora: the sample (18 short documents in Chinese and English and one long one)
+with its two queries, and users' corpus files, each document with the name users know it by."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from qwen3_core.evaluation.beir import document_text
 from qwen3_core.validation import check_text
 
 SAMPLE_DOCUMENTS: tuple[str, ...] = (
@@ -38,6 +39,24 @@ SAMPLE_DOCUMENTS: tuple[str, ...] = (
 
 SAMPLE_QUERIES: tuple[str, ...] = ("中国的首都是哪里？", "什么是重力？")
 
+LONG_SAMPLE_DOCUMENT = (
+    "Astronomy is among the oldest sciences. Babylonian scribes recorded the motions of the "
+    "planets on clay tablets, Chinese court astronomers kept records of eclipses and comets "
+    "for more than two thousand years, and Greek geometers built models of nested spheres to "
+    "predict where each planet would appear. In the sixteenth century Copernicus placed the "
+    "Sun at the centre, and Kepler found that the planets move on ellipses, sweeping equal "
+    "areas in equal times. What held them on those paths remained a mystery. Newton's answer "
+    "was gravity: every mass attracts every other mass with a force proportional to the "
+    "product of their masses and inversely proportional to the square of the distance "
+    "between them. The same force that makes an apple fall to the ground keeps the Moon in "
+    "its orbit around the Earth. Two centuries later Einstein described gravity as the "
+    "curvature of space and time by mass and energy, and his theory predicted gravitational "
+    "waves, which detectors first observed in 2015."
+)
+"""A document far longer than the sample's others, its answer to "what is gravity?" in the
+middle: with ``--long-documents chunk`` and a small ``--max-document-tokens`` the demo shows
+which passage scored (the short documents fit in one window)."""
+
 
 class CorpusError(ValueError):
     """A corpus file that cannot be used, with the reason."""
@@ -56,9 +75,11 @@ class Corpus:
 
 
 def sample_corpus() -> Corpus:
-    """The built-in sample corpus, its documents numbered from 1."""
-    labels = [str(number) for number in range(1, len(SAMPLE_DOCUMENTS) + 1)]
-    return Corpus(list(SAMPLE_DOCUMENTS), labels, "the number in the built-in sample corpus")
+    """The built-in sample corpus (``SAMPLE_DOCUMENTS``, then ``LONG_SAMPLE_DOCUMENT``), its
+    documents numbered from 1."""
+    documents = [*SAMPLE_DOCUMENTS, LONG_SAMPLE_DOCUMENT]
+    labels = [str(number) for number in range(1, len(documents) + 1)]
+    return Corpus(documents, labels, "the number in the built-in sample corpus")
 
 
 def load_corpus_file(path: str | Path) -> list[str]:
@@ -70,8 +91,11 @@ def read_corpus(path: str | Path) -> Corpus:
     """Documents from a file: JSONL with a "text" field per line (``.jsonl`` files, or any file
     whose first non-empty line is a JSON object), else one document per non-empty line.
 
-    JSONL records with an "id" field (a string or an integer) are known by it; otherwise each
-    document is known by its record number (JSONL) or its line number (plain text).
+    JSONL records with an "id" or "_id" field (a string or an integer) are known by it;
+    otherwise each document is known by its record number (JSONL) or its line number (plain
+    text). A record's "title", when it has one, goes before its text with a space between, as
+    BEIR and MTEB join them for dense retrieval and ``qwen3-rag eval`` does: a BEIR
+    ``corpus.jsonl`` (``{"_id", "title", "text"}``) reads as it is.
     """
     file = Path(path).expanduser()
     if not file.exists():
@@ -103,9 +127,13 @@ def read_corpus(path: str | Path) -> Corpus:
     )
 
 
+_ID_FIELDS = ("id", "_id")
+"""The fields that name a JSONL record: ours, and BEIR's."""
+
+
 def _read_jsonl(file: Path, lines: list[tuple[int, str]]) -> Corpus:
     documents: list[str] = []
-    ids: list[str | None] = []
+    ids: list[tuple[str, str] | None] = []  # (field, id)
     for number, line in lines:
         text, record_id = _jsonl_record(file, number, line)
         documents.append(text)
@@ -113,42 +141,52 @@ def _read_jsonl(file: Path, lines: list[tuple[int, str]]) -> Corpus:
     if all(record_id is None for record_id in ids):
         labels = [str(record) for record in range(1, len(documents) + 1)]
         return Corpus(documents, labels, f"the record number in {file.name}")
+    fields = [field for field in _ID_FIELDS if any(r is not None and r[0] == field for r in ids)]
+    named = " or ".join(f'"{field}"' for field in fields)
     # Mixing ids and record numbers would make "3" ambiguous; a repeated id names two records.
     first_line: dict[str, int] = {}
     for (number, _), record_id in zip(lines, ids, strict=True):
         if record_id is None:
-            raise CorpusError(f'{file}:{number}: no "id", while other records have one')
-        if record_id in first_line:
+            raise CorpusError(f"{file}:{number}: no {named}, while other records have one")
+        field, value = record_id
+        if value in first_line:
             raise CorpusError(
-                f'{file}:{number}: "id" {record_id!r} was already used on line '
-                f"{first_line[record_id]}"
+                f'{file}:{number}: "{field}" {value!r} was already used on line {first_line[value]}'
             )
-        first_line[record_id] = number
-    return Corpus(documents, list(first_line), f'the "id" field in {file.name}')
+        first_line[value] = number
+    return Corpus(documents, list(first_line), f"the {named} field in {file.name}")
 
 
-def _jsonl_record(file: Path, number: int, line: str) -> tuple[str, str | None]:
-    """A record's text and its id (None without one)."""
+def _jsonl_record(file: Path, number: int, line: str) -> tuple[str, tuple[str, str] | None]:
+    """A record's text (its title first, when it has one) and its id field and id (None
+    without one)."""
     try:
         record = json.loads(line)
     except ValueError as exc:
         raise CorpusError(f"{file}:{number}: not a JSON object ({exc})") from exc
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
         raise CorpusError(f'{file}:{number}: expected a JSON object with a "text" string')
-    text: str = record["text"]
+    title = record.get("title", "")
+    if not isinstance(title, str):
+        raise CorpusError(f'{file}:{number}: "title" must be a string')
+    given = [field for field in _ID_FIELDS if field in record]
+    if len(given) > 1:
+        raise CorpusError(f'{file}:{number}: both "id" and "_id": keep one')
     try:
         # JSON escapes can spell lone surrogates, which no tokenizer accepts.
-        check_text(f'{file}:{number}: "text"', text)
-        if isinstance(record.get("id"), str):
-            check_text(f'{file}:{number}: "id"', record["id"])
+        for field in ("text", "title", *given):
+            if isinstance(record.get(field), str):
+                check_text(f'{file}:{number}: "{field}"', record[field])
     except ValueError as exc:
         raise CorpusError(str(exc)) from exc
-    if "id" not in record:
+    text = document_text(title, record["text"])
+    if not given:
         return text, None
-    record_id = record["id"]
+    field = given[0]
+    record_id = record[field]
     # bool is a subclass of int, but true/false are not ids.
     if isinstance(record_id, bool) or not isinstance(record_id, (str, int)):
-        raise CorpusError(f'{file}:{number}: "id" must be a string or an integer')
+        raise CorpusError(f'{file}:{number}: "{field}" must be a string or an integer')
     if isinstance(record_id, str) and not record_id.strip():
-        raise CorpusError(f'{file}:{number}: "id" is empty')
-    return text, str(record_id)
+        raise CorpusError(f'{file}:{number}: "{field}" is empty')
+    return text, (field, str(record_id))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,7 +240,12 @@ def build_reranker_model(
     return path
 
 
-def build_test_models(root: str | Path | None = None, shape: str = "tiny") -> ModelPaths:
+def build_test_models(
+    root: str | Path | None = None,
+    shape: str = "tiny",
+    *,
+    on_build: Callable[[], object] | None = None,
+) -> ModelPaths:
     """Build (or reuse, if this builder version already wrote them) both models under ``root``.
 
     Args:
@@ -247,6 +253,8 @@ def build_test_models(root: str | Path | None = None, shape: str = "tiny") -> Mo
             ``{root}/{shape}-v{BUILDER_VERSION}/``, so a newer builder writes new ones beside
             the old. Processes building at once are safe: one builds, the others reuse it.
         shape: A name in ``SHAPES``.
+        on_build: Called once just before the models are written, not when they are
+            reused (a command line says why its first run takes longer).
 
     Returns:
         The folders of the embedding model and the reranker.
@@ -259,6 +267,8 @@ def build_test_models(root: str | Path | None = None, shape: str = "tiny") -> Mo
     dims = SHAPES[shape]  # an unknown shape fails before any lock or folder
 
     def write(folder: Path) -> None:
+        if on_build is not None:
+            on_build()
         build_embedding_model(folder / "embedding", dims)
         build_reranker_model(folder / "reranker", dims)
 
