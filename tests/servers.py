@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,6 +38,11 @@ class Fault:
     """Raw body; None: the computed answer (e.g. a 200 after a delay)."""
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    """Changes the computed answer: a server answering in another form."""
+    echo_headers: bool = False
+    """Answer ``status`` with the request's headers in the error message, as a proxy that
+    echoes them does."""
 
 
 class StandInServer:
@@ -56,6 +62,9 @@ class StandInServer:
         )
         self.faults: deque[Fault] = deque()
         self.requests: list[tuple[str, int]] = []  # (path, inputs) of every POST answered
+        self.authorizations: list[str | None] = []  # the Authorization of every POST
+        self.ignores_use_activation = False
+        """As a vLLM too old to know ``use_activation``: P(yes) whatever the request asks."""
         self.port = port or free_port()
         self._httpd: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
@@ -74,13 +83,21 @@ class StandInServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server._lock:
+                    server.authorizations.append(self.headers.get("Authorization"))
                     fault = server.faults.popleft() if server.faults else None
                 if fault is not None:
                     time.sleep(fault.delay_s)
+                    if fault.echo_headers:
+                        message = f"rejected request with headers {dict(self.headers)}"
+                        payload = json.dumps({"error": {"message": message}}).encode()
+                        self._send(fault.status, payload, fault.headers)
+                        return
                     if fault.body is not None or fault.status != 200:
                         self._send(fault.status, fault.body or b"{}", fault.headers)
                         return
                 status, answer = server.answer(self.path, body)
+                if fault is not None and fault.rewrite is not None:
+                    answer = fault.rewrite(answer)
                 self._send(status, json.dumps(answer).encode(), {})
 
             def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
@@ -119,7 +136,7 @@ class StandInServer:
             log_odds = self._rerank.logits([RerankPrompt(empty, ids) for ids in inputs])
             # As vLLM's folded yes/no classifier: its sigmoid in float32 unless the request
             # turns the activation off, and then the raw logit, still under "probs".
-            if body.get("use_activation", True):
+            if body.get("use_activation", True) or self.ignores_use_activation:
                 log_odds = torch.sigmoid(torch.from_numpy(log_odds)).numpy()
             data = [
                 {"index": i, "probs": [float(v)], "num_classes": 1} for i, v in enumerate(log_odds)

@@ -8,6 +8,7 @@ moved so that every log-odds is five times the original (``sharpened_reranker_co
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -256,6 +257,11 @@ def test_server_two_label_logits_are_differenced(
             b'{"data": [{"index": 0, "probs": [-3.0, 19.5]}, {"index": 1, "probs": [2.0, -0.5]}]}',
         )
     )
+    # The first call asks again with the activation on (the softmax, for two labels), to
+    # check that the server honours use_activation.
+    softmax = torch.softmax(torch.tensor([[-3.0, 19.5], [2.0, -0.5]], dtype=torch.float64), 1)
+    rows = [{"index": i, "probs": p} for i, p in enumerate(softmax.tolist())]
+    sharp_server.faults.append(Fault(200, json.dumps({"data": rows}).encode()))
     folder = test_variants.rerankers["seq-cls-2"]
     with Qwen3Reranker(folder, backend=ServerOptions(base_url=sharp_server.url)) as remote:
         hits = remote.rerank("q", ["a", "b"])

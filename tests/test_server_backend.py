@@ -5,6 +5,8 @@ test_vllm_server.py, in the vLLM CI step). Faults are scripted on the stand-in."
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 import re
 import shutil
 import threading
@@ -12,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -339,3 +342,276 @@ def test_serving_docs_start_the_reranker_as_the_client_expects() -> None:
         assert "--runner=pooling" in flags
     assert "--runner=pooling" in compose["services"]["embedding-1"]["command"]
     assert f"--hf-overrides '{json.dumps(RERANKER_OVERRIDES)}'" in (docs / "serving.md").read_text()
+
+
+# --- answers checked, not trusted -------------------------------------------------------------
+
+
+def _rows(change: Any) -> Any:
+    """A rewrite of a computed answer that changes each of its ``data`` rows."""
+    return lambda answer: {**answer, "data": [change(row) for row in answer["data"]]}
+
+
+def test_rows_are_placed_by_their_index_or_refused(
+    test_models: ModelPaths,
+    server: StandInServer,
+    embedder: Qwen3Embedder,
+    remote_reranker: Qwen3Reranker,
+) -> None:
+    texts = ["first text", "second text", "a third"]
+    shuffled = lambda answer: {**answer, "data": answer["data"][::-1]}  # noqa: E731
+    server.faults.append(Fault(rewrite=shuffled))
+    with client_embedder(test_models, server.url) as remote:
+        np.testing.assert_allclose(
+            remote.embed_documents(texts), embedder.embed_documents(texts), atol=1e-5
+        )
+        # Without indices, rows in another order cannot be placed: refused, not trusted.
+        unindexed = lambda answer: {  # noqa: E731
+            **answer,
+            "data": [{k: v for k, v in row.items() if k != "index"} for row in answer["data"]][
+                ::-1
+            ],
+        }
+        server.faults.append(Fault(rewrite=unindexed))
+        with pytest.raises(ServerError, match="without an integer index"):
+            remote.embed_documents(texts)
+        server.faults.append(Fault(rewrite=_rows(lambda row: {**row, "index": row["index"] > 0})))
+        with pytest.raises(ServerError, match="without an integer index"):
+            remote.embed_documents(texts[:2])
+    server.faults.append(Fault(rewrite=unindexed))
+    with pytest.raises(ServerError, match="without an integer index"):
+        remote_reranker.score("a query", texts)
+
+
+def test_booleans_are_not_numbers(
+    test_models: ModelPaths, server: StandInServer, remote_reranker: Qwen3Reranker
+) -> None:
+    with client_embedder(test_models, server.url) as remote:
+        server.faults.append(
+            Fault(rewrite=_rows(lambda row: {**row, "embedding": [True, *row["embedding"][1:]]}))
+        )
+        with pytest.raises(ServerError, match="malformed embedding"):
+            remote.embed_documents(["a text"])
+    server.faults.append(Fault(rewrite=_rows(lambda row: {**row, "probs": [True]})))
+    with pytest.raises(ServerError, match="malformed logit list"):
+        remote_reranker.score("a query", ["a document"])
+
+
+def test_an_all_zero_embedding_is_refused(test_models: ModelPaths, server: StandInServer) -> None:
+    zero_second = _rows(
+        lambda row: (
+            {**row, "embedding": [0.0] * len(row["embedding"])} if row["index"] == 1 else row
+        )
+    )
+    server.faults.append(Fault(rewrite=zero_second))
+    with (
+        client_embedder(test_models, server.url) as remote,
+        pytest.raises(ServerError, match=r"all-zero embedding for input\(s\) \[1\]"),
+    ):
+        remote.embed_documents(["a text", "another"])
+
+
+def test_nan_from_a_server_gets_advice_for_a_server(
+    test_models: ModelPaths, server: StandInServer, remote_reranker: Qwen3Reranker
+) -> None:
+    nan_first = _rows(
+        lambda row: (
+            {**row, "embedding": [float("nan"), *row["embedding"][1:]]}
+            if row["index"] == 0
+            else row
+        )
+    )
+    server.faults.append(Fault(rewrite=nan_first))
+    # The advice fits a server: its --dtype, not the local backends' dtype= setting.
+    with (
+        client_embedder(test_models, server.url) as remote,
+        pytest.raises(
+            ServerError, match=r"NaN or inf for input\(s\) \[0\].*--dtype bfloat16 or float32"
+        ) as error,
+    ):
+        remote.embed_documents(["a text", "another"])
+    assert "dtype='" not in str(error.value)
+    server.faults.append(Fault(rewrite=_rows(lambda row: {**row, "probs": [float("inf")]})))
+    with pytest.raises(ServerError, match=r"NaN or inf.*--dtype"):
+        remote_reranker.score("a query", ["a document"])
+
+
+def test_a_server_that_ignores_use_activation_is_refused(
+    test_models: ModelPaths,
+    server: StandInServer,
+    reranker: Qwen3Reranker,
+    corpus: list[str],
+    queries: list[str],
+) -> None:
+    """An old vLLM answers P(yes) whatever the request asks: read as log-odds it would rank
+    wrongly, so the client's first call asks again with the activation on, and refuses a
+    server whose answer does not change."""
+    server.ignores_use_activation = True
+    try:
+        for run in (
+            lambda r: r.score(queries[0], corpus),
+            lambda r: asyncio.run(r.ascore(queries[0], corpus)),
+        ):
+            with (
+                client_reranker(test_models, server.url) as remote,
+                pytest.raises(ServerError, match='ignores "use_activation"'),
+            ):
+                run(remote)
+    finally:
+        server.ignores_use_activation = False
+    with client_reranker(test_models, server.url) as remote:
+        server.requests.clear()
+        for query in queries[:2]:
+            np.testing.assert_allclose(
+                remote.logits(query, corpus), reranker.logits(query, corpus), atol=1e-5
+            )
+    # The first call asked once more with the activation on; the next one did not.
+    assert [path for path, _ in server.requests] == ["/classify"] * 3
+
+
+# --- the timeout and the retries ---------------------------------------------------------------
+
+
+def _call(remote: Qwen3Embedder, mode: str) -> Any:
+    texts = ["a text"]
+    return (
+        remote.embed_documents(texts)
+        if mode == "sync"
+        else asyncio.run(remote.aembed_documents(texts))
+    )
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_timeout_bounds_the_whole_request(
+    test_models: ModelPaths, server: StandInServer, mode: str
+) -> None:
+    slow_down = Fault(429, b'{"error": {"message": "slow down"}}', {"Retry-After": "100000"})
+    server.faults.extend([slow_down] * 2)
+    with client_embedder(test_models, server.url, timeout=1, max_retries=1) as remote:
+        start = time.monotonic()
+        with pytest.raises(
+            ServerError,
+            match=r"did not succeed within timeout=1 s \(1 attempt over .*Retry-After: 100000 s",
+        ):
+            _call(remote, mode)
+        assert time.monotonic() - start < 5  # not the 60 s Retry-After cap, twice
+    # Slow answers: each try gets what is left of the timeout, not a timeout of its own.
+    server.faults.clear()
+    server.faults.extend([Fault(503)] + [Fault(delay_s=3)] * 5)
+    with client_embedder(test_models, server.url, timeout=1.5, max_retries=5) as remote:
+        start = time.monotonic()
+        with pytest.raises(ServerError, match=r"did not succeed within timeout=1\.5 s"):
+            _call(remote, mode)
+        assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_no_wait_after_the_last_try(
+    test_models: ModelPaths, server: StandInServer, mode: str
+) -> None:
+    server.faults.append(Fault(429, b'{"error": {"message": "busy"}}', {"Retry-After": "5"}))
+    with client_embedder(test_models, server.url, max_retries=0) as remote:
+        start = time.monotonic()
+        with pytest.raises(ServerError, match="429: busy"):
+            _call(remote, mode)
+        assert time.monotonic() - start < 4  # nothing follows the wait: it is not waited
+
+
+def test_one_attempt_reads_in_the_singular(test_models: ModelPaths) -> None:
+    with (
+        client_embedder(test_models, DEAD, max_retries=0) as remote,
+        pytest.raises(ServerError, match=r"failed on every try \(1 attempt over "),
+    ):
+        remote.embed_documents(["x"])
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+API_KEY = "sk-test-0123456789abcdef"
+PASSWORD = "p%40ss-w0rd"  # "p@ss-w0rd", percent-encoded as a URL needs it
+
+
+def _with_user(url: str, user: str) -> str:
+    return url.replace("http://", f"http://{user}:{PASSWORD}@")
+
+
+def _adapters() -> list[type[Any]]:
+    from langchain_qwen3 import Qwen3CrossEncoder, Qwen3Embeddings, Qwen3Rerank
+    from llamaindex_qwen3 import Qwen3Embedding
+    from llamaindex_qwen3 import Qwen3Rerank as LlamaRerank
+
+    return [Qwen3Rerank, Qwen3CrossEncoder, Qwen3Embeddings, LlamaRerank, Qwen3Embedding]
+
+
+@pytest.mark.parametrize(
+    "index",
+    range(5),
+    ids=lambda i: ["lc-rerank", "lc-cross-encoder", "lc-embeddings", "li-rerank", "li-embedding"][
+        i
+    ],
+)
+def test_an_adapters_settings_error_holds_no_api_key(index: int) -> None:
+    from pydantic import ValidationError
+
+    cls = _adapters()[index]
+    backend = {"name": "server", "base_url": "http://h:1", "timeout": 0, "api_key": API_KEY}
+    with pytest.raises(ValidationError, match="timeout must be a positive") as error:
+        cls(backend=backend)
+    assert API_KEY[-6:] not in str(error.value)  # pydantic shortens inputs to head and tail
+
+
+def test_a_password_in_base_url_is_never_shown(
+    test_models: ModelPaths, server: StandInServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from langchain_qwen3 import Qwen3Embeddings
+    from llamaindex_qwen3 import Qwen3Embedding
+
+    url, dead = _with_user(server.url, "alice"), _with_user(DEAD, "bob")
+    shown: list[str] = []
+    with caplog.at_level(logging.DEBUG):
+        with client_embedder(test_models, [dead, url]) as remote:
+            remote.embed_documents(["x"])  # the dead address fails first: a warning
+            shown += [repr(remote), repr(remote.options), str(remote.base_url)]
+            server.faults.append(Fault(400, b'{"error": {"message": "no"}}'))
+            with pytest.raises(ServerError, match="400: no") as refused:
+                remote.embed_documents(["y"])
+            shown.append(str(refused.value))
+        with client_embedder(test_models, dead, max_retries=1) as remote:
+            with pytest.raises(ServerError, match="failed on every try") as gave_up:
+                remote.embed_documents(["x"])
+            shown.append(str(gave_up.value))
+    shown += [record.getMessage() for record in caplog.records]
+    assert any("model server http://***@127.0.0.1:9 failed" in text for text in shown)
+    assert any("HTTP Request" in text for text in shown)  # httpx's own log line
+    # The password still reaches the server, as basic auth.
+    basic = base64.b64encode(f"alice:{unquote(PASSWORD)}".encode()).decode()
+    assert server.authorizations[-1] == f"Basic {basic}"
+
+    options = ServerOptions(base_url=url, api_key=API_KEY)
+    lc = Qwen3Embeddings(model=str(test_models.embedding), backend=options)
+    li = Qwen3Embedding(str(test_models.embedding), backend=options)
+    shown += [repr(options), repr(lc), lc.model_dump_json(), repr(li), li.to_json()]
+    with pytest.raises(ValueError, match="must be an http") as bad:
+        ServerOptions(base_url=f"ftp://alice:{PASSWORD}@host")
+    shown.append(str(bad.value))
+    for text in shown:
+        assert PASSWORD not in text and unquote(PASSWORD) not in text and API_KEY not in text
+
+
+def test_a_key_echoed_by_a_server_is_hidden(test_models: ModelPaths, server: StandInServer) -> None:
+    errors = []
+    with client_embedder(test_models, server.url, api_key=API_KEY, max_retries=1) as remote:
+        server.faults.append(Fault(400, echo_headers=True))
+        with pytest.raises(ServerError, match="Authorization") as refused:
+            remote.embed_documents(["x"])
+        server.faults.extend([Fault(503, echo_headers=True)] * 2)
+        with pytest.raises(ServerError, match=r"failed on every try.*Authorization") as gave_up:
+            remote.embed_documents(["x"])
+        page = f"<html>bad gateway for Authorization: Bearer {API_KEY}</html>".encode()
+        server.faults.append(Fault(200, page))
+        with pytest.raises(ServerError, match="not JSON") as not_json:
+            remote.embed_documents(["x"])
+        errors = [str(e.value) for e in (refused, gave_up, not_json)]
+    assert server.authorizations[-1] == f"Bearer {API_KEY}"
+    for text in errors:
+        assert API_KEY not in text and "Bearer ***" in text

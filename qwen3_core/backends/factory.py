@@ -25,7 +25,7 @@ def _server_pool(options: ServerOptions) -> ServerPool:
     from qwen3_core.backends.http import ServerPool
 
     return ServerPool(
-        options.urls,
+        options.base_url,  # as given: ``urls`` hides the user information
         api_key=options.api_key,
         timeout=float(options.timeout),
         max_concurrency=options.max_concurrency,

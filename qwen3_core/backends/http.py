@@ -2,12 +2,17 @@
 
 One ``ServerPool`` holds one ``httpx.Client`` (connections reused across calls and threads)
 and one ``httpx.AsyncClient`` per event loop (an async client's connections belong to the
-loop that opened them). Retried: connection and read failures (the request is idempotent:
-it only computes), 429 (after ``Retry-After`` when the server sends one) and 5xx. Anything
-else, such as a 400 for a bad request, fails at once with the server's message.
+loop that opened them). Retried, by tenacity: connection and read failures (the request is
+idempotent: it only computes), 429 (after ``Retry-After`` when the server sends one) and 5xx.
+Anything else, such as a 400 for a bad request, fails at once with the server's message.
+A request, its retries and the waits between them included, ends within ``timeout``.
 
 A URL that fails to connect is skipped until its cool-down ends (doubling with each failure
 in a row); then the next request tries it again, and a success makes it a full member again.
+
+No credential is ever shown: a URL's user information is sent as basic auth, never as part
+of the address, and messages show it as ``***``; the API key and anything that looks like a
+credential in a quoted server answer are hidden too (``qwen3_core.backends.redaction``).
 """
 
 from __future__ import annotations
@@ -21,15 +26,20 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
+import tenacity
+
+from qwen3_core.backends.redaction import redact, url_secrets
 
 logger = logging.getLogger("qwen3_core")
 
 RETRIED_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_COOL_DOWN_S = 30.0
 MAX_RETRY_AFTER_S = 60.0
+QUOTED_CHARS = 300
+"""How much of a server's answer an error quotes."""
 
 
 class ServerError(RuntimeError):
@@ -37,13 +47,32 @@ class ServerError(RuntimeError):
     is not what the model should return."""
 
 
+class _TryFailed(Exception):
+    """A try worth repeating: what happened, and how long to wait before the next (None: the
+    exponential back-off)."""
+
+    def __init__(self, what: str, wait_s: float | None) -> None:
+        super().__init__(what)
+        self.wait_s = wait_s
+
+
 @dataclass
 class _Endpoint:
     url: str
+    """The address requests go to, without user information."""
+    shown: str
+    """The address as messages show it (user information as ``***``)."""
+    auth: httpx.BasicAuth | None
+    """The user information of the address as given, sent as basic auth."""
     failures: int = 0
     """Connection failures in a row."""
     down_until: float = 0.0
     """``time.monotonic()`` before which this URL is skipped."""
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 attempt"``, ``"2 attempts"``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def check_base_urls(base_url: str | Sequence[str] | None) -> list[str]:
@@ -57,14 +86,22 @@ def check_base_urls(base_url: str | Sequence[str] | None) -> list[str]:
     for index, url in enumerate(urls):
         if not isinstance(url, str):
             raise TypeError(f"base_url[{index}] must be a str, got {type(url).__name__}")
+        hide = url_secrets(url)
         try:
             parsed = httpx.URL(url)
         except httpx.InvalidURL as exc:
-            raise ValueError(f"base_url {url!r} is not a URL: {exc}") from exc
+            raise ValueError(redact(f"base_url {url!r} is not a URL: {exc}", hide)) from None
         if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"base_url {url!r} must be an http:// or https:// address")
+            raise ValueError(redact(f"base_url {url!r} must be an http:// or https:// address"))
         checked.append(url.rstrip("/"))
     return checked
+
+
+def _endpoint(url: str) -> _Endpoint:
+    parsed = httpx.URL(url)
+    auth = httpx.BasicAuth(parsed.username, parsed.password) if parsed.userinfo else None
+    bare = str(parsed.copy_with(username=None, password=None)).rstrip("/")
+    return _Endpoint(bare, redact(url), auth)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -79,22 +116,7 @@ def _retry_after(response: httpx.Response) -> float | None:
             seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
         except (TypeError, ValueError):
             return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
-
-
-def _server_message(response: httpx.Response) -> str:
-    """The error text of a server answer, briefly (vLLM puts it in ``{"error": {...}}``)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300] or response.reason_phrase
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict):
-            error = error.get("message", error)
-        message = body.get("message", error) if not isinstance(error, str) else error
-        return str(message)[:300]
-    return str(body)[:300]
+    return max(seconds, 0.0)
 
 
 class ServerPool:
@@ -110,7 +132,10 @@ class ServerPool:
         max_retries: int = 5,
         backoff_s: float = 0.5,
     ) -> None:
-        self._endpoints = [_Endpoint(url) for url in check_base_urls(base_url)]
+        urls = check_base_urls(base_url)
+        self._endpoints = [_endpoint(url) for url in urls]
+        self._secrets = [api_key, *(secret for url in urls for secret in url_secrets(url))]
+        self.timeout = timeout
         self.max_concurrency = max_concurrency
         self.max_retries = max_retries
         self._backoff_s = backoff_s
@@ -132,13 +157,18 @@ class ServerPool:
 
     @property
     def urls(self) -> list[str]:
-        return [e.url for e in self._endpoints]
+        """The server addresses as messages show them."""
+        return [e.shown for e in self._endpoints]
 
-    # Choosing a server and reacting to what happened: shared by the sync and async paths.
+    def quote(self, value: Any, limit: int = QUOTED_CHARS) -> str:
+        """``value`` as text for a message: credentials hidden, at most ``limit`` characters."""
+        return redact(str(value), self._secrets)[:limit]
 
-    def _choose(self) -> tuple[_Endpoint, float]:
-        """The next server in turn that is not cooling down, and 0; when all are, the one
-        that comes back first and the seconds until then."""
+    # The fleet: choosing a server, and what a failure means for it.
+
+    def _choose(self) -> _Endpoint:
+        """The next server in turn that is not cooling down; when all are, the one that comes
+        back first (the wait before this try lasted until then)."""
         with self._lock:
             now = time.monotonic()
             start = next(self._turn)
@@ -146,66 +176,108 @@ class ServerPool:
             for step in range(n):
                 endpoint = self._endpoints[(start + step) % n]
                 if endpoint.down_until <= now:
-                    return endpoint, 0.0
-            soonest = min(self._endpoints, key=lambda e: e.down_until)
-            return soonest, soonest.down_until - now
+                    return endpoint
+            return min(self._endpoints, key=lambda e: e.down_until)
+
+    def _until_available(self) -> float:
+        """Seconds until some server's cool-down ends (0 when one is up)."""
+        with self._lock:
+            soonest = min(e.down_until for e in self._endpoints)
+            return max(soonest - time.monotonic(), 0.0)
 
     def _backoff(self, attempt: int) -> float:
         return float(min(self._backoff_s * 2**attempt, MAX_COOL_DOWN_S))
 
-    def _connection_failed(self, endpoint: _Endpoint, exc: Exception) -> str:
-        """Cool ``endpoint`` down; what happened, for the error if every try fails."""
-        what = f"{endpoint.url}: {type(exc).__name__}: {exc}"
+    def _connection_failed(self, endpoint: _Endpoint, exc: Exception) -> _TryFailed:
+        """Cool ``endpoint`` down; the failure to retry (another server may be up at once)."""
+        error = self.quote(f"{type(exc).__name__}: {exc}")
         with self._lock:
             now = time.monotonic()
-            if endpoint.down_until > now:
-                return what  # a request sent before the cool-down began: the same outage
-            endpoint.failures += 1
-            endpoint.down_until = now + self._backoff(endpoint.failures - 1)
-        logger.warning("model server %s failed (%s); trying again later", endpoint.url, exc)
-        return what
+            outage = endpoint.down_until > now  # a request sent before the cool-down began
+            if not outage:
+                endpoint.failures += 1
+                endpoint.down_until = now + self._backoff(endpoint.failures - 1)
+        if not outage:
+            logger.warning("model server %s failed (%s); trying again later", endpoint.shown, error)
+        return _TryFailed(f"{endpoint.shown}: {error}", 0.0)
 
-    def _answered(
-        self, endpoint: _Endpoint, path: str, response: httpx.Response, attempt: int
-    ) -> tuple[float | None, Any]:
-        """``endpoint`` is up again. (None, the result) for a final answer (or a ServerError
-        raised); (seconds to wait, what happened) for one to retry."""
+    def _answered(self, endpoint: _Endpoint, path: str, response: httpx.Response) -> Any:
+        """The JSON of a final answer; ServerError for a refusal; _TryFailed for one to retry.
+        Any answer shows ``endpoint`` is up again."""
         with self._lock:
             endpoint.failures, endpoint.down_until = 0, 0.0
-        delay = self._retry_delay(response, attempt)
-        if delay is None:
-            return None, self._result(endpoint, path, response)
-        return delay, f"{endpoint.url} answered {response.status_code}: {_server_message(response)}"
+        status = response.status_code
+        if status in RETRIED_STATUS:
+            wait = _retry_after(response) if status == 429 else None
+            asked = "" if wait is None else f" (Retry-After: {wait:g} s)"
+            message = self._server_message(response)
+            raise _TryFailed(f"{endpoint.shown} answered {status}: {message}{asked}", wait)
+        if not response.is_success:
+            message = self._server_message(response)
+            raise ServerError(f"{endpoint.shown}{path} answered {status}: {message}")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ServerError(
+                f"{endpoint.shown}{path} answered with a body that is not JSON: "
+                f"{self.quote(repr(response.text))}"
+            ) from exc
 
-    def _retry_delay(self, response: httpx.Response, attempt: int) -> float | None:
-        """Seconds to wait before retrying this answer; None when it is final."""
-        if response.status_code not in RETRIED_STATUS:
-            return None
-        if response.status_code == 429:
-            waited = _retry_after(response)
-            if waited is not None:
-                return waited
-        return self._backoff(attempt)
+    def _server_message(self, response: httpx.Response) -> str:
+        """The error text of a server answer, briefly (vLLM puts it in ``{"error": {...}}``)."""
+        try:
+            body = response.json()
+        except ValueError:
+            return self.quote(response.text or response.reason_phrase)
+        if isinstance(body, dict):
+            error = body.get("error", body)
+            if isinstance(error, dict):
+                error = error.get("message", error)
+            message = body.get("message", error) if not isinstance(error, str) else error
+            return self.quote(message)
+        return self.quote(body)
 
-    @staticmethod
-    def _result(endpoint: _Endpoint, path: str, response: httpx.Response) -> Any:
-        if response.is_success:
-            try:
-                return response.json()
-            except ValueError as exc:
-                raise ServerError(
-                    f"{endpoint.url}{path} answered with a body that is not JSON: "
-                    f"{response.text[:200]!r}"
-                ) from exc
-        raise ServerError(
-            f"{endpoint.url}{path} answered {response.status_code}: {_server_message(response)}"
-        )
+    # The retry policy, shared by the sync and async paths.
 
-    def _gave_up(self, path: str, attempts: int, last: str) -> ServerError:
-        return ServerError(
-            f"{path} failed on every try ({attempts} attempts over {', '.join(self.urls)}); "
-            f"last: {last}"
-        )
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """Before the next try: what the failure asks for (none after a connection failure,
+        Retry-After after a 429, else the back-off), and at least until a server is up."""
+        assert state.outcome is not None
+        failure = state.outcome.exception()
+        asked = failure.wait_s if isinstance(failure, _TryFailed) else None
+        wait = self._backoff(state.attempt_number - 1) if asked is None else asked
+        return max(min(wait, MAX_RETRY_AFTER_S), self._until_available())
+
+    def _policy(self, method: str, path: str) -> dict[str, Any]:
+        """Tenacity's settings: the tries of one request."""
+
+        def give_up(state: tenacity.RetryCallState) -> NoReturn:
+            assert state.outcome is not None
+            attempts = f"{plural(state.attempt_number, 'attempt')} over {', '.join(self.urls)}"
+            if state.attempt_number <= self.max_retries:
+                why = f"did not succeed within timeout={self.timeout:g} s ({attempts})"
+            else:
+                why = f"failed on every try ({attempts})"
+            last = state.outcome.exception()
+            raise ServerError(f"{method} {path} {why}; last: {last}") from last
+
+        return {
+            "retry": tenacity.retry_if_exception_type(_TryFailed),
+            "stop": (
+                tenacity.stop_after_attempt(self.max_retries + 1)
+                | tenacity.stop_before_delay(self.timeout)
+            ),
+            "wait": self._wait,
+            "retry_error_callback": give_up,
+        }
+
+    def _try(self, state: tenacity.RetryCallState) -> tuple[_Endpoint, dict[str, Any]]:
+        """The server for this try, and the request's settings: its credentials, and the time
+        left of the request's ``timeout``."""
+        endpoint = self._choose()
+        left = max(self.timeout - (time.monotonic() - state.start_time), 0.001)
+        timeout = httpx.Timeout(left, connect=min(left, 10.0))
+        return endpoint, {"auth": endpoint.auth, "timeout": timeout}
 
     # The sync path.
 
@@ -214,23 +286,17 @@ class ServerPool:
         client = self._client
         if client is None:
             raise RuntimeError("this server pool is closed")
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            endpoint, wait = self._choose()
-            if wait > 0:
-                time.sleep(wait)
-            try:
-                with self._slots:
-                    response = client.request(method, endpoint.url + path, json=body)
-            except httpx.TransportError as exc:
-                last = self._connection_failed(endpoint, exc)
-                continue
-            delay, outcome = self._answered(endpoint, path, response, attempt)
-            if delay is None:
-                return outcome
-            last = outcome
-            time.sleep(delay)
-        raise self._gave_up(path, self.max_retries + 1, last)
+        with self._slots:  # held over the retries: ``timeout`` counts from the first try
+            for attempt in tenacity.Retrying(**self._policy(method, path)):
+                with attempt:
+                    endpoint, settings = self._try(attempt.retry_state)
+                    try:
+                        url = endpoint.url + path
+                        response = client.request(method, url, json=body, **settings)
+                    except httpx.TransportError as exc:
+                        raise self._connection_failed(endpoint, exc) from exc
+                    return self._answered(endpoint, path, response)
+        raise AssertionError("unreachable: the last try returns or raises")
 
     # The async path.
 
@@ -251,23 +317,17 @@ class ServerPool:
     async def arequest(self, method: str, path: str, body: Any = None) -> Any:
         """``request`` on the running event loop, without blocking it."""
         client, slots = self._async_client()
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            endpoint, wait = self._choose()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            try:
-                async with slots:
-                    response = await client.request(method, endpoint.url + path, json=body)
-            except httpx.TransportError as exc:
-                last = self._connection_failed(endpoint, exc)
-                continue
-            delay, outcome = self._answered(endpoint, path, response, attempt)
-            if delay is None:
-                return outcome
-            last = outcome
-            await asyncio.sleep(delay)
-        raise self._gave_up(path, self.max_retries + 1, last)
+        async with slots:
+            async for attempt in tenacity.AsyncRetrying(**self._policy(method, path)):
+                with attempt:
+                    endpoint, settings = self._try(attempt.retry_state)
+                    try:
+                        url = endpoint.url + path
+                        response = await client.request(method, url, json=body, **settings)
+                    except httpx.TransportError as exc:
+                        raise self._connection_failed(endpoint, exc) from exc
+                    return self._answered(endpoint, path, response)
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def close(self) -> None:
         """Close the connections; the pool is unusable afterwards. Async clients of loops

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from qwen3_core.backends.redaction import redact
 from qwen3_core.validation import check_int, check_optional_int
 
 if TYPE_CHECKING:
@@ -254,19 +255,26 @@ class VllmOptions:
         object.__setattr__(self, "engine_args", engine_args)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class ServerOptions:
     """Send token ids to vLLM model servers (``vllm serve``; see docs/serving.md). Needs no
     torch: the client only tokenises and talks HTTP.
+
+    Credentials are never shown: the repr, the adapters' dumps, errors, warnings and log
+    lines show a URL's user information (``http://user:password@host``, sent as basic auth)
+    as ``***`` and leave the API key out. A pickle keeps both, so that worker processes can
+    call the servers: treat a pickled engine, adapter or options object as a secret.
 
     Args:
         base_url: One server address (``"http://gpu-1:8000"``) or a list, used round-robin
             (a server that fails is skipped for a while).
         api_key: Sent as a bearer token (the servers' ``--api-key``).
-        timeout: Seconds to wait for one answer.
+        timeout: Seconds one request may take in all, its retries and the waits between them
+            included (a call of many inputs sends several requests, up to
+            ``max_concurrency`` at once).
         max_concurrency: Requests in flight at once, over all servers.
         max_retries: Further tries of a request that failed on a connection error, a
-            timeout or a 429/5xx answer.
+            timeout or a 429/5xx answer, as long as ``timeout`` leaves time for them.
 
     Raises:
         ValueError: No address, an address that is not http(s), or a setting out of range.
@@ -293,10 +301,23 @@ class ServerOptions:
         check_int("max_concurrency", self.max_concurrency, minimum=1)
         check_int("max_retries", self.max_retries, minimum=0)
 
+    def __repr__(self) -> str:
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        values["base_url"] = self.shown_base_url
+        shown = ", ".join(f"{name}={value!r}" for name, value in values.items())
+        return f"{type(self).__name__}({shown})"
+
     @property
     def urls(self) -> list[str]:
-        """The server addresses, as a list."""
-        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+        """The server addresses, as a list, user information shown as ``***``."""
+        addresses = [self.base_url] if isinstance(self.base_url, str) else self.base_url
+        return [redact(url) for url in addresses]
+
+    @property
+    def shown_base_url(self) -> str | tuple[str, ...]:
+        """``base_url`` with user information shown as ``***``: what reprs and dumps show."""
+        urls = self.urls
+        return urls[0] if isinstance(self.base_url, str) else tuple(urls)
 
 
 BackendOptions = TransformersOptions | OpenVINOOptions | VllmOptions | ServerOptions
