@@ -18,7 +18,12 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from qwen3_core import prompts
-from qwen3_core.document_windows import DocumentBudget, DocumentTokens, window_spans
+from qwen3_core.document_windows import (
+    DocumentBudget,
+    DocumentTokens,
+    DocumentWindows,
+    document_windows,
+)
 from qwen3_core.variants import ModelKindError, read_json
 
 TokenIds = np.ndarray  # one sequence: integer ids, 1-d
@@ -409,33 +414,58 @@ class RerankTokenizer:
             for i, (ids, offsets) in enumerate(encoded)
             if offsets is not None
         }
+        # The windows of every chunked document, made side by side: one tokeniser call per
+        # round for all of them.
+        chunked = [
+            i for i in located if budget.chunked and budget.window_tokens(rooms[pairs[i][0]]) > 0
+        ]
+        walked: dict[int, DocumentWindows] = dict(
+            zip(
+                chunked,
+                document_windows(
+                    [(located[i], budget.window_tokens(rooms[pairs[i][0]])) for i in chunked],
+                    budget,
+                    self._encode_documents,
+                ),
+                strict=True,
+            )
+        )
         inputs = _InputsBuilder()
         truncated = clipped = 0
         for index, ((query, text), ids) in enumerate(zip(pairs, documents, strict=True)):
             room = rooms[query]
             window = budget.window_tokens(room)
             head = heads[query]
-            if index not in located:
+            if index in walked:
+                clipped += walked[index].clipped
+                for chunk in walked[index].windows:
+                    tail = np.concatenate([chunk.ids, self.suffix])
+                    inputs.add(index, RerankPrompt(head, tail), chunk.span)
+            elif index not in located:
                 inputs.add(
                     index, RerankPrompt(head, np.concatenate([ids, self.suffix])), (0, len(text))
                 )
-            elif not budget.chunked or window == 0:
+            else:
                 limit = budget.max_document_tokens
                 truncated += limit is None or room < limit  # cut by max_length, not by request
                 span = (0, located[index].character(window, end=True))
                 inputs.add(
                     index, RerankPrompt(head, np.concatenate([ids[:window], self.suffix])), span
                 )
-            else:
-                spans, past_limit = window_spans(located[index], window, budget)
-                clipped += past_limit
-                windows = self._tokenizer.encode_literal(
-                    [prompts.rerank_document_text(text[a:b]) for a, b in spans], max_tokens=window
-                )
-                for span, window_ids in zip(spans, windows, strict=True):
-                    tail = np.concatenate([window_ids[:window], self.suffix])
-                    inputs.add(index, RerankPrompt(head, tail), span)
         return inputs.build(len(pairs), truncated, clipped)
+
+    def _encode_documents(self, texts: list[str]) -> list[tuple[TokenIds, np.ndarray]]:
+        """Each text's tokens as the document of a prompt, and their character offsets in
+        the text (the prompt's space before it counted as character 0)."""
+        lead = len(prompts.rerank_document_text(""))
+        encoded = self._tokenizer.encode_literal_offsets(
+            [prompts.rerank_document_text(text) for text in texts]
+        )
+        return [
+            (ids, np.clip(offsets - lead, 0, None))
+            for ids, offsets in encoded
+            if offsets is not None
+        ]
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -79,20 +80,26 @@ def check_pairs(name: str, value: Any) -> list[tuple[str, str]]:
 def check_optional_int(
     name: str, value: Any, *, minimum: int, maximum: int | None = None
 ) -> int | None:
-    """``value`` must be None or an int within [minimum, maximum]."""
+    """``value`` must be None or an integer (an int or a NumPy integer, not a bool) within
+    [minimum, maximum]; returned as an int."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int or None, got {_type_name(value)}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise ValueError(f"{name} must be {bounds}, got {value}")
-    return value
+    return _checked_int(name, value, "an int or None", minimum, maximum)
 
 
 def check_int(name: str, value: Any, *, minimum: int) -> int:
-    """``value`` must be an int >= minimum."""
-    checked = check_optional_int(name, value, minimum=minimum)
-    if checked is None:
-        raise TypeError(f"{name} must be an int, got None")
+    """``value`` must be an integer (an int or a NumPy integer, not a bool) >= minimum;
+    returned as an int."""
+    return _checked_int(name, value, "an int", minimum, None)
+
+
+def _checked_int(name: str, value: Any, accepted: str, minimum: int, maximum: int | None) -> int:
+    # numbers.Integral: int and NumPy's integer types (a count read from an array is one);
+    # bool is an int subclass, but True as a count is a mistake.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {accepted}, got {_type_name(value)}")
+    checked = int(value)
+    if checked < minimum or (maximum is not None and checked > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ValueError(f"{name} must be {bounds}, got {checked}")
     return checked

@@ -1,13 +1,18 @@
 """Long documents: the per-prompt document budget (``max_document_tokens``) and chunked
-scoring (``long_documents="chunk"``), against an independent reading of the tokenizer:
-windows start and end on whole tokens, each window scores exactly as its text alone, the
-best window ranks the document and its span slices back to it, and the cost is bounded."""
+scoring (``long_documents="chunk"``), against an independent reading of the tokenizer: each
+window's prompt is its span's text scored alone, in every script, the windows hold every
+character, the best window ranks the document and its span slices back to it, and the cost
+is bounded."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +26,8 @@ from llamaindex_qwen3 import Qwen3Rerank as LlamaIndexRerank
 from qwen3_core import Qwen3Reranker, ServerOptions, TransformersOptions
 from qwen3_core.document_windows import DocumentBudget
 from qwen3_core.testing import ModelPaths
-from qwen3_core.tokenization import LiteralTokenizer, RerankTokenizer
+from qwen3_core.tokenization import LiteralTokenizer, RerankInputs, RerankTokenizer
+from tests.options import CPU
 from tests.servers import StandInServer
 
 QUERY = "Which city is the capital of China?"
@@ -39,55 +45,154 @@ SENTENCES = [
 LONG = " ".join(SENTENCES[i % len(SENTENCES)] for i in range(30))
 
 
+# Texts where windows start and end inside runs that byte-level BPE tokenises otherwise
+# when cut: Chinese, Japanese and Thai put no spaces between words, an emoji sequence (ZWJ,
+# skin tones, flags) is one run of many tokens, and code has digit runs and odd spacing.
+SCRIPTS = {
+    "chinese": (
+        "北京是中华人民共和国的首都，是全国的政治中心、文化中心、国际交往中心、科技创新中心。"
+        "北京历史悠久，有三千多年的建城史和八百多年的建都史。故宫、天坛和颐和园闻名世界。"
+    ),
+    "japanese": (
+        "東京は日本の首都であり、世界有数の大都市です。江戸時代から政治の中心として栄え、"
+        "現在は約千四百万人が暮らしています。ひらがなとカタカナと漢字が混ざった文です。"
+    ),
+    "thai": (
+        "กรุงเทพมหานครเป็นเมืองหลวงของประเทศไทยและเป็นศูนย์กลางทางเศรษฐกิจการเมือง"
+        "และวัฒนธรรมของประเทศมีประชากรมากกว่าสิบล้านคนแม่น้ำเจ้าพระยาไหลผ่านใจกลางเมือง"
+    ),
+    "emoji": (
+        "👨\u200d👩\u200d👧\u200d👦👩🏽\u200d💻🏳\ufe0f\u200d🌈🇯🇵🇨🇳👍🏿❤\ufe0f\u200d🔥"
+        "🧑🏻\u200d🤝\u200d🧑🏿👁\ufe0f\u200d🗨\ufe0f🐻\u200d❄\ufe0f"
+    ),
+    "code": (
+        "def capital(country: str) -> str:\n"
+        '    """Return the capital city of a country."""\n'
+        '    table = {"China": "Beijing", "Japan": "Tokyo"}  # 54910283\n'
+        "\tif country not in table:\n"
+        "        raise KeyError(f'{country!r} ' + str(0x1F))\n"
+        "    return table[country]\n\n"
+    ),
+}
+SCRIPT_DOCUMENTS = {
+    name: "".join(f"{text}{i}" for i in range(12)) for name, text in SCRIPTS.items()
+}
+DOCUMENTS = {
+    **SCRIPT_DOCUMENTS,
+    "prose": LONG,
+    "one-word": "a" * 3000,  # one word longer than every window
+    "whitespace": "line\n\n  indented   spaces\t\ttabs " * 30,
+}
+
+
+@functools.cache
+def rerank_tokenizer(model: Path, max_length: int) -> RerankTokenizer:
+    return RerankTokenizer(LiteralTokenizer.from_folder(model), max_length)
+
+
 def windows_of(
     reranker: Qwen3Reranker, document: str, budget: DocumentBudget
 ) -> list[tuple[int, int]]:
     """The character spans of the windows the engine scores for ``document``."""
-    tokenizer = RerankTokenizer(
-        LiteralTokenizer.from_folder(reranker.model_path), reranker.max_length
-    )
-    return tokenizer.encode([(QUERY, document)], reranker.instruction, budget).spans
+    return window_inputs(reranker, document, budget).spans
+
+
+def window_inputs(reranker: Qwen3Reranker, document: str, budget: DocumentBudget) -> RerankInputs:
+    """The prompts and spans of the windows the engine scores for ``document``."""
+    tokenizer = rerank_tokenizer(reranker.model_path, reranker.max_length)
+    return tokenizer.encode([(QUERY, document)], reranker.instruction, budget)
+
+
+@functools.cache
+def tokenizer_json(model: Path) -> Tokenizer:
+    """The checkpoint's tokenizer.json, read straight (special tokens matched as text)."""
+    tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
+    tokenizer.encode_special_tokens = True
+    return tokenizer
 
 
 def token_offsets(reranker: Qwen3Reranker, document: str) -> list[tuple[int, int]]:
     """Each token's character offsets in ``document``, read straight from tokenizer.json
     (the prompt puts one space before the document)."""
-    tokenizer = Tokenizer.from_file(str(reranker.model_path / "tokenizer.json"))
-    tokenizer.encode_special_tokens = True
-    encoding = tokenizer.encode(" " + document, add_special_tokens=False)
+    encoding = tokenizer_json(reranker.model_path).encode(" " + document, add_special_tokens=False)
     return [(max(a - 1, 0), b - 1) for a, b in encoding.offsets]
 
 
 CHUNK = DocumentBudget(max_document_tokens=WINDOW, long_documents="chunk", chunk_overlap=8)
 
 
-@pytest.mark.parametrize(
-    "document",
-    [
-        LONG,
-        "北京是中华人民共和国的首都" * 40,  # no spaces: characters split over tokens
-        "😀🚀🎉" * 60,  # four-byte characters, each more than one token
-        "a" * 3000,  # one word longer than every window
-        "line\n\n  indented   spaces\t\ttabs " * 30,
-    ],
-    ids=["prose", "cjk", "emoji", "one-word", "whitespace"],
-)
-def test_windows_start_and_end_on_whole_tokens(reranker: Qwen3Reranker, document: str) -> None:
-    offsets = token_offsets(reranker, document)
-    starts = {a for a, _ in offsets}
-    ends = {b for _, b in offsets} | {len(document)}
-    # A boundary inside a character (one split over several tokens) is not a whole token's.
-    split = {b for (_, b), (a, _) in itertools.pairwise(offsets) if b > a}
-    spans = windows_of(reranker, document, CHUNK)
-    assert len(spans) > 1 and spans[0][0] == 0
+@pytest.mark.parametrize("overlap", [0, 8])
+@pytest.mark.parametrize("window", [8, 24, 64])
+@pytest.mark.parametrize("name", list(DOCUMENTS))
+def test_every_window_is_its_span_scored_alone_and_they_cover_the_document(
+    reranker: Qwen3Reranker, name: str, window: int, overlap: int
+) -> None:
+    """Each window's prompt is exactly the prompt of its span ``document[start:end]`` scored
+    as a document of its own (so the window's score is the span's), within the budget; and
+    the windows leave no character of the document out."""
+    document = DOCUMENTS[name]
+    budget = DocumentBudget(window, "chunk", chunk_overlap=overlap, max_chunks_per_document=10_000)
+    inputs = window_inputs(reranker, document, budget)
+    spans = inputs.spans
+    assert len(spans) > 2 and not inputs.clipped
+    alone = reranker.tokenize(QUERY, [document[a:b] for a, b in spans])
+    head, suffix = frame(reranker)
+    for (start, end), prompt, text_alone in zip(spans, inputs.prompts, alone, strict=True):
+        passage = document[start:end]
+        np.testing.assert_array_equal(prompt.ids, text_alone, err_msg=repr(passage))
+        # Its document part, read straight from tokenizer.json, fits the budget uncut.
+        own = document_tokens(reranker, passage)
+        np.testing.assert_array_equal(prompt.ids[head : len(prompt.ids) - suffix], own)
+        assert len(own) <= window
+    covered = np.zeros(len(document), dtype=bool)
     for start, end in spans:
         assert start < end
-        space_led = start > 0 and document[start - 1] == " " and start - 1 in starts
-        assert start in starts - split or space_led, (start, document[start - 3 : start + 3])
-        assert end in ends - split, (end, document[end - 3 : end + 3])
-    for (_, end), (start, _) in itertools.pairwise(spans):
-        assert start <= end  # no text between two windows goes unread
-    assert spans[-1][1] == len(document) or len(spans) == CHUNK.max_chunks_per_document
+        covered[start:end] = True
+    assert covered.all(), f"characters in no window: {np.flatnonzero(~covered)[:10]}"
+    assert all(a < c <= b for (a, b), (c, _) in itertools.pairwise(spans))  # in order
+
+
+def test_prose_windows_start_and_end_at_words(reranker: Qwen3Reranker) -> None:
+    """Where words are near, windows start at a word after a space (the prompt's own space
+    stands for it, so the window has the tokens the document had there) and end before one."""
+    spans = windows_of(reranker, LONG, replace(CHUNK, max_chunks_per_document=10_000))
+    assert len(spans) > 2 and spans[0][0] == 0 and spans[-1][1] == len(LONG)
+    for start, end in spans:
+        assert start == 0 or (LONG[start - 1] == " " and LONG[start] != " "), start
+        assert end == len(LONG) or LONG[end] == " ", end
+
+
+@pytest.fixture(scope="module")
+def chunking(test_models: ModelPaths) -> Iterator[dict[int, Qwen3Reranker]]:
+    """Engines that chunk long documents, by their ``chunk_overlap``."""
+    engines = {
+        overlap: Qwen3Reranker(
+            test_models.reranker, backend=CPU, long_documents="chunk", chunk_overlap=overlap
+        )
+        for overlap in (0, 64)
+    }
+    yield engines
+    for engine in engines.values():
+        engine.close()
+
+
+@pytest.mark.parametrize("overlap", [0, 64])  # 64: half of each window here
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_each_hit_scores_as_its_span_alone(
+    chunking: dict[int, Qwen3Reranker], reranker: Qwen3Reranker, name: str, overlap: int
+) -> None:
+    """The promise of ``RerankResult.span``: ``document[start:end]`` scored alone has the
+    hit's log-odds, in every script, at every window size."""
+    document = SCRIPT_DOCUMENTS[name]
+    # The document and two of its tails: their windows fall elsewhere, and others win.
+    documents = [document[k * len(document) // 4 :] for k in range(3)]
+    for window in (24, 96):
+        hits = chunking[overlap].rerank(QUERY, documents, max_document_tokens=window)
+        passages = [hit.document[slice(*hit.span)] for hit in hits]
+        assert any(hit.span != (0, len(hit.document)) for hit in hits)  # some were chunked
+        alone = reranker.logits(QUERY, passages)
+        for hit, passage, log_odds in zip(hits, passages, alone, strict=True):
+            assert hit.logit == pytest.approx(float(log_odds), abs=1e-4), (window, passage)
 
 
 def test_each_window_scores_as_its_text_alone(reranker: Qwen3Reranker) -> None:
@@ -123,8 +228,7 @@ def test_each_window_scores_as_its_text_alone(reranker: Qwen3Reranker) -> None:
 
 def document_tokens(reranker: Qwen3Reranker, document: str) -> list[int]:
     """The document's token ids as the prompt has them (after its one space)."""
-    tokenizer = Tokenizer.from_file(str(reranker.model_path / "tokenizer.json"))
-    tokenizer.encode_special_tokens = True
+    tokenizer = tokenizer_json(reranker.model_path)
     ids: list[int] = tokenizer.encode(" " + document, add_special_tokens=False).ids
     return ids
 
@@ -292,6 +396,12 @@ def test_server_backend_scores_the_same_windows(
         ({"max_document_tokens": 0}, ValueError, "max_document_tokens must be >= 1"),
         ({"max_document_tokens": "64"}, TypeError, "max_document_tokens must be an int"),
         ({"chunk_overlap": -1}, ValueError, "chunk_overlap must be >= 0"),
+        # Says what is accepted: None is not.
+        ({"chunk_overlap": "8"}, TypeError, "^chunk_overlap must be an int, got str$"),
+        ({"chunk_overlap": None}, TypeError, "^chunk_overlap must be an int, got NoneType$"),
+        ({"chunk_overlap": True}, TypeError, "^chunk_overlap must be an int, got bool$"),
+        ({"max_chunks_per_document": 2.0}, TypeError, "must be an int, got float$"),
+        ({"max_document_tokens": np.float64(64)}, TypeError, "an int or None, got float64$"),
         ({"max_chunks_per_document": 0}, ValueError, "max_chunks_per_document must be >= 1"),
     ],
 )
@@ -315,6 +425,37 @@ def test_bad_settings_are_refused_by_name(
             LangChainRerank(model=model, **settings)
         with pytest.raises(ValueError, match=name):
             LlamaIndexRerank(model=model, **settings)
+
+
+def test_numpy_integers_are_ints(test_models: ModelPaths, reranker: Qwen3Reranker) -> None:
+    """A count read from a NumPy array is accepted wherever an int is, and acts as that int."""
+    as_numpy = DocumentBudget(
+        np.int64(WINDOW), "chunk", chunk_overlap=np.int32(8), max_chunks_per_document=np.uint8(3)
+    )
+    assert as_numpy == DocumentBudget(WINDOW, "chunk", chunk_overlap=8, max_chunks_per_document=3)
+    fields = ("max_document_tokens", "chunk_overlap", "max_chunks_per_document")
+    assert all(type(getattr(as_numpy, name)) is int for name in fields)
+    documents = [LONG, SENTENCES[1], SENTENCES[0]]
+    with Qwen3Reranker(
+        test_models.reranker,
+        backend=CPU,
+        max_length=np.int64(reranker.max_length),
+        long_documents="chunk",
+        chunk_overlap=np.int64(8),
+        max_chunks_per_document=np.int16(3),
+    ) as engine:
+        assert (engine.chunk_overlap, engine.max_chunks_per_document) == (8, 3)
+        hits = engine.rerank(QUERY, documents, top_n=np.int64(2), max_document_tokens=np.int64(40))
+    with Qwen3Reranker(
+        test_models.reranker,
+        backend=CPU,
+        long_documents="chunk",
+        chunk_overlap=8,
+        max_chunks_per_document=3,
+    ) as engine:
+        want = engine.rerank(QUERY, documents, top_n=2, max_document_tokens=40)
+    assert [(h.index, h.span) for h in hits] == [(h.index, h.span) for h in want]
+    assert [h.logit for h in hits] == pytest.approx([h.logit for h in want], abs=1e-4)
 
 
 def test_adapters_report_the_best_window(test_models: ModelPaths) -> None:
