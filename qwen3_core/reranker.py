@@ -7,7 +7,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from qwen3_core.validation import (
 )
 from qwen3_core.variants import ModelKindError
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 
 @dataclass(frozen=True)
 class RerankResult:
@@ -54,6 +57,27 @@ class RerankResult:
     """The (start, end) character offsets of the part of the document the score comes from:
     ``document[start:end]``. The whole document; its first tokens when it was cut to the
     budget; the best window when a long document was scored window by window."""
+
+
+class RerankCall(TypedDict, total=False):
+    """What one scoring call may set for itself, as keyword arguments of ``score``,
+    ``logits``, ``rerank``, their ``*_pairs`` and async forms, and ``tokenize``. A setting left
+    out, or given as None, is the engine's."""
+
+    instruction: str | None
+    """The task in the prompt."""
+    max_document_tokens: int | None
+    """Most tokens of a document in one prompt."""
+    long_documents: LongDocuments | None
+    """``"truncate"`` or ``"chunk"``: what happens to a document over the budget."""
+
+
+@dataclass(frozen=True)
+class _CallSettings:
+    """One call's settings, checked and resolved against the engine's."""
+
+    task: str
+    budget: DocumentBudget
 
 
 @dataclass(frozen=True)
@@ -208,73 +232,33 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         return self._budget.max_chunks_per_document
 
     def tokenize(
-        self,
-        query: str,
-        documents: Sequence[str],
-        instruction: str | None = None,
-        *,
-        max_document_tokens: int | None = None,
-        long_documents: LongDocuments | None = None,
+        self, query: str, documents: Sequence[str], **call: Unpack[RerankCall]
     ) -> list[np.ndarray]:
         """The token ids of each prompt as the model sees it by ``score``: the official
         template, the document cut to its budget; in chunked mode one prompt per window
-        of each document, documents in input order.
+        of each document, documents in input order. ``call``: as ``logits``.
 
         Raises:
             TypeError: ``query`` is not a str or ``documents`` not a list of str.
         """
-        budget = self._call_budget(max_document_tokens, long_documents)
-        inputs = self._tokenizer.encode(_pairs(query, documents), self._task(instruction), budget)
+        settings = self._settings(call)
+        inputs = self._tokenizer.encode(_pairs(query, documents), settings.task, settings.budget)
         return [prompt.ids for prompt in inputs.prompts]
 
-    def score(
-        self,
-        query: str,
-        documents: Sequence[str],
-        instruction: str | None = None,
-        *,
-        max_document_tokens: int | None = None,
-        long_documents: LongDocuments | None = None,
-    ) -> np.ndarray:
+    def score(self, query: str, documents: Sequence[str], **call: Unpack[RerankCall]) -> np.ndarray:
         """P(yes) of each document for ``query``: float32 (len(documents),), input order;
         the arguments are ``logits``'."""
-        return p_yes(
-            self.logits(
-                query,
-                documents,
-                instruction,
-                max_document_tokens=max_document_tokens,
-                long_documents=long_documents,
-            )
-        )
+        return p_yes(self.logits(query, documents, **call))
 
     def score_pairs(
-        self,
-        pairs: Sequence[tuple[str, str]],
-        instruction: str | None = None,
-        *,
-        max_document_tokens: int | None = None,
-        long_documents: LongDocuments | None = None,
+        self, pairs: Sequence[tuple[str, str]], **call: Unpack[RerankCall]
     ) -> np.ndarray:
         """P(yes) of each (query, document) pair: float32 (len(pairs),), input order; the
         arguments are ``logits_pairs``'."""
-        return p_yes(
-            self.logits_pairs(
-                pairs,
-                instruction,
-                max_document_tokens=max_document_tokens,
-                long_documents=long_documents,
-            )
-        )
+        return p_yes(self.logits_pairs(pairs, **call))
 
     def logits(
-        self,
-        query: str,
-        documents: Sequence[str],
-        instruction: str | None = None,
-        *,
-        max_document_tokens: int | None = None,
-        long_documents: LongDocuments | None = None,
+        self, query: str, documents: Sequence[str], **call: Unpack[RerankCall]
     ) -> np.ndarray:
         """The log-odds logit("yes") - logit("no") of each document for ``query``.
 
@@ -284,180 +268,86 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         Args:
             query: The query the documents are judged against.
             documents: The documents to judge.
-            instruction: The task in the prompt; None: the engine's ``instruction``.
-            max_document_tokens: This call's document budget; None: the engine's.
-            long_documents: This call's ``"truncate"`` or ``"chunk"``; None: the engine's.
-                Chunked, a document's log-odds are its best window's.
+            **call: This call's own settings (``RerankCall``): ``instruction``,
+                ``max_document_tokens``, ``long_documents``; each left out or None is the
+                engine's. Chunked, a document's log-odds are its best window's.
 
         Returns:
             float32 array of shape (len(documents),), in input order.
 
         Raises:
-            TypeError: ``query`` or ``instruction`` is not a str, or ``documents`` not a
-                list of str.
+            TypeError: ``query`` or ``instruction`` is not a str, ``documents`` not a list
+                of str, or a setting is not one of ``RerankCall``'s.
             ValueError: A budget setting is out of range.
             FloatingPointError: The model produced NaN or inf.
         """
-        budget = self._call_budget(max_document_tokens, long_documents)
-        return self._judge(_pairs(query, documents), instruction, budget).log_odds
+        return self._judge(_pairs(query, documents), self._settings(call)).log_odds
 
     def logits_pairs(
-        self,
-        pairs: Sequence[tuple[str, str]],
-        instruction: str | None = None,
-        *,
-        max_document_tokens: int | None = None,
-        long_documents: LongDocuments | None = None,
+        self, pairs: Sequence[tuple[str, str]], **call: Unpack[RerankCall]
     ) -> np.ndarray:
-        """The log-odds logit("yes") - logit("no") of each (query, document) pair.
-
-        Args:
-            pairs: (query, document) pairs, each judged on its own.
-            instruction: The task in the prompt; None: the engine's ``instruction``.
-            max_document_tokens: This call's document budget; None: the engine's.
-            long_documents: This call's ``"truncate"`` or ``"chunk"``; None: the engine's.
-
-        Returns:
-            float32 array of shape (len(pairs),), in input order; ``score_pairs`` is their
-            sigmoid.
+        """The log-odds logit("yes") - logit("no") of each (query, document) pair, each
+        judged on its own: float32 (len(pairs),), input order; ``score_pairs`` is their
+        sigmoid. ``call``: as ``logits``.
 
         Raises:
-            TypeError: ``pairs`` is not a list of (str, str), or ``instruction`` not a str.
+            TypeError: ``pairs`` is not a list of (str, str), or a setting is wrong.
             ValueError: A budget setting is out of range.
             FloatingPointError: The model produced NaN or inf.
         """
-        budget = self._call_budget(max_document_tokens, long_documents)
-        return self._judge(check_pairs("pairs", pairs), instruction, budget).log_odds
+        return self._judge(check_pairs("pairs", pairs), self._settings(call)).log_odds
 
     def rerank(
         self,
         query: str,
         documents: Sequence[str],
         top_n: int | None = None,
-        instruction: str | None = None,
-        *,
-        max_document_tokens: int | None = None,
-        long_documents: LongDocuments | None = None,
+        **call: Unpack[RerankCall],
     ) -> list[RerankResult]:
         """The documents best first by log-odds (ties keep input order), at most ``top_n``
         of them; each result's ``span`` says which part of the document scored (chunked:
         the best window). The other arguments are ``logits``'."""
         check_optional_int("top_n", top_n, minimum=0)
-        budget = self._call_budget(max_document_tokens, long_documents)
-        return self._ranked(
-            documents, self._judge(_pairs(query, documents), instruction, budget), top_n
-        )
+        judged = self._judge(_pairs(query, documents), self._settings(call))
+        return self._ranked(documents, judged, top_n)
 
     async def ascore(
-        self,
-        query: str,
-        documents: Sequence[str],
-        instruction: str | None = None,
-        *,
-        max_document_tokens: int | None = None,
-        long_documents: LongDocuments | None = None,
+        self, query: str, documents: Sequence[str], **call: Unpack[RerankCall]
     ) -> np.ndarray:
         """``score``, awaitable."""
-        return p_yes(
-            await self.alogits(
-                query,
-                documents,
-                instruction,
-                max_document_tokens=max_document_tokens,
-                long_documents=long_documents,
-            )
-        )
+        return p_yes(await self.alogits(query, documents, **call))
 
     async def ascore_pairs(
-        self,
-        pairs: Sequence[tuple[str, str]],
-        instruction: str | None = None,
-        *,
-        max_document_tokens: int | None = None,
-        long_documents: LongDocuments | None = None,
+        self, pairs: Sequence[tuple[str, str]], **call: Unpack[RerankCall]
     ) -> np.ndarray:
         """``score_pairs``, awaitable."""
-        return p_yes(
-            await self.alogits_pairs(
-                pairs,
-                instruction,
-                max_document_tokens=max_document_tokens,
-                long_documents=long_documents,
-            )
-        )
+        return p_yes(await self.alogits_pairs(pairs, **call))
 
     async def alogits(
-        self,
-        query: str,
-        documents: Sequence[str],
-        instruction: str | None = None,
-        *,
-        max_document_tokens: int | None = None,
-        long_documents: LongDocuments | None = None,
+        self, query: str, documents: Sequence[str], **call: Unpack[RerankCall]
     ) -> np.ndarray:
         """``logits``, awaitable: on the server backend it awaits the network; locally the
-        model runs in a worker thread.
-
-        Args:
-            query: The query the documents are judged against.
-            documents: The documents to judge.
-            instruction: The task in the prompt; None: the engine's ``instruction``.
-            max_document_tokens: This call's document budget; None: the engine's.
-            long_documents: This call's ``"truncate"`` or ``"chunk"``; None: the engine's.
-
-        Returns:
-            float32 array of shape (len(documents),), in input order.
-
-        Raises:
-            TypeError: ``query`` or ``instruction`` is not a str, or ``documents`` not a
-                list of str.
-            ValueError: A budget setting is out of range.
-            FloatingPointError: The model produced NaN or inf.
-        """
-        budget = self._call_budget(max_document_tokens, long_documents)
-        return (await self._ajudge(_pairs(query, documents), instruction, budget)).log_odds
+        model runs in a worker thread."""
+        settings = self._settings(call)
+        return (await self._ajudge(_pairs(query, documents), settings)).log_odds
 
     async def alogits_pairs(
-        self,
-        pairs: Sequence[tuple[str, str]],
-        instruction: str | None = None,
-        *,
-        max_document_tokens: int | None = None,
-        long_documents: LongDocuments | None = None,
+        self, pairs: Sequence[tuple[str, str]], **call: Unpack[RerankCall]
     ) -> np.ndarray:
-        """``logits_pairs``, awaitable.
-
-        Args:
-            pairs: (query, document) pairs, each judged on its own.
-            instruction: The task in the prompt; None: the engine's ``instruction``.
-            max_document_tokens: This call's document budget; None: the engine's.
-            long_documents: This call's ``"truncate"`` or ``"chunk"``; None: the engine's.
-
-        Returns:
-            float32 array of shape (len(pairs),), in input order.
-
-        Raises:
-            TypeError: ``pairs`` is not a list of (str, str), or ``instruction`` not a str.
-            ValueError: A budget setting is out of range.
-            FloatingPointError: The model produced NaN or inf.
-        """
-        budget = self._call_budget(max_document_tokens, long_documents)
-        return (await self._ajudge(check_pairs("pairs", pairs), instruction, budget)).log_odds
+        """``logits_pairs``, awaitable."""
+        settings = self._settings(call)
+        return (await self._ajudge(check_pairs("pairs", pairs), settings)).log_odds
 
     async def arerank(
         self,
         query: str,
         documents: Sequence[str],
         top_n: int | None = None,
-        instruction: str | None = None,
-        *,
-        max_document_tokens: int | None = None,
-        long_documents: LongDocuments | None = None,
+        **call: Unpack[RerankCall],
     ) -> list[RerankResult]:
         """``rerank``, awaitable."""
         check_optional_int("top_n", top_n, minimum=0)
-        budget = self._call_budget(max_document_tokens, long_documents)
-        judged = await self._ajudge(_pairs(query, documents), instruction, budget)
+        judged = await self._ajudge(_pairs(query, documents), self._settings(call))
         return self._ranked(documents, judged, top_n)
 
     @staticmethod
@@ -471,25 +361,31 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
             for i, p in zip(order, scores, strict=True)
         ]
 
-    def _task(self, instruction: str | None) -> str:
-        return self.instruction if instruction is None else check_text("instruction", instruction)
-
-    def _call_budget(
-        self, max_document_tokens: int | None, long_documents: LongDocuments | None
-    ) -> DocumentBudget:
-        """The engine's budget with this call's settings."""
-        changes: dict[str, Any] = {}
+    def _settings(self, call: RerankCall) -> _CallSettings:
+        """This call's settings, checked, over the engine's."""
+        unknown = sorted(set(call) - RerankCall.__optional_keys__)
+        if unknown:
+            raise TypeError(
+                f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}: a call "
+                f"takes {', '.join(sorted(RerankCall.__optional_keys__))}"
+            )
+        instruction = call.get("instruction")
+        task = self.instruction if instruction is None else check_text("instruction", instruction)
+        budget = self._budget
+        max_document_tokens = call.get("max_document_tokens")
         if max_document_tokens is not None:
-            changes["max_document_tokens"] = max_document_tokens
+            budget = replace(budget, max_document_tokens=max_document_tokens)
+        long_documents = call.get("long_documents")
         if long_documents is not None:
-            changes["long_documents"] = long_documents
-        return replace(self._budget, **changes) if changes else self._budget
+            budget = replace(budget, long_documents=long_documents)
+        return _CallSettings(task, budget)
 
     def _tokenize(
-        self, pairs: list[tuple[str, str]], task: str, budget: DocumentBudget
+        self, pairs: list[tuple[str, str]], settings: _CallSettings
     ) -> tuple[RerankInputs, np.ndarray]:
+        budget = settings.budget
         distinct, inverse = unique_with_inverse(pairs)
-        inputs = self._tokenizer.encode(distinct, task, budget)
+        inputs = self._tokenizer.encode(distinct, settings.task, budget)
         warn_truncation(inputs.truncated, self.max_length, "distinct query-document pairs")
         if inputs.clipped:
             logger.warning(
@@ -513,27 +409,21 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         best = log_odds[winners]
         return _Judged(best[inverse], [inputs.spans[winners[i]] for i in inverse])
 
-    def _judge(
-        self, pairs: list[tuple[str, str]], instruction: str | None, budget: DocumentBudget
-    ) -> _Judged:
-        task = self._task(instruction)
+    def _judge(self, pairs: list[tuple[str, str]], settings: _CallSettings) -> _Judged:
         backend = self._backend
         if not pairs:
             return _Judged(np.zeros(0, dtype=np.float32), [])
-        inputs, inverse = self._tokenize(pairs, task, budget)
+        inputs, inverse = self._tokenize(pairs, settings)
         return self._best_windows(inputs, backend.logits(inputs.prompts), inverse)
 
-    async def _ajudge(
-        self, pairs: list[tuple[str, str]], instruction: str | None, budget: DocumentBudget
-    ) -> _Judged:
-        task = self._task(instruction)
+    async def _ajudge(self, pairs: list[tuple[str, str]], settings: _CallSettings) -> _Judged:
         backend = self._backend
         if not isinstance(backend, AsyncRerankBackend):
             # Local compute: in a worker thread, so the event loop keeps serving meanwhile.
-            return await asyncio.to_thread(self._judge, pairs, task, budget)
+            return await asyncio.to_thread(self._judge, pairs, settings)
         if not pairs:
             return _Judged(np.zeros(0, dtype=np.float32), [])
-        inputs, inverse = await asyncio.to_thread(self._tokenize, pairs, task, budget)
+        inputs, inverse = await asyncio.to_thread(self._tokenize, pairs, settings)
         return self._best_windows(inputs, await backend.alogits(inputs.prompts), inverse)
 
     def __repr__(self) -> str:

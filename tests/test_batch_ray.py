@@ -154,7 +154,7 @@ def test_workers_in_process(
     scorer = RerankWorker(models["reranker"], ON_CPU, "q", "d", "relevance", "Judge it")
     table = pa.table({"q": [q for q, _ in pairs], "d": [d for _, d in pairs]})
     scores = scorer(table).column("relevance").to_numpy()
-    np.testing.assert_allclose(scores, reranker.score_pairs(pairs, "Judge it"), atol=1e-5)
+    np.testing.assert_allclose(scores, reranker.score_pairs(pairs, instruction="Judge it"), atol=1e-5)
 
 
 def test_text_values_names_the_row_without_ray() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import numpy as np
@@ -131,6 +132,16 @@ def test_empty_documents(reranker: Qwen3Reranker) -> None:
         (lambda r: r.score_pairs("qd"), "pairs must be a list of"),
         (lambda r: r.rerank("q", ["d"], top_n=-1), "top_n must be >= 0"),
         (lambda r: r.rerank("q", ["d"], top_n="3"), "top_n must be an int"),
+        # The per-call settings are keywords, checked once for every method.
+        (lambda r: r.score("q", ["d"], "an instruction"), "positional argument"),
+        (
+            lambda r: r.score("q", ["d"], max_document_token=8),
+            r"unexpected keyword argument\(s\) 'max_document_token': a call takes instruction, "
+            "long_documents, max_document_tokens",
+        ),
+        (lambda r: r.logits_pairs([("q", "d")], instruction=3), "instruction must be a str"),
+        (lambda r: r.tokenize("q", ["d"], long_documents="split"), "long_documents must be one"),
+        (lambda r: asyncio.run(r.arerank("q", ["d"], max_document_tokens=0)), ">= 1"),
     ],
 )
 def test_bad_input_is_a_clear_error(reranker: Qwen3Reranker, call, message: str) -> None:  # type: ignore[no-untyped-def]

@@ -133,5 +133,5 @@ class RerankWorker:
         queries = text_values(batch, self.query_column)
         documents = text_values(batch, self.document_column)
         pairs = list(zip(queries, documents, strict=True))
-        scores = self.reranker.score_pairs(pairs, self.instruction)
+        scores = self.reranker.score_pairs(pairs, instruction=self.instruction)
         return with_scores(batch, self.output_column, scores)

@@ -203,7 +203,8 @@ def _rerank_rows(
     # Untimed: two documents of one query, the shape every timed call has (the query's part
     # of the prompt shared by its documents).
     reranker.score_pairs(
-        [(dataset.queries[0], dataset.documents[i]) for i in found[0, :2]], instruction
+        [(dataset.queries[0], dataset.documents[i]) for i in found[0, :2]],
+        instruction=instruction,
     )
     scores = np.empty((len(found), depths[-1]), dtype=np.float32)
     copies = _Copies(dataset.documents)
@@ -221,7 +222,7 @@ def _rerank_rows(
                     (dataset.queries[q], dataset.documents[found[q, rank]]) for q, rank in fresh
                 ]
                 values: Sequence[float] = (
-                    reranker.score_pairs(pairs, instruction).tolist() if pairs else []
+                    reranker.score_pairs(pairs, instruction=instruction).tolist() if pairs else []
                 )
                 for (q, rank), value in zip(fresh, values, strict=True):
                     scores[q, rank] = value
