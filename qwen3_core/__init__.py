@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from qwen3_core.embedder import Qwen3Embedder
     from qwen3_core.hub import ModelNotFoundError
     from qwen3_core.prompts import DEFAULT_INSTRUCTION
-    from qwen3_core.reranker import Qwen3Reranker, RerankResult
+    from qwen3_core.reranker import Qwen3Reranker, RerankCall, RerankResult
     from qwen3_core.variants import ModelKindError
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "OpenVINOOptions",
     "Qwen3Embedder",
     "Qwen3Reranker",
+    "RerankCall",
     "RerankResult",
     "ServerOptions",
     "TransformersOptions",
@@ -41,6 +42,7 @@ _HOMES = {
     "OpenVINOOptions": "qwen3_core.backends.options",
     "Qwen3Embedder": "qwen3_core.embedder",
     "Qwen3Reranker": "qwen3_core.reranker",
+    "RerankCall": "qwen3_core.reranker",
     "RerankResult": "qwen3_core.reranker",
     "ServerOptions": "qwen3_core.backends.options",
     "TransformersOptions": "qwen3_core.backends.options",
