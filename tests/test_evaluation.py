@@ -4,9 +4,12 @@ cache, the real command end to end, and bad files as one line with exit status 2
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +24,7 @@ from qwen3_core.evaluation import (
     METRICS,
     BeirDataset,
     DatasetError,
+    VectorCache,
     evaluate,
     load_beir,
     plot_results,
@@ -147,6 +151,31 @@ def test_metrics_refuse_incomplete_rankings() -> None:
         score_rankings({"q1": {"a": 1}}, {"q1": ["a", "b", "a"]})
 
 
+def test_grades_at_or_below_zero_count_as_not_relevant() -> None:
+    """trec_eval's rule; its C code reads a negative grade as "unjudged" and crashed on a
+    query judged only below zero (q2)."""
+    rankings = {"q1": ["b", "a", "c"], "q2": ["c", "a"]}
+    by_hand = {  # q1: its one relevant document second; q2: none relevant
+        "nDCG@10": (1 / math.log2(3) + 0.0) / 2,
+        "Recall@10": (1.0 + 0.0) / 2,
+        "Recall@100": (1.0 + 0.0) / 2,
+        "MRR@10": (1 / 2 + 0.0) / 2,
+    }
+    for low in (-2, -1, 0, -1000):
+        got = score_rankings({"q1": {"a": 1, "b": low}, "q2": {"c": low}}, rankings)
+        assert got == pytest.approx(by_hand, abs=1e-12), low
+
+
+def test_metrics_refuse_grades_out_of_range() -> None:
+    for grade in (1001, -1001, 4294967294, 2**31, 2**63 - 1, 10**23):
+        with pytest.raises(ValueError, match=r"query 'q' and document 'a': the grade .* range"):
+            score_rankings({"q": {"a": grade}}, {"q": ["a"]})
+    for grade in (1.0, True, "1"):
+        with pytest.raises(ValueError, match="is not an integer"):
+            score_rankings({"q": {"a": grade}}, {"q": ["a"]})  # type: ignore[dict-item]
+    assert score_rankings({"q": {"a": np.int64(1000)}}, {"q": ["a"]})["nDCG@10"] == 1.0
+
+
 # Reading datasets.
 
 
@@ -167,6 +196,16 @@ def test_load_beir_reads_the_split(dataset_folder: Path) -> None:
         qrels_file=dataset_folder / "qrels" / "test.tsv",
     )
     assert same.qrels == dataset.qrels and same.documents == dataset.documents
+
+
+def test_qrels_header_is_recognised_by_its_content(dataset_folder: Path) -> None:
+    qrels = dataset_folder / "qrels" / "test.tsv"
+    for header in ("query-id\tcorpus-id\tscore", "qid\tdocid\trelevance", "a b grade"):
+        qrels.write_text(f"{header}\nq-tea\ttea-0\t2\nq-tea\t3\t-2\n")
+        assert load_beir(dataset_folder).qrels == {"q-tea": {"tea-0": 2, "3": -2}}, header
+    # No header: the first line is a judgement like the others.
+    qrels.write_text("q-tea\ttea-0\t1\nq-gravity\tgravity-1\t+3\n")
+    assert load_beir(dataset_folder).qrels == {"q-tea": {"tea-0": 1}, "q-gravity": {"gravity-1": 3}}
 
 
 # The two-stage run on the tiny models, against the engines called directly.
@@ -278,6 +317,119 @@ def test_a_damaged_cache_file_is_embedded_again(
     assert again.stage1.rankings == first.stage1.rankings
 
 
+def _rewrite_cache_file(path: Path, change: dict[str, np.ndarray]) -> None:
+    """The cache file with some members replaced and the others kept as they were (a valid
+    zip: only the content is wrong)."""
+    with np.load(path, allow_pickle=False) as stored:
+        members = {name: stored[name] for name in stored.files}
+    with path.open("wb") as file:
+        np.savez(file, **{**members, **change})
+
+
+def _damage_cases(vectors: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    swapped = vectors.copy()
+    swapped[[0, 1]] = swapped[[1, 0]]
+    return {
+        # Finite, the right shape and key: only what was written tells them apart.
+        "rows-swapped": {"vectors": swapped},
+        "float64": {"vectors": vectors.astype(np.float64)},
+        "one-row-short": {"vectors": vectors[:-1]},
+    }
+
+
+def test_cached_vectors_that_differ_from_what_was_written_are_embedded_again(
+    dataset_folder: Path,
+    embedder: Qwen3Embedder,
+    reranker: Qwen3Reranker,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dataset = load_beir(dataset_folder)
+    first = evaluate(dataset, embedder, reranker, candidates=[5], cache_folder=tmp_path)
+    assert first.cache_file is not None
+    with np.load(first.cache_file, allow_pickle=False) as stored:
+        vectors = stored["vectors"]
+    for name, change in _damage_cases(vectors).items():
+        _rewrite_cache_file(first.cache_file, change)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            again = evaluate(dataset, embedder, reranker, candidates=[5], cache_folder=tmp_path)
+        assert again.documents_embedded == len(dataset.documents), name
+        assert again.stage1.metrics == first.stage1.metrics, name
+        assert again.cache_file == first.cache_file, name  # written again, whole
+        messages = [record.getMessage() for record in caplog.records]
+        assert len(messages) == 1 and str(first.cache_file) in messages[0], (name, messages)
+    reread = evaluate(dataset, embedder, reranker, candidates=[5], cache_folder=tmp_path)
+    assert reread.corpus_from_cache and reread.stage1.metrics == first.stage1.metrics
+
+
+def test_cached_vectors_that_are_not_finite_are_embedded_again(
+    dataset_folder: Path,
+    embedder: Qwen3Embedder,
+    reranker: Qwen3Reranker,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Stored whole through the cache's own writer: only the values are wrong."""
+    dataset = load_beir(dataset_folder)
+    first = evaluate(dataset, embedder, reranker, candidates=[5], cache_folder=tmp_path)
+    store = VectorCache(tmp_path)
+    key = store.key(embedder, dataset.corpus_sha256, len(dataset.documents))
+    assert store.path(key) == first.cache_file
+    rotten = np.full((len(dataset.documents), embedder.dimension), np.nan, dtype=np.float32)
+    store.save(key, rotten)
+    with caplog.at_level(logging.WARNING):
+        again = evaluate(dataset, embedder, reranker, candidates=[5], cache_folder=tmp_path)
+    assert again.documents_embedded == len(dataset.documents)
+    assert again.stage1.metrics == first.stage1.metrics
+    assert len(caplog.records) == 1 and "not finite" in caplog.records[0].getMessage()
+
+
+def test_a_model_file_changed_in_place_changes_the_cache_key(
+    test_models: ModelPaths, dataset_folder: Path, tmp_path: Path
+) -> None:
+    """Same size, same modification time, other bytes: the key follows the content."""
+    model = shutil.copytree(test_models.embedding, tmp_path / "model")
+    store = VectorCache(tmp_path / "cache")
+    dataset = load_beir(dataset_folder)
+    with Qwen3Embedder(model, backend=CPU) as copy:
+        key = store.key(copy, dataset.corpus_sha256, len(dataset.documents))
+        weights = model / "model.safetensors"
+        before = weights.stat()
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 0x01  # the last byte of the last tensor
+        weights.write_bytes(bytes(data))
+        os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert weights.stat().st_size == before.st_size
+        assert weights.stat().st_mtime_ns == before.st_mtime_ns
+        changed = store.key(copy, dataset.corpus_sha256, len(dataset.documents))
+    assert changed["model_files"]["model.safetensors"] == hashlib.sha256(data).hexdigest()
+    assert changed["model_files"]["config.json"] == key["model_files"]["config.json"]
+    assert store.path(changed) != store.path(key)
+
+
+def test_a_folder_in_place_of_the_cache_file_leaves_no_temporary_file(
+    dataset_folder: Path,
+    embedder: Qwen3Embedder,
+    reranker: Qwen3Reranker,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dataset, cache = load_beir(dataset_folder), tmp_path / "cache"
+    first = evaluate(dataset, embedder, reranker, candidates=[5], cache_folder=cache)
+    assert first.cache_file is not None
+    first.cache_file.unlink()
+    first.cache_file.mkdir()
+    (first.cache_file / "kept").write_text("not ours")
+    with caplog.at_level(logging.WARNING):
+        again = evaluate(dataset, embedder, reranker, candidates=[5], cache_folder=cache)
+    assert again.documents_embedded == len(dataset.documents) and again.cache_file is None
+    assert again.stage1.metrics == first.stage1.metrics
+    assert [path.name for path in cache.iterdir()] == [first.cache_file.name]
+    assert (first.cache_file / "kept").read_text() == "not ours"
+    assert len(caplog.records) == 1 and str(first.cache_file) in caplog.records[0].getMessage()
+
+
 def test_faiss_and_numpy_search_agree() -> None:
     rng = np.random.default_rng(7)
     documents = rng.standard_normal((500, 24)).astype(np.float32)
@@ -354,6 +506,7 @@ def test_console_script_end_to_end(
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""  # no warning, and no progress bar outside a terminal
     out = run.stdout
+    assert out.count("Dataset tiny-beir") == 1, out  # the dataset is summed up once
     assert "4 queries judged in the test split (1 other query" in out
     assert "stage 1: embedding search" in out and "+ reranking top 10" in out
     assert f"Wrote the results to {results}." in out
@@ -539,6 +692,182 @@ def test_errors_are_found_before_torch_is_imported(dataset_folder: Path, tmp_pat
         assert process.returncode == 2, (name, err)
         assert len(rest) == 1 and rest[0].startswith("error: "), (name, rest)
         assert "qwen3_core.cli.main" in modules  # the log is read correctly
+        assert not modules & HEAVY_MODULES, (name, modules & HEAVY_MODULES)
+
+
+def _import_log(err: str) -> tuple[set[str], list[str]]:
+    """The modules ``-X importtime`` logged, and the other lines of stderr."""
+    log = [line for line in err.splitlines() if line.startswith("import time:")]
+    rest = [line for line in err.splitlines() if not line.startswith("import time:")]
+    return {line.rsplit("|", 1)[1].strip() for line in log}, rest
+
+
+def _run_all(
+    commands: dict[str, list[str]], env: dict[str, str] | None = None
+) -> dict[str, tuple[int, str, str]]:
+    """Each command line of ``qwen3-rag``, through the installed script, side by side:
+    name -> (exit status, stdout, stderr)."""
+    script = Path(sys.executable).with_name("qwen3-rag")
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-X", "importtime", str(script), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for name, args in commands.items()
+    }
+    done = {}
+    for name, process in running.items():
+        out, err = process.communicate(timeout=300)
+        done[name] = (process.returncode, out, err)
+    return done
+
+
+# name: (files written into the dataset, arguments after the dataset, the error line's text)
+EARLY_ERRORS: dict[str, tuple[dict[str, str], list[str], str]] = {
+    "grade-above-range": (
+        {"qrels/test.tsv": "q-tea\ttea-0\t1\nq-tea\ttea-1\t1001\n"},
+        [],
+        "test.tsv:2: the score 1001 is out of range",
+    ),
+    "grade-below-range": (
+        {"qrels/test.tsv": "q-tea\ttea-0\t-1001\n"},
+        [],
+        "test.tsv:1: the score -1001 is out of range",
+    ),
+    # 2**32 - 2: read as -2 by 32-bit C code; 2**63 - 1 crashed it; 10**23 is no C long.
+    "grade-past-32-bits": (
+        {"qrels/test.tsv": "q-tea\ttea-0\t4294967294\n"},
+        [],
+        "out of range",
+    ),
+    "grade-largest-64-bit": (
+        {"qrels/test.tsv": "q-tea\ttea-0\t9223372036854775807\n"},
+        [],
+        "out of range",
+    ),
+    "grade-huge": ({"qrels/test.tsv": "q-tea\ttea-0\t" + "9" * 23 + "\n"}, [], "out of range"),
+    # The first line of a file without a header is a judgement, not a header to skip.
+    "first-grade-decimal": (
+        {"qrels/test.tsv": "q-tea\ttea-0\t1.0\nq-tea\ttea-1\t1\n"},
+        [],
+        "test.tsv:1: the score '1.0' is not an integer",
+    ),
+    "first-grade-word": (
+        {"qrels/test.tsv": "q-tea\ttea-0\thigh\n"},
+        [],
+        "test.tsv:1: the score 'high' is not an integer",
+    ),
+    "grade-with-underscore": (
+        {"qrels/test.tsv": "query-id\tcorpus-id\tscore\nq-tea\ttea-0\t1_0\n"},
+        [],
+        "test.tsv:2: the score '1_0' is not an integer",
+    ),
+    "corpus-nested-deeply": (
+        {"corpus.jsonl": '{"_id": "a", "text": "x"}\n{"_id": "b", "text": ' + "[" * 100_000},
+        [],
+        "corpus.jsonl:2: nested too deeply",
+    ),
+    "queries-nested-deeply": (
+        {"queries.jsonl": "{" + '"a": {' * 100_000},
+        [],
+        "queries.jsonl:1: nested too deeply",
+    ),
+    "cache-dir-is-a-file": (
+        {},
+        ["--cache-dir", "/dev/null"],
+        "--cache-dir '/dev/null' is not a folder",
+    ),
+    "cache-dir-under-a-file": (
+        {},
+        ["--cache-dir", "{data}/corpus.jsonl/vectors"],
+        "--cache-dir '{data}/corpus.jsonl/vectors': '{data}/corpus.jsonl' is not a folder",
+    ),
+}
+
+
+def test_early_errors_through_the_command(tmp_path: Path) -> None:
+    """Grades, headers, nesting and the cache folder: one line and exit status 2 from the
+    installed script, before the engine or the metric library is imported."""
+    commands = {}
+    for name, (files, args, _) in EARLY_ERRORS.items():
+        data = write_dataset(tmp_path / name)
+        for file, content in files.items():
+            (data / file).write_text(content)
+        args = [arg.replace("{data}", str(data)) for arg in args]
+        commands[name] = ["eval", str(data), "--tiny", *args]
+    for name, (status, out, err) in _run_all(commands).items():
+        modules, rest = _import_log(err)
+        message = EARLY_ERRORS[name][2].replace("{data}", str(tmp_path / name))
+        assert status == 2, (name, status, rest[-3:])
+        assert out == "" and len(rest) == 1 and rest[0].startswith("error: "), (name, rest)
+        assert message in rest[0], (name, rest[0])
+        assert "qwen3_core.cli.main" in modules  # the log is read correctly
+        assert not modules & HEAVY_MODULES, (name, modules & HEAVY_MODULES)
+
+
+def test_negative_grades_through_the_command(dataset_folder: Path, tmp_path: Path) -> None:
+    """TREC's -2 (junk): not relevant; a query judged only below zero scores 0 (its C code
+    used to crash on it)."""
+    (dataset_folder / "qrels" / "test.tsv").write_text(
+        "q-capital\tcapital-0\t2\nq-capital\tcapital-1\t-2\nq-tea\ttea-0\t-2\n"
+    )
+    results = tmp_path / "results.json"
+    args = ["eval", str(dataset_folder), "--tiny", "--candidates", "3", "--no-cache"]
+    ((status, out, err),) = _run_all({"run": [*args, "--output", str(results)]}).values()
+    assert status == 0, _import_log(err)[1][-5:]
+    rows = json.loads(results.read_text())["rows"]
+    assert "2 queries judged" in out
+    for row in rows:  # q-tea adds nothing: no mean can pass one half
+        assert all(0 <= value <= 0.5 for value in row["metrics"].values()), row
+
+
+def test_model_settings_are_checked_before_a_model_is_loaded(
+    dataset_folder: Path, test_models: ModelPaths, tmp_path: Path
+) -> None:
+    """Found from the models' own files (config and tokenizer), before torch is imported."""
+    embedding, reranking = str(test_models.embedding), str(test_models.reranker)
+    config = json.loads((test_models.embedding / "config.json").read_text())
+    hidden, positions = config["hidden_size"], config["max_position_embeddings"]
+    cases: dict[str, tuple[list[str], str]] = {
+        "dimensions": (
+            ["--dimensions", str(hidden + 1)],
+            f"--dimensions {hidden + 1} is more than the embedding model's {hidden}",
+        ),
+        "max-length-too-short": (["--max-length", "3"], "max_length=3 leaves no room"),
+        "max-length-past-positions": (
+            ["--max-length", str(positions + 1)],
+            f"--max-length {positions + 1} is more than the embedding model's {positions}",
+        ),
+        "reranker-is-an-embedding-model": (
+            ["--reranker-model", embedding],
+            "not a Qwen3 reranker model",
+        ),
+        "reranker-missing": (
+            ["--reranker-model", str(tmp_path / "nowhere")],
+            f"model folder '{tmp_path / 'nowhere'}' does not exist",
+        ),
+        "embedding-is-a-reranker": (
+            ["--embedding-model", reranking],
+            "not a Qwen3 embedding model",
+        ),
+    }
+    base = ["eval", str(dataset_folder), "--embedding-model", embedding]
+    base += ["--reranker-model", reranking, "--cache-dir", str(tmp_path / "cache")]
+    commands = {name: [*base, *args] for name, (args, _) in cases.items()}
+    commands["tiny"] = ["eval", str(dataset_folder), "--tiny", "--dimensions", str(hidden + 1)]
+    for name, (status, out, err) in _run_all(commands).items():
+        modules, rest = _import_log(err)
+        assert status == 2, (name, status, rest[-3:])
+        assert len(rest) == 1 and rest[0].startswith("error: "), (name, rest)
+        assert "Loading" not in out, (name, out)
+        assert out.count("Dataset tiny-beir") == 1, (name, out)
+        if name == "tiny":  # the tiny models are built with torch: only the loading is spared
+            assert "is more than the embedding model's" in rest[0]
+            continue
+        assert cases[name][1] in rest[0], (name, rest[0])
         assert not modules & HEAVY_MODULES, (name, modules & HEAVY_MODULES)
 
 

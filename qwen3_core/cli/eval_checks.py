@@ -8,14 +8,23 @@ import argparse
 import importlib.util
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from qwen3_core import defaults
-from qwen3_core.backends.options import BackendOptions, OpenVINOOptions, TransformersOptions
+from qwen3_core.backends.options import (
+    BackendOptions,
+    OpenVINOOptions,
+    ServerOptions,
+    TransformersOptions,
+)
 from qwen3_core.cli.checks import UsageError, backend_options, check_model_arguments
 from qwen3_core.evaluation.beir import BeirDataset, load_beir
+from qwen3_core.evaluation.cache import check_cache_folder, default_cache_folder
 from qwen3_core.evaluation.defaults import FAISS_FROM_DOCUMENTS, SearchIndex
 from qwen3_core.validation import check_text
+
+if TYPE_CHECKING:
+    from qwen3_core.checkpoints import Checkpoint
 
 EVAL_EXTRA = "pip install 'qwen3-rag[eval]'"
 
@@ -59,6 +68,7 @@ def check_eval_arguments(args: argparse.Namespace) -> EvalRequest:
     check_model_arguments(args)
     if args.no_cache and args.cache_dir is not None:
         raise UsageError("--cache-dir cannot be combined with --no-cache")
+    cache_dir = _cache_folder(args.cache_dir, args.no_cache)
     try:
         instruction = check_text("--instruction", args.instruction)
     except ValueError as exc:  # bytes that are not UTF-8 reach Python as lone surrogates
@@ -102,11 +112,81 @@ def check_eval_arguments(args: argparse.Namespace) -> EvalRequest:
         max_length=args.max_length,
         backend=backend,
         cache=not args.no_cache,
-        cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else None,
+        cache_dir=cache_dir,
         index=cast(SearchIndex, args.index),  # one of the parser's choices
         output=output,
         plot=plot,
     )
+
+
+def check_eval_models(request: EvalRequest) -> tuple[Checkpoint, Checkpoint]:
+    """Both models' checkpoints, opened without their weights (the config and the tokenizer:
+    no torch), with ``--dimensions`` and ``--max-length`` checked against them: a wrong
+    model or setting is found before either model is loaded, not after the first one.
+
+    Returns:
+        The embedding model's and the reranker's checkpoints: kept while the engines load,
+        they share the tokenizers read here.
+
+    Raises:
+        UsageError: ``--dimensions`` or ``--max-length`` does not fit a model.
+        ModelKindError: A model is not of its kind (an embedding model as the reranker ...).
+        ModelNotFoundError: A model is neither a folder nor a hub id that can be fetched.
+    """
+    from qwen3_core import prompts
+    from qwen3_core.checkpoints import open_checkpoint
+    from qwen3_core.tokenization import EmbeddingTokenizer, RerankTokenizer
+
+    embedding_model, reranker_model = request.embedding_model, request.reranker_model
+    if request.tiny:
+        from qwen3_core.testing import build_test_models
+
+        models = build_test_models(shape="tiny")  # what load_engines loads
+        embedding_model, reranker_model = str(models.embedding), str(models.reranker)
+    # A local folder's weights are checked too (their names and shapes, from the files'
+    # headers); a hub id's are not fetched before both models are known to exist. Servers
+    # hold the weights themselves.
+    local = not isinstance(request.backend, ServerOptions)
+    embedding = open_checkpoint(
+        embedding_model, "embedding", weights=local and Path(embedding_model).expanduser().is_dir()
+    )
+    reranker = open_checkpoint(
+        reranker_model, "reranker", weights=local and Path(reranker_model).expanduser().is_dir()
+    )
+    hidden = int(embedding.config["hidden_size"])
+    if request.dimensions is not None and request.dimensions > hidden:
+        raise UsageError(
+            f"--dimensions {request.dimensions} is more than the embedding model's {hidden} "
+            "dimensions"
+        )
+    for name, checkpoint in (("embedding model", embedding), ("reranker", reranker)):
+        positions = checkpoint.config.get("max_position_embeddings")
+        if isinstance(positions, int) and request.max_length > positions:
+            raise UsageError(
+                f"--max-length {request.max_length} is more than the {name}'s {positions} positions"
+            )
+    _, query_prompt = prompts.query_prompt_for(request.instruction, embedding.variant.query_prompt)
+    try:
+        EmbeddingTokenizer(embedding.tokenizer, request.max_length).check_prompt_room(query_prompt)
+        RerankTokenizer(reranker.tokenizer, request.max_length)
+    except ValueError as exc:  # the prompts leave no room for any text
+        raise UsageError(str(exc)) from exc
+    return embedding, reranker
+
+
+def _cache_folder(value: str | None, no_cache: bool) -> Path | None:
+    """--cache-dir (None: the default folder), once it is known to be a folder or to be one
+    that can be made (found now, not after the corpus is embedded)."""
+    if no_cache:
+        return None
+    if value is not None and not value.strip():
+        raise UsageError("--cache-dir is empty")
+    folder = Path(value).expanduser() if value is not None else default_cache_folder()
+    try:
+        check_cache_folder(folder, "--cache-dir" if value is not None else "the cache folder")
+    except ValueError as exc:
+        raise UsageError(f"{exc}: give another with --cache-dir, or --no-cache") from exc
+    return folder if value is not None else None
 
 
 def _file_to_write(name: str, value: str | None) -> Path | None:

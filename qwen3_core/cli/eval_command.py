@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from qwen3_core.cli.eval_checks import EvalRequest
+from qwen3_core.cli.eval_checks import EvalRequest, check_eval_models
 
 
 def run_eval(request: EvalRequest) -> int:
@@ -24,10 +24,12 @@ def run_eval(request: EvalRequest) -> int:
             f" ({unjudged} other {which} of {dataset.queries_file.name} {have} no judgement "
             f"in {dataset.qrels_file.name} and {'is' if unjudged == 1 else 'are'} left out)"
         )
+    judged = len(dataset.query_ids)
     print(
-        f"Dataset {dataset.name}: {len(dataset.documents)} documents, "
-        f"{len(dataset.query_ids)} queries judged in the {dataset.split} split{note}."
+        f"Dataset {dataset.name}: {len(dataset.documents)} documents, {judged} "
+        f"{'query' if judged == 1 else 'queries'} judged in the {dataset.split} split{note}."
     )
+    checkpoints = check_eval_models(request)
     embedder, reranker = load_engines(
         request.embedding_model,
         request.reranker_model,
@@ -37,6 +39,7 @@ def run_eval(request: EvalRequest) -> int:
         dimensions=request.dimensions,
         max_length=request.max_length,
     )
+    del checkpoints  # kept while the engines loaded: they shared its tokenizers
     result = evaluate(
         dataset,
         embedder,
@@ -47,7 +50,7 @@ def run_eval(request: EvalRequest) -> int:
         index=request.index,
     )
     print()
-    print(result.table())
+    print(result.table(dataset=False))  # the dataset was summed up above
     if result.cache_file is not None:
         done = "Read" if result.corpus_from_cache else "Kept"
         print(f"{done} the corpus vectors in {result.cache_file}.")

@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qwen3_core.evaluation.defaults import MAX_GRADE, MIN_GRADE
 from qwen3_core.validation import check_text
 
 CORPUS_FILE = "corpus.jsonl"
@@ -44,7 +47,8 @@ class BeirDataset:
     queries: list[str]
     """The text of each judged query."""
     qrels: dict[str, dict[str, int]]
-    """Query id -> document id -> graded relevance (0: judged not relevant)."""
+    """Query id -> document id -> graded relevance, as the file gives it (0 or below: judged
+    not relevant)."""
     corpus_sha256: str
     """The SHA-256 of the corpus file's bytes: what cached corpus vectors are keyed by."""
     corpus_file: Path
@@ -83,10 +87,11 @@ def load_beir(
     """Read and check a BEIR-format dataset.
 
     ``corpus.jsonl`` has one JSON object per line with ``_id``, ``text`` and an optional
-    ``title``; ``queries.jsonl`` has ``_id`` and ``text``; ``qrels/<split>.tsv`` has a header
-    line, then ``query-id``, ``corpus-id`` and an integer ``score`` per line, tab-separated.
-    Only the queries the split judges are evaluated. Ids are strings (integer ids are read as
-    their decimal text).
+    ``title``; ``queries.jsonl`` has ``_id`` and ``text``; ``qrels/<split>.tsv`` has
+    ``query-id``, ``corpus-id`` and an integer ``score`` (from -1000 to 1000;
+    0 or below: not relevant) per line, tab-separated, after an optional header line (a first
+    line whose score is not a number and whose query id is no query's). Only the queries the
+    split judges are evaluated. Ids are strings (integer ids are read as their decimal text).
 
     Args:
         folder: The dataset folder holding the three; may be None when all three files are
@@ -101,7 +106,8 @@ def load_beir(
 
     Raises:
         DatasetError: A file is missing, empty, not UTF-8, malformed (with its line), has a
-            repeated id, or a judgement names a query or document the other files lack.
+            repeated id, a grade out of range, or a judgement names a query or document the
+            other files lack.
     """
     root = _dataset_folder(folder, corpus_file, queries_file, qrels_file)
     if not split or not split.strip() or any(sep in split for sep in ("/", "\\")):
@@ -217,6 +223,11 @@ def _jsonl_records(path: Path, digest: Any | None) -> Iterator[tuple[int, dict[s
             record = json.loads(line)
         except ValueError as exc:
             raise DatasetError(f"{path}:{number}: not a JSON object ({exc})") from exc
+        except RecursionError:  # the parser recurses once per level of nesting
+            raise DatasetError(
+                f"{path}:{number}: nested too deeply to be a record (arrays or objects "
+                f"{sys.getrecursionlimit()} or more levels deep)"
+            ) from None
         if not isinstance(record, dict):
             raise DatasetError(f"{path}:{number}: expected a JSON object, got {line.strip():.40}")
         yield number, record
@@ -260,6 +271,11 @@ def _check_unicode(path: Path, number: int, name: str, value: str) -> str:
         raise DatasetError(str(exc)) from exc
 
 
+# A grade as trec_eval and BEIR write them: ASCII digits, an optional sign (int() would also
+# take "1_0" and other scripts' digits).
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
 def _read_qrels(
     path: Path,
     queries: dict[str, str],
@@ -281,17 +297,13 @@ def _read_qrels(
                 f"score), got {len(fields)}"
             )
         query_id, doc_id, score_text = fields
-        try:
-            score = int(score_text)
-        except ValueError:
-            if first:  # the header line: query-id, corpus-id, score
-                first = False
+        if first:
+            first = False
+            # A header names its columns (query-id, corpus-id, score); a first judgement
+            # whose grade is malformed is reported as one, not skipped.
+            if query_id not in queries and not _is_number(score_text):
                 continue
-            raise DatasetError(
-                f"{path}:{number}: the score {score_text!r} is not an integer (graded "
-                "relevance: 0 for not relevant, 1, 2, ... for more relevant)"
-            ) from None
-        first = False
+        score = _grade(path, number, score_text)
         if query_id not in queries:
             raise DatasetError(
                 f"{path}:{number}: query {query_id!r} is not in '{queries_path.name}'"
@@ -311,3 +323,30 @@ def _read_qrels(
     if not qrels:
         raise DatasetError(f"qrels file '{path}' has no judgements")
     return qrels
+
+
+def _grade(path: Path, number: int, text: str) -> int:
+    if not _INTEGER.fullmatch(text):
+        raise DatasetError(
+            f"{path}:{number}: the score {text!r} is not an integer (graded relevance: 0 for "
+            "not relevant, 1, 2, ... for more relevant)"
+        )
+    # Compared as text first: int() refuses numbers of more than 4300 digits.
+    digits = text.lstrip("+-").lstrip("0")
+    grade = int(text) if len(digits) <= 6 else None
+    if grade is None or not MIN_GRADE <= grade <= MAX_GRADE:
+        shown = text if len(text) <= 24 else f"{text[:20]}... ({len(digits)} digits)"
+        raise DatasetError(
+            f"{path}:{number}: the score {shown} is out of range: grades are integers from "
+            f"{MIN_GRADE} to {MAX_GRADE} (0 or below: not relevant)"
+        )
+    return grade
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` is written as a number of any kind (1.0, 1e3, nan ...)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

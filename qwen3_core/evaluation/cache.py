@@ -2,16 +2,23 @@
 
 A second evaluation of the same corpus with the same model reads the vectors back instead of
 embedding every document again. The key holds everything the vectors depend on: the model's
-files (their content hashes, so a re-downloaded or moved model still matches and a changed
-one does not), the document prompt, the dimensions, the longest input, the backend and its
-precision, and the corpus file's content hash. The query instruction is not part of it:
-documents are embedded without it, so trying another instruction reuses the vectors.
+files (their content hashes, read in full each run, so a re-downloaded or moved model still
+matches and a changed one does not, whatever its size and modification time), the document
+prompt, the dimensions, the longest input, the backend and its precision, and the corpus
+file's content hash. The query instruction is not part of it: documents are embedded without
+it, so trying another instruction reuses the vectors.
+
+Each file also holds the SHA-256 of the vectors written. A file that cannot be read, holds
+another key, vectors of another shape or type, vectors that differ from what was written, or
+values that are not finite is never used: the corpus is embedded again (one log line says
+why) and the file rewritten.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import zipfile
@@ -19,16 +26,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
+
     from qwen3_core.embedder import Qwen3Embedder
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 """Bumped when the file layout or the way documents are built from records changes."""
 
-_DIGESTS_FILE = "file-digests.json"
 _CHUNK = 1 << 20
+
+logger = logging.getLogger(__name__)
 
 
 def default_cache_folder() -> Path:
@@ -42,16 +50,46 @@ def default_cache_folder() -> Path:
     return Path(cache).expanduser() / "qwen3-rag" / "corpus-vectors"
 
 
+def check_cache_folder(folder: Path, name: str = "the cache folder") -> Path:
+    """``folder``, if it is a folder or can be made one: it, or the first of its parents that
+    exists, must be a folder (not a file such as ``/dev/null``).
+
+    Args:
+        folder: The cache folder.
+        name: What to call it in the error.
+
+    Returns:
+        ``folder``.
+
+    Raises:
+        ValueError: ``folder`` or a parent of it is not a folder.
+    """
+    for place in (folder, *folder.parents):
+        if not os.path.lexists(place):
+            continue
+        if place.is_dir():
+            return folder
+        if place == folder:
+            raise ValueError(f"{name} '{folder}' is not a folder")
+        raise ValueError(f"{name} '{folder}': '{place}' is not a folder")
+    return folder
+
+
 class VectorCache:
     """A folder of corpus-vector files, each named by the hash of its key.
 
     Args:
         folder: Where the files are kept (made when the first one is written); None:
             ``default_cache_folder()``.
+
+    Raises:
+        ValueError: ``folder`` or a parent of it is not a folder.
     """
 
     def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
-        self.folder = Path(folder).expanduser() if folder is not None else default_cache_folder()
+        self.folder = check_cache_folder(
+            Path(folder).expanduser() if folder is not None else default_cache_folder()
+        )
 
     def key(self, embedder: Qwen3Embedder, corpus_sha256: str, documents: int) -> dict[str, Any]:
         """What the corpus vectors of ``embedder`` depend on.
@@ -91,31 +129,36 @@ class VectorCache:
         return self.folder / f"{hashlib.sha256(_canonical(key)).hexdigest()[:32]}.npz"
 
     def load(self, key: dict[str, Any]) -> np.ndarray | None:
-        """The vectors stored for ``key``, or None when there are none (or the file is damaged:
-        the vectors are then embedded again and the file rewritten).
+        """The vectors stored for ``key``, or None when there are none. A file that cannot be
+        used (damaged, or not what was written: see the module) gives None too, with one
+        warning: the vectors are then embedded again and the file rewritten.
 
         Args:
             key: A key from ``key``.
 
         Returns:
-            float32 (documents, dimension), or None.
+            float32 (documents, dimension), finite, or None.
         """
         path = self.path(key)
-        try:
-            # Opened here, so that it is closed even when numpy cannot read it.
-            with path.open("rb") as file, np.load(file, allow_pickle=False) as stored:
-                if str(stored["key"]) != _canonical(key).decode():
-                    return None
-                vectors = np.asarray(stored["vectors"], dtype=np.float32)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        if not path.is_file():  # nothing kept yet (or something else in its place)
             return None
-        if vectors.shape != (key["documents"], key["dimension"]):
+        try:
+            vectors, problem = _read(path, key)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            vectors, problem = None, f"it cannot be read: {exc}"
+        if problem is not None:
+            logger.warning(
+                "The cached corpus vectors in %s are not used: %s. The corpus is embedded again.",
+                path,
+                problem,
+            )
             return None
         return vectors
 
     def save(self, key: dict[str, Any], vectors: np.ndarray) -> Path:
-        """Store ``vectors`` for ``key``; written beside and renamed into place, so a reader
-        never sees half a file.
+        """Store ``vectors`` for ``key`` with their SHA-256; written beside and renamed into
+        place, so a reader never sees half a file, and nothing is left behind when writing
+        fails.
 
         Args:
             key: A key from ``key``.
@@ -123,22 +166,39 @@ class VectorCache:
 
         Returns:
             The file written.
+
+        Raises:
+            OSError: The file could not be written.
         """
+        import numpy as np
+
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         path = self.path(key)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".tmp", delete=False) as file:
-            try:
-                np.savez(file, vectors=vectors, key=np.array(_canonical(key).decode()))
-            except BaseException:
-                os.unlink(file.name)
-                raise
-        os.replace(file.name, path)
+        written: str | None = None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(
+                dir=self.folder, prefix=".", suffix=".tmp", delete=False
+            ) as file:
+                written = file.name
+                np.savez(
+                    file,
+                    vectors=vectors,
+                    key=np.array(_canonical(key).decode()),
+                    sha256=np.array(_vector_digest(vectors)),
+                )
+            os.replace(written, path)
+        except BaseException:
+            if written is not None:
+                Path(written).unlink(missing_ok=True)
+            raise
         return path
 
     def model_files(self, folder: Path) -> dict[str, str]:
         """The SHA-256 of each file of a model folder (hidden files and ``*.md`` left out:
-        they do not change the vectors). Hashes are remembered by path, size and modification
-        time, so a large model is read in full only once.
+        they do not change the vectors). Every file is read in full each time: a file
+        changed in place keeps its size and may keep its modification time (hashing runs at
+        roughly 0.5 to 2 GB/s: seconds for the 0.6B model's 1.2 GB).
 
         Args:
             folder: The model's folder.
@@ -146,24 +206,37 @@ class VectorCache:
         Returns:
             Each file's path inside the folder -> its SHA-256.
         """
-        memo_path = self.folder / _DIGESTS_FILE
-        memo = _read_memo(memo_path)
-        digests: dict[str, str] = {}
-        changed = False
-        for file in _model_files(folder):
-            stat = file.stat()
-            where = str(file.resolve())
-            known = memo.get(where)
-            if isinstance(known, list) and known[:2] == [stat.st_size, stat.st_mtime_ns]:
-                digest = str(known[2])
-            else:
-                digest = _sha256(file)
-                memo[where] = [stat.st_size, stat.st_mtime_ns, digest]
-                changed = True
-            digests[file.relative_to(folder).as_posix()] = digest
-        if changed:
-            _write_memo(memo_path, memo)
-        return digests
+        return {file.relative_to(folder).as_posix(): _sha256(file) for file in _model_files(folder)}
+
+
+def _read(path: Path, key: dict[str, Any]) -> tuple[np.ndarray | None, str | None]:
+    """The vectors of the file at ``path``, or None and what is wrong with it."""
+    import numpy as np
+
+    # Opened here, so that it is closed even when numpy cannot read it.
+    with path.open("rb") as file, np.load(file, allow_pickle=False) as stored:
+        if str(stored["key"]) != _canonical(key).decode():
+            return None, "it holds the vectors of other settings"
+        vectors = stored["vectors"]
+        digest = str(stored["sha256"])
+    expected = (key["documents"], key["dimension"])
+    if vectors.dtype != np.float32 or vectors.shape != expected:
+        return None, (
+            f"it holds {vectors.dtype} vectors of shape {vectors.shape}, not float32 of shape "
+            f"{expected}"
+        )
+    if _vector_digest(vectors) != digest:
+        return None, "its vectors differ from those written (their SHA-256 does not match)"
+    if not np.isfinite(vectors).all():
+        return None, "some of its values are not finite (NaN or infinity)"
+    return vectors, None
+
+
+def _vector_digest(vectors: np.ndarray) -> str:
+    """The SHA-256 of float32 vectors' bytes, in row order (about 1 s per 1 GB of vectors)."""
+    import numpy as np
+
+    return hashlib.sha256(np.ascontiguousarray(vectors, dtype="<f4").data).hexdigest()
 
 
 def _model_files(folder: Path) -> Iterator[Path]:
@@ -185,20 +258,3 @@ def _sha256(file: Path) -> str:
 
 def _canonical(key: dict[str, Any]) -> bytes:
     return json.dumps(key, sort_keys=True, ensure_ascii=True).encode()
-
-
-def _read_memo(path: Path) -> dict[str, list[Any]]:
-    try:
-        memo = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return memo if isinstance(memo, dict) else {}
-
-
-def _write_memo(path: Path, memo: dict[str, list[Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
-    ) as file:
-        json.dump(memo, file)
-    os.replace(file.name, path)

@@ -19,3 +19,12 @@ row of scores."""
 SearchIndex = Literal["auto", "numpy", "faiss"]
 """How stage 1 searches: ``"numpy"`` (a matrix product), ``"faiss"`` (``IndexFlatIP``) or
 ``"auto"`` (faiss from ``FAISS_FROM_DOCUMENTS`` documents on); exact either way."""
+
+MIN_GRADE = -1000
+"""The lowest relevance grade a qrels file may hold. A grade of 0 or below means judged not
+relevant (trec_eval's rule: TREC's web track grades junk pages -2)."""
+
+MAX_GRADE = 1000
+"""The highest relevance grade a qrels file may hold. trec_eval counts the judgements of
+every grade from 0 up to the highest of each query (a grade of 10**9 takes 8 GB and half a
+minute), and reads grades as 32-bit integers (2**32 - 2 would read as -2)."""

@@ -125,8 +125,12 @@ class EvaluationResult:
         """
         return 1000 * row.seconds / max(self.queries, 1)
 
-    def table(self) -> str:
+    def table(self, *, dataset: bool = True) -> str:
         """The results as a text table for a terminal.
+
+        Args:
+            dataset: Begin with a line that names the dataset, its split and its size (left
+                out where they were already printed).
 
         Returns:
             Lines: the dataset, the corpus step, then one row per stage with its metrics and
@@ -136,12 +140,13 @@ class EvaluationResult:
             corpus = f"read from the cache in {self.corpus_seconds:.2f} s"
         else:
             corpus = f"{self.corpus_seconds:.2f} s ({self.documents_embedded} documents embedded)"
-        lines = [
-            f"Dataset {self.dataset}, split {self.split}: {self.documents} documents, "
-            f"{self.queries} judged queries.",
-            f"Corpus vectors: {corpus}.",
-            "",
-        ]
+        lines = [f"Corpus vectors: {corpus}.", ""]
+        if dataset:
+            lines.insert(
+                0,
+                f"Dataset {self.dataset}, split {self.split}: {self.documents} documents, "
+                f"{self.queries} judged queries.",
+            )
         width = max(len(row.label) for row in self.rows)
         header = "".join(f"{name:>12}" for name in METRICS)
         lines.append(f"{'':<{width}}{header}{'time (s)':>12}{'ms/query':>12}")

@@ -3,6 +3,7 @@ its cached vectors), stage 1 alone, then reranking for each candidate count."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -25,6 +26,8 @@ from qwen3_core.evaluation.search import import_faiss, top_documents, uses_faiss
 if TYPE_CHECKING:  # the engines import torch; an evaluation is handed them
     from qwen3_core.embedder import Qwen3Embedder
     from qwen3_core.reranker import Qwen3Reranker
+
+logger = logging.getLogger(__name__)
 
 # Texts per embedding call and (query, document) pairs per reranking call: enough for full
 # batches on a GPU, few enough for the progress bars to move.
@@ -71,7 +74,8 @@ def evaluate(
         reranker: The reranker (stage 2).
         candidates: The counts of stage-1 candidates to rerank; distinct, each at least 1.
         instruction: The task for the queries and the reranker; None: each engine's own.
-        cache: Read the corpus vectors from the cache, and write them there when missing.
+        cache: Read the corpus vectors from the cache, and write them there when missing (a
+            file that cannot be used, or written, is one warning: the run goes on).
         cache_folder: The cache's folder; None: ``default_cache_folder()``.
         index: How stage 1 searches (``"auto"``: faiss for a large corpus, else numpy).
         progress: Progress bars on stderr; None: only on a terminal.
@@ -80,8 +84,8 @@ def evaluate(
         The metrics and times of each row.
 
     Raises:
-        ValueError: ``candidates`` is empty, repeats a count or has one below 1, or ``index``
-            is unknown.
+        ValueError: ``candidates`` is empty, repeats a count or has one below 1, ``index``
+            is unknown, or ``cache_folder`` is not a folder.
         ImportError: ir-measures (or, for a large corpus, faiss) is not installed.
     """
     counts = _check_candidates(candidates)
@@ -160,7 +164,17 @@ def _corpus_vectors(
     start = time.perf_counter()
     vectors = _embed(embedder.embed_documents, dataset.documents, show, "embedding the corpus")
     seconds = time.perf_counter() - start
-    written = store.save(key, vectors) if store is not None and key is not None else None
+    written: Path | None = None
+    if store is not None and key is not None:
+        try:
+            written = store.save(key, vectors)
+        except OSError as exc:  # the vectors are good: the evaluation goes on without them kept
+            logger.warning(
+                "The corpus vectors could not be kept in %s (%s); the next run embeds the "
+                "corpus again.",
+                store.path(key),
+                exc.strerror or exc,
+            )
     return _CorpusVectors(vectors, seconds, len(dataset.documents), written)
 
 
