@@ -4,6 +4,7 @@ langchain-community, no vector store."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -65,3 +66,37 @@ def test_imports_and_runs_with_only_langchain_core(test_models: ModelPaths) -> N
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["dimension"] == 64 and result["empty"] == [[], []]
     assert result["interfaces"] and result["leaked"] == []
+
+
+def _import_error(script: str, **env: str) -> str:
+    """The last line a fresh interpreter prints running ``script``, which must fail."""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_without_langchain_core_the_error_says_what_to_install() -> None:
+    line = _import_error("import sys; sys.modules['langchain_core'] = None; import langchain_qwen3")
+    assert line == (
+        "ImportError: langchain_qwen3 needs langchain-core, which is not installed: run pip "
+        'install -e ".[langchain]" in a clone of qwen3-rag'
+    )
+
+
+def test_the_unrelated_langchain_qwen3_distribution_is_refused_by_name(tmp_path: Path) -> None:
+    """PyPI's langchain-qwen3 writes the same top-level module: installed beside qwen3-rag,
+    its metadata (a real dist-info folder on the path) makes the import fail, saying what to
+    uninstall."""
+    info = tmp_path / "langchain_qwen3-0.1.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: langchain-qwen3\nVersion: 0.1.2\n")
+    line = _import_error("import langchain_qwen3", PYTHONPATH=str(tmp_path))
+    assert line.startswith("ImportError: langchain-qwen3 0.1.2 is installed: an unrelated")
+    assert "pip uninstall langchain-qwen3, then reinstall qwen3-rag" in line

@@ -51,3 +51,13 @@ def test_imports_and_runs_without_langchain(test_models: ModelPaths) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "ok ['Qwen3Embedding', 'Qwen3Rerank']"
+
+
+def test_without_llama_index_core_the_error_says_what_to_install() -> None:
+    script = "import sys; sys.modules['llama_index.core'] = None; import llamaindex_qwen3"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "ImportError: llamaindex_qwen3 needs llama-index-core, which is not installed: run "
+        'pip install -e ".[llamaindex]" in a clone of qwen3-rag'
+    )
