@@ -20,6 +20,7 @@ from qwen3_core.backends.options import (
     VllmOptions,
 )
 from qwen3_core.checkpoints import Checkpoint, open_checkpoint
+from qwen3_core.extras import Extra, install_command
 from qwen3_core.hub import HubOptions
 from qwen3_core.tokenization import Truncation
 from qwen3_core.variants import ModelKind, Variant
@@ -56,9 +57,10 @@ def require_torch(backend: BackendName) -> None:
         if importlib.util.find_spec("transformers") is None:
             raise ImportError("No module named 'transformers'")
     except ImportError as exc:
+        extra: Extra = "openvino" if backend == "openvino" else "torch"
         raise ImportError(
             f"backend={backend!r} runs the model in this process and needs torch and "
-            "transformers: pip install 'qwen3-rag[torch]' (a client of vLLM servers, "
+            f"transformers: {install_command(extra)} (a client of model servers, "
             "backend=ServerOptions(...), needs neither)"
         ) from exc
 

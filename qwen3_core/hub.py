@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from qwen3_core.errors import first_line
+from qwen3_core.extras import install_command
 
 ModelSource = Literal["huggingface", "modelscope"]
 SOURCES: tuple[ModelSource, ...] = ("huggingface", "modelscope")
@@ -202,7 +203,7 @@ def _from_modelscope(name: str, hub: HubOptions, patterns: list[str]) -> Path:
         (snapshot_download,) = import_names("modelscope.hub.snapshot_download", "snapshot_download")
     except ImportError as exc:
         raise ImportError(
-            "source='modelscope' needs the modelscope package: pip install 'qwen3-rag[modelscope]'"
+            f"source='modelscope' needs the modelscope package: {install_command('modelscope')}"
         ) from exc
     token = hub.token if isinstance(hub.token, str) else None
     return Path(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -548,3 +550,25 @@ def test_a_flat_backend_setting_is_an_unknown_keyword(
     name = next(iter(settings))
     with pytest.raises((TypeError, ValueError), match=name):
         cls(model=str(_folder(test_models, cls)), **settings)
+
+
+@pytest.mark.parametrize(
+    ("backend", "extra"), [("transformers", "torch"), ("openvino", "openvino")]
+)
+def test_a_local_backend_without_torch_names_its_own_extra(
+    backend: str, extra: str, test_models: ModelPaths
+) -> None:
+    """In a fresh interpreter where torch cannot be imported, each local backend says which
+    extra installs what it needs."""
+    script = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from qwen3_core import Qwen3Embedder\n"
+        f"Qwen3Embedder({str(test_models.embedding)!r}, backend={backend!r})"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"ImportError: backend={backend!r} runs the model in this process and needs torch and "
+        f'transformers: run pip install -e ".[{extra}]" in a clone of qwen3-rag (a client of '
+        "model servers, backend=ServerOptions(...), needs neither)"
+    )

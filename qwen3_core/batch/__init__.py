@@ -1,7 +1,7 @@
 """Corpus jobs on Ray Data: embed a table of texts, or score a table of (query, document)
 pairs, with one engine per Ray worker.
 
-Ray is an optional extra (``pip install 'qwen3-rag[ray]'``), imported only when a job is
+Ray is an optional extra (``pip install -e ".[ray]"`` in a clone), imported only when a job is
 built: importing this package does not import it.
 """
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-EXTRA_HINT = "pip install 'qwen3-rag[ray]' (or: pip install 'ray[data]')"
+from qwen3_core.extras import install_command
+
+EXTRA_HINT = f"{install_command('ray')} (or: pip install 'ray[data]')"
 
 
 def import_ray_data() -> ModuleType:

@@ -21,12 +21,13 @@ from qwen3_core.cli.checks import UsageError, backend_options, check_model_argum
 from qwen3_core.evaluation.beir import BeirDataset, load_beir
 from qwen3_core.evaluation.cache import check_cache_folder, default_cache_folder
 from qwen3_core.evaluation.defaults import FAISS_FROM_DOCUMENTS, SearchIndex
+from qwen3_core.extras import install_command
 from qwen3_core.validation import check_text
 
 if TYPE_CHECKING:
     from qwen3_core.checkpoints import Checkpoint
 
-EVAL_EXTRA = "pip install 'qwen3-rag[eval]'"
+EVAL_EXTRA = install_command("eval")
 
 
 @dataclass(frozen=True)

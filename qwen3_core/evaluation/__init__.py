@@ -10,7 +10,7 @@ print(result.table())
 plot_results(result, "eval.png")
 ```
 
-The metrics need the ``eval`` extra (``pip install 'qwen3-rag[eval]'``: ir-measures,
+The metrics need the ``eval`` extra (``pip install -e ".[eval]"`` in a clone: ir-measures,
 matplotlib for the plot, faiss for large corpora); reading a dataset needs none of them.
 Nothing here imports torch: the engines are handed in. The names are imported on first use,
 so the command line checks a dataset without importing numpy or the metric library.

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from qwen3_core.evaluation.defaults import MAX_GRADE, MIN_GRADE
+from qwen3_core.extras import install_command
 
 METRICS: tuple[str, ...] = ("nDCG@10", "Recall@10", "Recall@100", "MRR@10")
 """The metrics reported, by the names results use."""
@@ -88,6 +89,6 @@ def import_ir_measures() -> Any:
         import ir_measures
     except ImportError as exc:
         raise ImportError(
-            "the retrieval metrics need ir-measures: pip install 'qwen3-rag[eval]'"
+            f"the retrieval metrics need ir-measures: {install_command('eval')}"
         ) from exc
     return ir_measures

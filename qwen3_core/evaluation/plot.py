@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from qwen3_core.evaluation.results import EvaluationResult
+from qwen3_core.extras import install_command
 
 
 def plot_results(
@@ -33,7 +34,7 @@ def plot_results(
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError("the plot needs matplotlib: pip install 'qwen3-rag[eval]'") from exc
+        raise ImportError(f"the plot needs matplotlib: {install_command('eval')}") from exc
 
     rows = sorted(result.reranking, key=lambda row: row.reranked)
     counts = [row.reranked for row in rows]

