@@ -454,9 +454,15 @@ def test_chunked_mode_shows_the_passage_that_scored(
         ([{"id": 1.5, "text": "x"}], '"id" must be a string or an integer'),
         ([{"id": " ", "text": "x"}], '"id" is empty'),
         ([{"id": "a", "text": "bad \ud800 text"}], '"text" contains a lone surrogate'),
+        # BEIR's corpus.jsonl: "_id" and "title".
+        ([{"id": "a", "_id": "a", "text": "x"}], 'both "id" and "_id": keep one'),
+        ([{"_id": "a", "title": 3, "text": "x"}], '"title" must be a string'),
+        ([{"_id": "a", "text": "x"}, {"text": "y"}], 'no "_id", while other records have one'),
+        ([{"_id": "a", "text": "x"}, {"_id": "a", "text": "y"}], "\"_id\" 'a' was already used"),
+        ([{"_id": "a", "title": "bad \ud800", "text": "x"}], '"title" contains a lone surrogate'),
     ],
 )
-def test_bad_jsonl_ids_are_one_clear_line(
+def test_bad_jsonl_records_are_one_clear_line(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     records: list[dict[str, object]],
@@ -625,28 +631,6 @@ def test_beir_corpus_reads_its_ids_and_titles(
     }
     assert dict(rows) == expected
     assert 'doc             the "_id" field in corpus.jsonl' in out
-
-
-@pytest.mark.parametrize(
-    ("records", "message"),
-    [
-        ([{"id": "a", "_id": "a", "text": "x"}], 'both "id" and "_id": keep one'),
-        ([{"_id": "a", "title": 3, "text": "x"}], '"title" must be a string'),
-        ([{"_id": "a", "text": "x"}, {"text": "y"}], 'no "_id", while other records have one'),
-        ([{"_id": "a", "text": "x"}, {"_id": "a", "text": "y"}], "\"_id\" 'a' was already used"),
-        ([{"_id": "a", "title": "bad \ud800", "text": "x"}], '"title" contains a lone surrogate'),
-    ],
-)
-def test_bad_beir_records_are_one_clear_line(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    records: list[dict[str, object]],
-    message: str,
-) -> None:
-    corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("\n".join(json.dumps(record) for record in records))
-    assert main(["demo", "--tiny", "--corpus", str(corpus), "--query", "q"]) == 2
-    assert message in _error_line(capsys)
 
 
 INTERACTIVE = ["demo", "--tiny", "--interactive", "--query", "什么是重力？", "--top-k", "2"]
