@@ -4,9 +4,16 @@ way as the transformers backend (right-padded batches, the hidden state at each 
 position), so the two backends' results agree to float32 rounding.
 
 Converting traces the decoder once per checkpoint and keeps the result (OpenVINO IR) in a
-cache folder, under a key made of the checkpoint's files and of the code and versions that
-shaped the conversion; OpenVINO's own cache keeps the compiled graph (without the weights)
-beside it. Later loads read both.
+cache folder, under a key made of the content of the checkpoint's files and of the code and
+versions that shaped the conversion, with the SHA-256 of each file written; OpenVINO's own
+cache keeps the compiled graph (without the weights) inside the conversion's folder. Later
+loads check the converted files against their digests, convert a damaged conversion again,
+and read both.
+
+Digesting a 0.6B checkpoint or its conversion reads gigabytes, so a file's digest is
+remembered by its identity (device, inode, size, modification and change times): a write, a
+truncation, a replacement or a restored modification time all move the change time, which
+programs cannot set back, so any of them makes the file be read again.
 """
 
 from __future__ import annotations
@@ -15,16 +22,21 @@ import hashlib
 import importlib.metadata
 import inspect
 import json
+import logging
 import os
 import shutil
 import tempfile
 import threading
+import time
+import uuid
 import warnings
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 
 from qwen3_core import decoder as decoder_module
 from qwen3_core.backends.options import OpenVINOOptions
@@ -37,6 +49,24 @@ from qwen3_core.variants import ModelKind, ModelKindError
 
 MODEL_FILE = "decoder.xml"
 """The converted model's file in its cache folder (its weights lie beside it, ``.bin``)."""
+
+WEIGHTS_FILE = "decoder.bin"
+"""The converted model's weights, beside ``MODEL_FILE``."""
+
+DIGESTS_FILE = "digests.json"
+"""In each conversion's folder: the size and SHA-256 of each file written there."""
+
+MEMO_FILE = "file-digests.json"
+"""In the cache folder: files' SHA-256 remembered by the files' identities."""
+
+SETTLED_S = 2.0
+"""A digest is remembered only for a file whose change time is older than this (seconds):
+file times are coarse (a clock tick; 1-2 s on some file systems), and a write in the same
+tick as the remembered one would keep the file's identity."""
+
+logger = logging.getLogger("qwen3_core")
+
+_CHUNK = 1 << 20
 
 # The precision is owned: OpenVINO would run bfloat16 on CPUs with AMX or AVX512-BF16.
 _FIXED_PROPERTIES = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -59,22 +89,132 @@ def _openvino() -> Any:
     return openvino
 
 
-def conversion_key(folder: Path) -> str:
-    """What the converted model depends on: the checkpoint's files (names, sizes, times), the
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    buffer = memoryview(bytearray(_CHUNK))
+    with path.open("rb", buffering=0) as file:
+        while size := file.readinto(buffer):
+            digest.update(buffer[:size])
+    return digest.hexdigest()
+
+
+def _identity(stat: os.stat_result) -> list[int]:
+    return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
+class _FileDigests:
+    """The SHA-256 of files, remembered in ``MEMO_FILE`` by each file's identity.
+
+    A file is read again whenever its identity changed: any write, truncation, replacement or
+    copy moves its change time (``st_ctime``), which, unlike the modification time, programs
+    cannot set back (setting the modification time moves it too). A file changed again within the same tick of a coarse file-system clock
+    would keep its identity, so files changed less than ``SETTLED_S`` before they were read
+    are never remembered.
+    """
+
+    def __init__(self, cache: Path) -> None:
+        self.path = cache / MEMO_FILE
+        try:
+            known = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # none yet, or unreadable: every file is read
+            known = {}
+        self._known: dict[str, list[Any]] = known if isinstance(known, dict) else {}
+        self._changed = False
+
+    def of(self, path: Path) -> str:
+        """``path``'s SHA-256 (hex).
+
+        Raises:
+            OSError: The file cannot be read.
+        """
+        real = os.path.realpath(path)
+        identity = _identity(os.stat(real))
+        known = self._known.get(real)
+        if isinstance(known, list) and len(known) == 6 and known[:5] == identity:
+            return str(known[5])
+        started = time.time_ns()
+        digest = _sha256(Path(real))
+        settled = identity[4] < started - int(SETTLED_S * 1e9)
+        if settled and _identity(os.stat(real)) == identity:
+            self._known[real] = [*identity, digest]
+            self._changed = True
+        return digest
+
+    def save(self) -> None:
+        """Write what was learned (beside and renamed into place; entries of files that no
+        longer exist are dropped). A cache folder that cannot be written is left as it is:
+        the files are then read again next time."""
+        if not self._changed:
+            return
+        known = {path: entry for path, entry in self._known.items() if os.path.exists(path)}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(
+                "w", dir=self.path.parent, prefix=f".{MEMO_FILE}-", delete=False
+            ) as file:
+                json.dump(known, file)
+            os.replace(file.name, self.path)
+        except OSError:
+            return
+        self._changed = False
+
+
+def _checkpoint_files(folder: Path) -> list[Path]:
+    """The files a conversion reads (the config and the weights), and the other JSON files
+    beside them."""
+    return sorted(path for path in folder.iterdir() if path.suffix in (".safetensors", ".json"))
+
+
+def conversion_key(folder: Path, digests: _FileDigests) -> str:
+    """What the converted model depends on: the content of the checkpoint's files, the
     decoder's code, and the versions of OpenVINO and torch that traced it."""
-    files = sorted(path for path in folder.iterdir() if path.suffix in (".safetensors", ".json"))
-    stamps = [
-        (path.name, stat.st_size, stat.st_mtime_ns) for path in files for stat in [path.stat()]
-    ]
+    files = [(path.name, digests.of(path)) for path in _checkpoint_files(folder)]
     source = hashlib.sha256(inspect.getsource(decoder_module).encode()).hexdigest()
-    parts = [
-        str(folder.resolve()),
-        stamps,
-        source,
-        importlib.metadata.version("openvino"),
-        torch.__version__,
-    ]
+    parts = [files, source, importlib.metadata.version("openvino"), torch.__version__]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+def _record(folder: Path, names: Iterable[str]) -> None:
+    """Write ``DIGESTS_FILE`` in ``folder``: the size and SHA-256 of each of ``names``."""
+    record = {
+        name: {"size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
+        for name in names
+    }
+    (folder / DIGESTS_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
+
+
+def _damage(target: Path, digests: _FileDigests) -> str | None:
+    """Why the conversion in ``target`` cannot be used (a sentence naming the file), or None
+    when each of its files holds the bytes that were written."""
+    record_path = target / DIGESTS_FILE
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"'{record_path}' is missing"
+    except (OSError, ValueError) as exc:
+        return f"'{record_path}' cannot be read ({first_line(exc)})"
+    valid = isinstance(record, dict) and all(
+        isinstance(record.get(name), dict)
+        and isinstance(record[name].get("size"), int)
+        and isinstance(record[name].get("sha256"), str)
+        for name in (MODEL_FILE, WEIGHTS_FILE)
+    )
+    if not valid:
+        return f"'{record_path}' does not record {MODEL_FILE} and {WEIGHTS_FILE}"
+    for name in (MODEL_FILE, WEIGHTS_FILE):
+        path = target / name
+        written = record[name]
+        try:
+            size = path.stat().st_size
+            if size != written["size"]:
+                return f"'{path}' is {size} bytes; {written['size']} were written"
+            if digests.of(path) != written["sha256"]:
+                return f"'{path}' does not hold the bytes written (its SHA-256 differs)"
+        except FileNotFoundError:
+            return f"'{path}' is missing"
+        except OSError as exc:
+            return f"'{path}' cannot be read ({first_line(exc)})"
+    return None
 
 
 class _Traced(torch.nn.Module):
@@ -98,8 +238,10 @@ def _not_covered(folder: Path) -> ModelKindError:
 
 
 def _convert(openvino: Any, folder: Path, config: dict[str, Any], target: Path) -> None:
-    """Trace the float32 decoder of ``folder`` and save it as OpenVINO IR in ``target``
-    (written to a temporary folder first, so a reader never sees half a model)."""
+    """Trace the float32 decoder of ``folder`` and save it as OpenVINO IR in ``target``, with
+    the digests of the files written (in a temporary folder first, renamed into place, so a
+    reader never sees half a model). The caller holds the conversion's lock and ``target``
+    does not exist."""
     decoder = plain_decoder(folder, config)
     if decoder is None:
         raise _not_covered(folder)
@@ -117,13 +259,43 @@ def _convert(openvino: Any, folder: Path, config: dict[str, Any], target: Path) 
             )
         openvino.save_model(converted, str(staging / MODEL_FILE), compress_to_fp16=False)
         del converted, decoder
-        try:
-            staging.rename(target)
-        except OSError:  # another process converted it first
-            if not (target / MODEL_FILE).is_file():
-                raise
+        _record(staging, (MODEL_FILE, WEIGHTS_FILE))
+        staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _discard(folder: Path) -> None:
+    """Remove ``folder``: renamed aside first (one step, so no reader sees it half deleted;
+    a process still reading its files keeps them until it closes them)."""
+    aside = folder.with_name(f".{folder.name}-discarded-{uuid.uuid4().hex[:8]}")
+    try:
+        folder.rename(aside)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _ensure_converted(
+    openvino: Any, folder: Path, config: dict[str, Any], target: Path, digests: _FileDigests
+) -> None:
+    """Leave in ``target`` an intact conversion of ``folder``: the one there, else a new one
+    (converted by one process at a time; the others wait for it)."""
+    if target.is_dir() and _damage(target, digests) is None:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.with_name(f".{target.name}.lock")):
+        # Looked at again under the lock: another process may have converted it meanwhile.
+        problem = _damage(target, digests) if target.is_dir() else None
+        if target.is_dir() and problem is None:
+            return
+        if problem is not None:
+            logger.warning("%s; converting the checkpoint to OpenVINO again", problem)
+        # Folders left by a conversion that was killed (only the lock's holder writes them).
+        for left in target.parent.glob(f".{target.name}-*"):
+            shutil.rmtree(left, ignore_errors=True)
+        _discard(target)
+        _convert(openvino, folder, config, target)
 
 
 class OpenVINODecoder(torch.nn.Module):
@@ -169,7 +341,8 @@ def load_openvino_model(
     openvino = _openvino()
     folder = resolve_model_folder(model, hub or HubOptions())
     cache = Path(options.cache_folder or default_cache_folder()).expanduser()
-    target = cache / conversion_key(folder)
+    digests = _FileDigests(cache)
+    target = cache / conversion_key(folder, digests)
     properties = {
         "INFERENCE_NUM_THREADS": torch.get_num_threads(),
         "PERFORMANCE_HINT": "LATENCY",
@@ -178,25 +351,28 @@ def load_openvino_model(
         "CACHE_MODE": "OPTIMIZE_SIZE",
         **options.config,
         **_FIXED_PROPERTIES,
-        "CACHE_DIR": str(cache / "compiled"),
+        # Inside the conversion's folder, so that it goes with a damaged conversion.
+        "CACHE_DIR": str(target / "compiled"),
     }
     key = (str(target), kind, repr(sorted(properties.items())))
     with _loaded_lock:
         hit = _loaded.get(key)
         if hit is not None:
+            digests.save()
             return hit
         checkpoint = open_folder(folder, kind)
         settings = DecoderConfig.from_config(checkpoint.config)
         if settings is None:
             raise _not_covered(folder)
-        if not (target / MODEL_FILE).is_file():
-            _convert(openvino, folder, checkpoint.config, target)
+        _ensure_converted(openvino, folder, checkpoint.config, target, digests)
+        digests.save()
+        path = target / MODEL_FILE
         try:
-            compiled = openvino.Core().compile_model(str(target / MODEL_FILE), "CPU", properties)
+            compiled = openvino.Core().compile_model(str(path), "CPU", properties)
         except RuntimeError as exc:
             reason = first_line(exc)
             raise ValueError(
-                f"OpenVINO could not compile the model with config={dict(options.config)!r}: "
+                f"OpenVINO could not compile '{path}' with config={dict(options.config)!r}: "
                 f"{reason[:300]}"
             ) from exc
         loaded = LoadedModel(
