@@ -15,7 +15,7 @@ VLLM_VENV ?= .venv-vllm
 VLLM_PIP = $(VLLM_VENV)/bin/python -m pip
 VLLM_SCRATCH ?= $(CURDIR)/.vllm-scratch
 
-.PHONY: demo test test-client test-vllm install-client lint typecheck docs pytest install-demo install-dev install-vllm bench-gpu check-dist clean
+.PHONY: demo test test-slow test-client test-vllm install-client lint typecheck docs pytest install-demo install-dev install-vllm bench-gpu check-dist clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ pytest:
 	$(VENV)/bin/python -m pytest
 
 test: install-dev lint typecheck docs pytest
+
+# The slow rows of the checkpoint-variant matrix (the 36-layer variant on every backend); CI runs
+# them after `make test`. The soak test (tests/test_soak.py) is slow too, and run by hand.
+test-slow: install-dev
+	$(VENV)/bin/python -m pytest -m slow tests/test_checkpoint_variants.py
 
 # A client of vLLM servers needs no torch: `pip install qwen3-rag` without extras, in a virtual
 # environment of its own, serves both engines on backend=ServerOptions(...) against the

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import (
@@ -116,3 +117,12 @@ class ReferenceSeqClsReranker(ReferenceReranker):
         if logits.shape[0] == 1:
             return float(logits[0])
         return float(logits[1] - logits[0])
+
+
+def official(
+    reference: ReferenceReranker, query: str, documents: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(log-odds, P(yes)) of each document by the official formula, in float32."""
+    log_odds = np.array([reference.logit(query, d) for d in documents], dtype=np.float32)
+    p_yes = np.array([reference.score(query, d) for d in documents], dtype=np.float32)
+    return log_odds, p_yes

@@ -1,22 +1,36 @@
-"""Every checkpoint variant users download scores exactly as the official formula (1e-5 in
-float32 on CPU): tied and untied causal-LM rerankers, sequence-classification conversions
-with one and two labels, sentence-transformers layouts (written by sentence-transformers
-itself as well as by the builder), sharded bfloat16 files, and embedding models saved
-through the causal LM class."""
+"""Every checkpoint variant users download scores exactly as the official formula, on every
+local backend (one matrix: log-odds within 1e-4, P(yes) within 1e-5 in float32 on the
+transformers backend, 1e-4 on OpenVINO): tied and untied causal-LM rerankers,
+sequence-classification conversions with one and two labels, sentence-transformers layouts
+(written by sentence-transformers itself as well as by the builder), sharded bfloat16 files,
+and embedding models saved through the causal LM class."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker, ServerOptions, TransformersOptions
-from qwen3_core.testing import RERANKER_VARIANTS, ModelPaths, VariantPaths
+from qwen3_core import (
+    OpenVINOOptions,
+    Qwen3Embedder,
+    Qwen3Reranker,
+    ServerOptions,
+    TransformersOptions,
+)
+from qwen3_core.backends.options import BackendOptions
+from qwen3_core.testing import EMBEDDING_VARIANTS, RERANKER_VARIANTS, ModelPaths, VariantPaths
 from qwen3_core.testing.variants import FINE_TUNED_QUERY_PROMPT
 from tests.options import CPU
-from tests.reference import ReferenceEmbedder, ReferenceReranker, ReferenceSeqClsReranker
+from tests.reference import (
+    ReferenceEmbedder,
+    ReferenceReranker,
+    ReferenceSeqClsReranker,
+    official,
+)
 
 QUERY = "What is the capital of China?"
 
@@ -50,18 +64,86 @@ def reference_embedder(test_models: ModelPaths) -> ReferenceEmbedder:
     return ReferenceEmbedder(test_models.embedding)
 
 
-@pytest.mark.parametrize("name", RERANKER_VARIANTS)
-def test_reranker_variant_scores_the_official_formula(
-    name: str, test_variants: VariantPaths, rerankers: Rerankers, corpus: list[str]
+def _matrix(names: tuple[str, ...]) -> list[Any]:
+    """Every variant on every local backend; the 36-layer variant's rows are ``slow`` (CI's
+    slow job runs them)."""
+    return [
+        pytest.param(
+            name,
+            backend,
+            id=f"{backend}-{name}",
+            marks=[pytest.mark.slow] if name in SLOW_VARIANTS else [],
+        )
+        for backend in BACKENDS
+        for name in names
+    ]
+
+
+BACKENDS = ("transformers", "openvino")
+SLOW_VARIANTS = frozenset({"untied-36-layers"})
+
+
+class OfficialScores(dict[str, tuple[np.ndarray, np.ndarray]]):
+    """The official formula's (log-odds, P(yes)) of each variant, computed once for all its
+    backends' rows."""
+
+    def __init__(self, variants: VariantPaths, corpus: list[str]) -> None:
+        super().__init__()
+        self.variants, self.corpus = variants, corpus
+
+    def __missing__(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        folder = self.variants.rerankers[name]
+        seq_cls = name.startswith("seq-cls")
+        reference = ReferenceSeqClsReranker(folder) if seq_cls else ReferenceReranker(folder)
+        scores = self[name] = official(reference, QUERY, self.corpus)
+        return scores
+
+
+@pytest.fixture(scope="module")
+def official_scores(test_variants: VariantPaths, corpus: list[str]) -> OfficialScores:
+    return OfficialScores(test_variants, corpus)
+
+
+@pytest.fixture(scope="module")
+def openvino_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("openvino-cache")
+
+
+def _options(backend: str, openvino_cache: Path) -> BackendOptions:
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+        return OpenVINOOptions(cache_folder=openvino_cache)
+    return CPU
+
+
+@pytest.mark.parametrize(("name", "backend"), _matrix(RERANKER_VARIANTS))
+def test_reranker_variant_is_the_official_formula(
+    name: str,
+    backend: str,
+    test_variants: VariantPaths,
+    rerankers: Rerankers,
+    official_scores: OfficialScores,
+    openvino_cache: Path,
+    corpus: list[str],
 ) -> None:
+    """The log-odds within 1e-4 of the official formula on the folder as transformers itself
+    loads it, P(yes) their sigmoid, pairs as documents; documents of many lengths, so the
+    engine runs right-padded batches where the formula takes one prompt at a time."""
     folder = test_variants.rerankers[name]
-    got = rerankers[name].score(QUERY, corpus)
-    # The official formula on the folder as transformers itself loads it.
-    seq_cls = name.startswith("seq-cls")
-    reference = ReferenceSeqClsReranker(folder) if seq_cls else ReferenceReranker(folder)
-    want = np.array([reference.score(QUERY, d) for d in corpus])
-    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
-    assert got.max() - got.min() > 0.05  # the scores depend on the document
+    want_log_odds, want_p = official_scores[name]
+    if backend == "transformers":
+        engine = rerankers[name]
+    else:
+        engine = Qwen3Reranker(folder, backend=_options(backend, openvino_cache))
+    assert engine.backend == backend
+    got = engine.logits(QUERY, corpus)
+    assert got.dtype == np.float32 and got.shape == (len(corpus),)
+    np.testing.assert_allclose(got, want_log_odds, atol=1e-4, rtol=0)
+    assert np.ptp(got) > 1.0  # the log-odds depend on the document
+    p_tolerance = 1e-5 if backend == "transformers" else 1e-4
+    np.testing.assert_allclose(engine.score(QUERY, corpus), want_p, atol=p_tolerance, rtol=0)
+    pairs = [(QUERY, d) for d in corpus]
+    np.testing.assert_allclose(engine.logits_pairs(pairs), got, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("name", ["seq-cls-1", "seq-cls-2", "sentence-transformers"])
@@ -124,19 +206,25 @@ def test_builder_layouts_load_in_sentence_transformers(test_variants: VariantPat
     assert st.prompts["query"] == FINE_TUNED_QUERY_PROMPT
 
 
-@pytest.mark.parametrize("name", ["flat", "causal-lm", "sentence-transformers"])
-def test_embedding_variants_embed_documents_exactly(
+@pytest.mark.parametrize(("name", "backend"), _matrix(EMBEDDING_VARIANTS))
+def test_embedding_variant_is_the_official_formula(
     name: str,
+    backend: str,
     test_variants: VariantPaths,
     reference_embedder: ReferenceEmbedder,
+    openvino_cache: Path,
     corpus: list[str],
 ) -> None:
-    engine = Qwen3Embedder(test_variants.embeddings[name], backend=CPU)
+    engine = Qwen3Embedder(
+        test_variants.embeddings[name], backend=_options(backend, openvino_cache)
+    )
     want = torch.stack([reference_embedder.embed(d) for d in corpus]).numpy()
-    np.testing.assert_allclose(engine.embed_documents(corpus), want, atol=1e-5, rtol=0)
-    # Only the base model is loaded: no lm_head memory is spent.
-    names = [n for n, _ in engine.loaded_model.named_parameters()]
-    assert not any("lm_head" in n for n in names)
+    tolerance = 1e-5 if backend == "transformers" else 1e-4
+    np.testing.assert_allclose(engine.embed_documents(corpus), want, atol=tolerance, rtol=0)
+    if backend == "transformers":
+        # Only the base model is loaded: no lm_head memory is spent.
+        names = [n for n, _ in engine.loaded_model.named_parameters()]
+        assert not any("lm_head" in n for n in names)
 
 
 def test_declared_query_prompt_is_the_default(
@@ -220,7 +308,7 @@ def test_adapters_use_the_declared_query_prompt(
     want = reference_embedder.embed(FINE_TUNED_QUERY_PROMPT + "red running shoes").numpy()
     langchain = Qwen3Embeddings(model=str(folder), backend=CPU)
     np.testing.assert_allclose(langchain.embed_query("red running shoes"), want, atol=1e-5)
-    llamaindex = Qwen3Embedding(str(folder), backend=CPU)
+    llamaindex = Qwen3Embedding(model=str(folder), backend=CPU)
     np.testing.assert_allclose(llamaindex.get_query_embedding("red running shoes"), want, atol=1e-5)
 
 

@@ -1,6 +1,7 @@
-"""The log-odds logit("yes") - logit("no") beside P(yes): exact against the official formula
-for every checkpoint variant, what rankings sort by (documents whose P(yes) is exactly 1.0 in
-float32 still rank apart), in both adapters' metadata, and through the server backend.
+"""The log-odds logit("yes") - logit("no") beside P(yes) (exact against the official formula
+for every checkpoint variant: tests/test_checkpoint_variants.py): what rankings sort by
+(documents whose P(yes) is exactly 1.0 in float32 still rank apart), in both adapters'
+metadata, and through the server backend.
 
 The large log-odds come from a real model run: the tiny reranker with its "yes" lm_head row
 moved so that every log-odds is five times the original (``sharpened_reranker_copy``)."""
@@ -17,20 +18,13 @@ import pytest
 import torch
 
 from qwen3_core import Qwen3Reranker, ServerOptions
-from qwen3_core.testing import RERANKER_VARIANTS, ModelPaths, VariantPaths
+from qwen3_core.testing import ModelPaths, VariantPaths
 from qwen3_core.testing.variants import sharpened_reranker_copy
 from tests.options import CPU
-from tests.reference import ReferenceReranker, ReferenceSeqClsReranker
+from tests.reference import ReferenceReranker, official
 from tests.servers import Fault, StandInServer
 
 QUERY = "What is the capital of China?"
-
-
-def official(reference: ReferenceReranker, documents: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(log-odds, P(yes)) of each document by the official formula, in float32."""
-    log_odds = np.array([reference.logit(QUERY, d) for d in documents], dtype=np.float32)
-    p_yes = np.array([reference.score(QUERY, d) for d in documents], dtype=np.float32)
-    return log_odds, p_yes
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +40,7 @@ def sharp_reranker(sharp: Path) -> Qwen3Reranker:
 
 @pytest.fixture(scope="module")
 def sharp_official(sharp: Path, corpus: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    return official(ReferenceReranker(sharp), corpus)
+    return official(ReferenceReranker(sharp), QUERY, corpus)
 
 
 @pytest.fixture(scope="module")
@@ -59,25 +53,6 @@ def saturated(sharp_official: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     gaps = np.diff(np.sort(log_odds[indices]))
     assert gaps.min() > 1e-3 and np.ptp(log_odds[indices]) > 3
     return indices
-
-
-@pytest.mark.parametrize("name", RERANKER_VARIANTS)
-def test_log_odds_of_every_variant_are_the_official_formula(
-    name: str, test_variants: VariantPaths, corpus: list[str]
-) -> None:
-    folder = test_variants.rerankers[name]
-    seq_cls = name.startswith("seq-cls")
-    reference = ReferenceSeqClsReranker(folder) if seq_cls else ReferenceReranker(folder)
-    want_log_odds, want_p = official(reference, corpus)
-    engine = Qwen3Reranker(folder, backend=CPU)
-    got = engine.logits(QUERY, corpus)
-    assert got.dtype == np.float32 and got.shape == (len(corpus),)
-    np.testing.assert_allclose(got, want_log_odds, atol=1e-4, rtol=0)
-    assert np.ptp(got) > 1.0  # the log-odds depend on the document
-    # P(yes) is their sigmoid: the official softmax over [no, yes].
-    np.testing.assert_allclose(engine.score(QUERY, corpus), want_p, atol=1e-5, rtol=0)
-    pairs = [(QUERY, d) for d in corpus]
-    np.testing.assert_allclose(engine.logits_pairs(pairs), got, atol=1e-5, rtol=0)
 
 
 def test_documents_whose_p_yes_is_one_rank_by_log_odds(

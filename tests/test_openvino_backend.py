@@ -1,5 +1,5 @@
 """backend="openvino": qwen3-rag's decoder converted to OpenVINO and run by its CPU plugin.
-Every checkpoint variant scores the official formula (1e-4 in float32, as every backend); the
+Every checkpoint variant scores the official formula (tests/test_checkpoint_variants.py); the
 conversion is kept on disk and reused; bad settings and uncovered checkpoints are refused by
 name."""
 
@@ -19,21 +19,17 @@ from xml.etree import ElementTree
 
 import numpy as np
 import pytest
-import torch
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
 from qwen3_core.backends.openvino import MODEL_FILE
 from qwen3_core.backends.options import OpenVINOOptions
 from qwen3_core.testing import (
     CACHE_VARIABLE,
-    RERANKER_VARIANTS,
     ModelPaths,
-    VariantPaths,
     models_cache_folder,
 )
 from qwen3_core.variants import ModelKindError
 from tests.options import CPU
-from tests.reference import ReferenceEmbedder, ReferenceReranker, ReferenceSeqClsReranker
 
 pytest.importorskip("openvino")
 
@@ -55,41 +51,6 @@ def _converted(cache: Path) -> list[Path]:
     return sorted(p for p in cache.iterdir() if (p / MODEL_FILE).is_file())
 
 
-@pytest.mark.parametrize("name", RERANKER_VARIANTS)
-def test_reranker_variant_scores_the_official_formula(
-    name: str, test_variants: VariantPaths, options: OpenVINOOptions, corpus: list[str]
-) -> None:
-    folder = test_variants.rerankers[name]
-    engine = Qwen3Reranker(folder, backend=options)
-    assert engine.backend == "openvino" and engine.options == options
-    # Documents of many lengths: they run in right-padded batches, the reference one by one.
-    got = engine.score(QUERY, corpus)
-    seq_cls = name.startswith("seq-cls")
-    reference = ReferenceSeqClsReranker(folder) if seq_cls else ReferenceReranker(folder)
-    want = np.array([reference.score(QUERY, d) for d in corpus])
-    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
-    assert got.max() - got.min() > 0.05
-
-
-@pytest.mark.parametrize("name", ["flat", "causal-lm", "sentence-transformers"])
-def test_embedding_variant_embeds_the_official_formula(
-    name: str, test_variants: VariantPaths, options: OpenVINOOptions, corpus: list[str]
-) -> None:
-    folder = test_variants.embeddings[name]
-    engine = Qwen3Embedder(folder, backend=options)
-    reference = ReferenceEmbedder(folder)
-    want = torch.stack([reference.embed(d) for d in corpus]).numpy()
-    np.testing.assert_allclose(engine.embed_documents(corpus), want, atol=1e-4, rtol=0)
-    # Queries with the checkpoint's own query prompt, as the default backend embeds them.
-    queries = ["capital of China", "rivers"]
-    np.testing.assert_allclose(
-        engine.embed_queries(queries),
-        Qwen3Embedder(folder, backend=CPU).embed_queries(queries),
-        atol=1e-4,
-        rtol=0,
-    )
-
-
 def test_agrees_with_the_transformers_backend(
     test_models: ModelPaths, options: OpenVINOOptions, corpus: list[str]
 ) -> None:
@@ -98,6 +59,11 @@ def test_agrees_with_the_transformers_backend(
     torch_cpu = Qwen3Embedder(test_models.embedding, backend=CPU)
     np.testing.assert_allclose(
         openvino.embed_documents(texts), torch_cpu.embed_documents(texts), atol=1e-4, rtol=0
+    )
+    # Queries with the checkpoint's own query prompt, as the default backend embeds them.
+    queries = ["capital of China", "rivers"]
+    np.testing.assert_allclose(
+        openvino.embed_queries(queries), torch_cpu.embed_queries(queries), atol=1e-4, rtol=0
     )
     ranked = Qwen3Reranker(test_models.reranker, backend=options).rerank(QUERY, corpus)
     want = Qwen3Reranker(test_models.reranker, backend=CPU).rerank(QUERY, corpus)
