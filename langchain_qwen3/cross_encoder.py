@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from langchain_core.cross_encoders import BaseCrossEncoder
 
-from langchain_qwen3._reranker_settings import Qwen3RerankerSettings
+from qwen3_core.adapter_settings import RerankerSettings
 from qwen3_core.validation import check_pairs
 
 
-class Qwen3CrossEncoder(Qwen3RerankerSettings, BaseCrossEncoder):
+class Qwen3CrossEncoder(RerankerSettings, BaseCrossEncoder):
     """Scores (query, document) pairs with Qwen3-Reranker: P(yes) in [0, 1] per pair.
 
     ```python
@@ -25,6 +25,8 @@ class Qwen3CrossEncoder(Qwen3RerankerSettings, BaseCrossEncoder):
     documents whose P(yes) rounds to 1.0 stay in input order); ``Qwen3Rerank`` sorts by the
     log-odds and gives ``metadata["relevance_score"]`` and ``metadata["relevance_logit"]``,
     a threshold and async.
+
+    ``engine=Qwen3Reranker(...)`` uses a ready engine, as ``Qwen3Rerank`` does.
     """
 
     def score(self, text_pairs: list[tuple[str, str]]) -> list[float]:
@@ -32,7 +34,5 @@ class Qwen3CrossEncoder(Qwen3RerankerSettings, BaseCrossEncoder):
         pairs = check_pairs("text_pairs", text_pairs)  # checked before anything is loaded
         if not pairs:
             return []
-        scores: list[float] = (
-            self._engine.get().score_pairs(pairs, **self._call_settings()).tolist()
-        )
+        scores: list[float] = self.engine.score_pairs(pairs, **self._call_settings()).tolist()
         return scores

@@ -9,13 +9,13 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import Field
 
 from langchain_qwen3._common import page_contents, with_score
-from langchain_qwen3._reranker_settings import Qwen3RerankerSettings
 from qwen3_core import RerankResult
+from qwen3_core.adapter_settings import RerankerSettings
 from qwen3_core.defaults import MIN_TOP_N, TOP_N
 from qwen3_core.validation import check_text
 
 
-class Qwen3Rerank(Qwen3RerankerSettings, BaseDocumentCompressor):
+class Qwen3Rerank(RerankerSettings, BaseDocumentCompressor):
     """Reorders retrieved documents by Qwen3-Reranker's judgement, best first.
 
     The returned documents are copies of the inputs (same class, ``page_content``, ``id`` and
@@ -36,6 +36,11 @@ class Qwen3Rerank(Qwen3RerankerSettings, BaseDocumentCompressor):
         base_retriever=vector_store.as_retriever(search_kwargs={"k": 20}),
     )
     ```
+
+    ``engine=Qwen3Reranker(...)`` uses a ready engine: the settings it fixes (``model``,
+    ``backend``, ...: each field says) are then read from it, and giving any of them as well
+    is an error; the per-call ones (``instruction``, ...) are the engine's unless given.
+    ``engine`` is the engine, built on first access.
     """
 
     top_n: int | None = Field(default=TOP_N, ge=MIN_TOP_N)
@@ -55,8 +60,7 @@ class Qwen3Rerank(Qwen3RerankerSettings, BaseDocumentCompressor):
         check_text("query", query)
         if not texts:
             return []
-        engine = self._engine.get()
-        hits = engine.rerank(query, texts, top_n=self.top_n, **self._call_settings())
+        hits = self.engine.rerank(query, texts, top_n=self.top_n, **self._call_settings())
         return self._kept(documents, hits)
 
     async def acompress_documents(

@@ -50,8 +50,8 @@ def main(embedding: Path, reranker: Path) -> dict[str, Any]:
             scores = [d.metadata["relevance_score"] for d in rerank.compress_documents(docs, QUERY)]
             vectors = emb.embed_documents(TEXTS)
         else:
-            emb = Qwen3Embedding(name, backend=CPU)
-            rerank = LlamaIndexRerank(reranker_name, backend=CPU, top_n=len(TEXTS))
+            emb = Qwen3Embedding(model=name, backend=CPU)
+            rerank = LlamaIndexRerank(model=reranker_name, backend=CPU, top_n=len(TEXTS))
             vectors = emb.get_text_embedding_batch(TEXTS)
             nodes = [NodeWithScore(node=TextNode(text=t), score=0.0) for t in TEXTS]
             scores = [n.score for n in rerank.postprocess_nodes(nodes, query_str=QUERY)]

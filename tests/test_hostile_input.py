@@ -838,14 +838,14 @@ CONFIG_ERRORS: list[tuple[str, Callable[[ModelPaths], object], type[Exception], 
     (
         "llamaindex-device",
         lambda m: Qwen3Embedding(
-            m.embedding, backend=TransformersOptions(device="tpu")
+            model=m.embedding, backend=TransformersOptions(device="tpu")
         ).get_query_embedding("q"),
         ValueError,
         "device",
     ),
     (
         "llamaindex-max-length-prompt",
-        lambda m: LlamaIndexRerank(m.reranker, backend=CPU, max_length=20).postprocess_nodes(
+        lambda m: LlamaIndexRerank(model=m.reranker, backend=CPU, max_length=20).postprocess_nodes(
             _NODE, query_str="q"
         ),
         ValueError,
@@ -853,13 +853,13 @@ CONFIG_ERRORS: list[tuple[str, Callable[[ModelPaths], object], type[Exception], 
     ),
     (
         "llamaindex-missing-folder",
-        lambda m: Qwen3Embedding(_missing(m), backend=CPU).get_text_embedding("t"),
+        lambda m: Qwen3Embedding(model=_missing(m), backend=CPU).get_text_embedding("t"),
         ModelNotFoundError,
         "no-such-model' does not exist",
     ),
     (
         "llamaindex-wrong-kind",
-        lambda m: LlamaIndexRerank(m.embedding, backend=CPU).postprocess_nodes(
+        lambda m: LlamaIndexRerank(model=m.embedding, backend=CPU).postprocess_nodes(
             _NODE, query_str="q"
         ),
         ModelKindError,
@@ -922,7 +922,7 @@ def test_bad_input_to_an_unloaded_adapter_is_refused_before_loading(
     missing = str(_missing(test_models))
     lc_emb, lc_rerank = Qwen3Embeddings(model=missing), LangChainRerank(model=missing)
     lc_cross = Qwen3CrossEncoder(model=missing)
-    li_emb, li_rerank = Qwen3Embedding(missing), LlamaIndexRerank(missing)
+    li_emb, li_rerank = Qwen3Embedding(model=missing), LlamaIndexRerank(model=missing)
     calls: list[Callable[[], object]] = [
         lambda: lc_emb.embed_documents(["a", None]),  # type: ignore[list-item]
         lambda: lc_emb.embed_query(b"q"),  # type: ignore[arg-type]

@@ -124,6 +124,24 @@ def test_ready_engine(embedder: Qwen3Embedder, reranker: Qwen3Reranker) -> None:
         Qwen3Rerank(engine=embedder)  # type: ignore[arg-type]
 
 
+def test_engine_is_built_on_first_access(
+    test_models: ModelPaths, reranker: Qwen3Reranker, embedder: Qwen3Embedder
+) -> None:
+    rerank = Qwen3Rerank(model=str(test_models.reranker), backend=CPU)
+    cross = Qwen3CrossEncoder(model=str(test_models.reranker), backend=CPU)
+    emb = Qwen3Embeddings(model=str(test_models.embedding), backend=CPU, dimensions=16)
+    assert not any(a.engine_loaded for a in (rerank, cross, emb))
+    engine = rerank.engine  # builds it: the weights are the session engine's (load cache)
+    assert isinstance(engine, Qwen3Reranker) and rerank.engine_loaded
+    assert rerank.engine is engine and engine.model_path == reranker.model_path
+    assert engine.loaded_model is reranker.loaded_model
+    assert not cross.engine_loaded  # each adapter builds its own, on its own first use
+    # The engine is built from the fields, and is the one the adapter's calls use.
+    assert emb.engine.dimensions == 16 and len(emb.embed_query("q")) == 16
+    assert Qwen3Embeddings(engine=embedder).engine is embedder
+    assert Qwen3CrossEncoder(engine=reranker).engine is reranker
+
+
 def test_adapters_share_weights(tmp_path: Path, test_models: ModelPaths) -> None:
     """Two adapters on the same model, device and dtype load the weights once: counted at
     the engine's one loader (of its own decoder and of transformers' alike), on a
@@ -171,7 +189,7 @@ def test_copies_share_the_engine_and_pickles_rebuild_it(
     # describe that engine (building it again here would only repeat the load above).
     rerank = Qwen3Rerank(engine=reranker, top_n=2, instruction="Find capitals")
     again = pickle.loads(pickle.dumps(rerank))
-    assert again.engine is None and not again.engine_loaded
+    assert again.ready_engine is None and not again.engine_loaded
     assert again.model_dump() == rerank.model_dump()
     assert Path(again.model) == reranker.model_path and again.instruction == "Find capitals"
 

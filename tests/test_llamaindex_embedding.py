@@ -34,7 +34,9 @@ def embed_model(embedder: Qwen3Embedder) -> Qwen3Embedding:
 @pytest.fixture(scope="module")
 def shaped(test_models: ModelPaths) -> Qwen3Embedding:
     # Built from the folder, as users do; the weights are the session engine's (load cache).
-    return Qwen3Embedding(test_models.embedding, backend=CPU, query_instruction=TASK, dimensions=16)
+    return Qwen3Embedding(
+        model=test_models.embedding, backend=CPU, query_instruction=TASK, dimensions=16
+    )
 
 
 @pytest.fixture
@@ -147,14 +149,14 @@ def test_settings_beside_a_ready_engine_are_an_error(embedder: Qwen3Embedder) ->
     with pytest.raises(ValueError, match=r"engine= was given together with dimensions, max_len"):
         Qwen3Embedding(engine=embedder, dimensions=8, max_length=128)
     with pytest.raises(ValueError, match="model_name"):
-        Qwen3Embedding("other/model", engine=embedder)
+        Qwen3Embedding(model="other/model", engine=embedder)
     with pytest.raises(TypeError, match="engine must be a Qwen3Embedder, got str"):
         Qwen3Embedding(engine="Qwen/Qwen3-Embedding-0.6B")  # type: ignore[arg-type]
 
 
 def test_device_and_dtype_objects_become_plain_names(test_models: ModelPaths) -> None:
     backend = TransformersOptions(device=torch.device("cpu"), dtype=torch.float32)
-    model = Qwen3Embedding(test_models.embedding, backend=backend)
+    model = Qwen3Embedding(model=test_models.embedding, backend=backend)
     assert model.model_name == str(test_models.embedding)
     assert model.backend == TransformersOptions(device="cpu", dtype="float32")
 
@@ -180,16 +182,16 @@ def test_dicts_rebuild_from_the_fields(shaped: Qwen3Embedding) -> None:
 def test_bad_folder_fails_on_first_use_not_construction(
     tmp_path: Path, test_models: ModelPaths
 ) -> None:
-    missing = Qwen3Embedding(tmp_path / "no-such-model", backend=CPU)
+    missing = Qwen3Embedding(model=tmp_path / "no-such-model", backend=CPU)
     assert not missing.engine_loaded
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         missing.get_query_embedding("q")
-    wrong_kind = Qwen3Embedding(test_models.reranker, backend=CPU)
+    wrong_kind = Qwen3Embedding(model=test_models.reranker, backend=CPU)
     with pytest.raises(ModelKindError, match="Qwen3Reranker"):
         wrong_kind.get_text_embedding_batch(["a", "b"])
 
 
 async def test_bad_folder_fails_on_first_async_use(tmp_path: Path) -> None:
-    missing = Qwen3Embedding(tmp_path / "no-such-model", backend=CPU)
+    missing = Qwen3Embedding(model=tmp_path / "no-such-model", backend=CPU)
     with pytest.raises(ModelNotFoundError):
         await missing.aget_text_embedding_batch(["a"])

@@ -26,8 +26,8 @@ SCRIPT = textwrap.dedent(
 
     # The embedding does real work; the reranker's model logic is the same engine code,
     # so it is only built and called on nothing (loading a second model costs seconds).
-    vector = Qwen3Embedding(sys.argv[1], backend=cpu).get_query_embedding("what is gravity")
-    rerank = Qwen3Rerank(sys.argv[2], top_n=1, backend=cpu)
+    vector = Qwen3Embedding(model=sys.argv[1], backend=cpu).get_query_embedding("what is gravity")
+    rerank = Qwen3Rerank(model=sys.argv[2], top_n=1, backend=cpu)
     assert rerank.postprocess_nodes([], query_str="what is gravity") == []
     node = NodeWithScore(node=TextNode(text="Gravity attracts bodies with mass."), score=0.5)
     try:

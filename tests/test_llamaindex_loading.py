@@ -58,10 +58,10 @@ def test_construction_loads_nothing_and_opens_no_socket(
     adapters = [
         Qwen3Embedding(),  # hub ids that are not downloaded here
         Qwen3Rerank(),
-        Qwen3Embedding("Qwen/Qwen3-Embedding-8B", backend=CPU, dimensions=256),
-        Qwen3Rerank("Qwen/Qwen3-Reranker-8B", top_n=5, keep_retrieval_score=True),
-        Qwen3Embedding(test_models.embedding, backend=CPU),
-        Qwen3Rerank(test_models.reranker, backend=CPU),
+        Qwen3Embedding(model="Qwen/Qwen3-Embedding-8B", backend=CPU, dimensions=256),
+        Qwen3Rerank(model="Qwen/Qwen3-Reranker-8B", top_n=5, keep_retrieval_score=True),
+        Qwen3Embedding(model=test_models.embedding, backend=CPU),
+        Qwen3Rerank(model=test_models.reranker, backend=CPU),
     ]
     assert not any(a.engine_loaded for a in adapters)
     assert loads == []
@@ -71,7 +71,7 @@ def test_adapters_on_one_model_load_it_once(
     tmp_path: Path, loads: list[tuple[str, str]], test_models: ModelPaths
 ) -> None:
     folder = linked_copy(test_models.embedding, tmp_path / "embedding")  # not loaded yet
-    embeds = [Qwen3Embedding(folder, backend=CPU) for _ in range(2)]
+    embeds = [Qwen3Embedding(model=folder, backend=CPU) for _ in range(2)]
     assert loads == []
     vectors = [e.get_query_embedding("what is gravity") for e in embeds]
     # One load, though each adapter built its own engine.
@@ -84,7 +84,7 @@ def test_adapters_reuse_weights_already_loaded(
 ) -> None:
     # The session engine holds the reranker: an adapter on the same folder, device and
     # dtype takes its weights instead of loading its own.
-    rerank = Qwen3Rerank(test_models.reranker, backend=CPU, top_n=1)
+    rerank = Qwen3Rerank(model=test_models.reranker, backend=CPU, top_n=1)
     node = NodeWithScore(node=TextNode(text="Gravity attracts bodies with mass."), score=0.5)
     (top,) = rerank.postprocess_nodes([node], query_str="what is gravity")
     assert loads == [] and rerank.engine_loaded and rerank.engine is not reranker

@@ -32,12 +32,12 @@ TOP_N = 3
 @pytest.fixture(scope="module")
 def embed_model(test_models: ModelPaths) -> Qwen3Embedding:
     # Both adapters from folders, as users build them (the weights are the session engines').
-    return Qwen3Embedding(test_models.embedding, backend=CPU)
+    return Qwen3Embedding(model=test_models.embedding, backend=CPU)
 
 
 @pytest.fixture(scope="module")
 def rerank(test_models: ModelPaths) -> Qwen3Rerank:
-    return Qwen3Rerank(test_models.reranker, top_n=TOP_N, backend=CPU)
+    return Qwen3Rerank(model=test_models.reranker, top_n=TOP_N, backend=CPU)
 
 
 @pytest.fixture(scope="module")

@@ -185,10 +185,10 @@ def test_dicts_rebuild_from_the_fields(rerank: Qwen3Rerank) -> None:
 def test_bad_folder_fails_on_first_use_not_construction(
     tmp_path: Path, test_models: ModelPaths, corpus: list[str]
 ) -> None:
-    missing = Qwen3Rerank(tmp_path / "no-such-model", backend=CPU)
+    missing = Qwen3Rerank(model=tmp_path / "no-such-model", backend=CPU)
     assert not missing.engine_loaded
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         missing.postprocess_nodes(retrieved(corpus[:2]), query_str=QUERY)
-    wrong_kind = Qwen3Rerank(test_models.embedding, backend=CPU)
+    wrong_kind = Qwen3Rerank(model=test_models.embedding, backend=CPU)
     with pytest.raises(ModelKindError, match="Qwen3Embedder"):
         wrong_kind.postprocess_nodes(retrieved(corpus[:2]), query_str=QUERY)

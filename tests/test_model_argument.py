@@ -23,7 +23,7 @@ def test_llamaindex_embedding_takes_model(test_models: ModelPaths) -> None:
     folder = str(test_models.embedding)
     assert Qwen3Embedding(model=folder, backend=CPU).model_name == folder
     assert Qwen3Embedding(model_name=folder, backend=CPU).model_name == folder
-    assert Qwen3Embedding(folder, model_name=folder, backend=CPU).model_name == folder
+    assert Qwen3Embedding(model=folder, model_name=folder, backend=CPU).model_name == folder
     built = Qwen3Embedding(model=Path(folder), backend=CPU)
     assert built.engine.model_path == Path(folder)  # the folder given, not the default model
     with pytest.raises(ValueError, match=r"model=.* and model_name=.* differ"):

@@ -169,7 +169,7 @@ async def test_adapters_async_methods(
     np.testing.assert_allclose(
         await lc.aembed_query(queries[0]), embedder.embed_queries(queries[:1])[0], atol=1e-5
     )
-    li = Qwen3Embedding(str(test_models.embedding), backend=options)
+    li = Qwen3Embedding(model=str(test_models.embedding), backend=options)
     np.testing.assert_allclose(
         await li.aget_text_embedding_batch(corpus), embedder.embed_documents(corpus), atol=1e-5
     )
@@ -183,7 +183,7 @@ async def test_adapters_async_methods(
     assert sorted(d.metadata["relevance_score"] for d in docs) == pytest.approx(
         sorted(expected.tolist()), abs=1e-5
     )
-    li_rr = LlamaRerank(str(test_models.reranker), top_n=len(corpus), backend=options)
+    li_rr = LlamaRerank(model=str(test_models.reranker), top_n=len(corpus), backend=options)
     nodes = [NodeWithScore(node=TextNode(text=d), score=0.0) for d in corpus]
     ranked = await li_rr.apostprocess_nodes(nodes, QueryBundle(queries[0]))
     assert sorted(n.score for n in ranked) == pytest.approx(sorted(expected.tolist()), abs=1e-5)
@@ -589,7 +589,7 @@ def test_a_password_in_base_url_is_never_shown(
 
     options = ServerOptions(base_url=url, api_key=API_KEY)
     lc = Qwen3Embeddings(model=str(test_models.embedding), backend=options)
-    li = Qwen3Embedding(str(test_models.embedding), backend=options)
+    li = Qwen3Embedding(model=str(test_models.embedding), backend=options)
     shown += [repr(options), repr(lc), lc.model_dump_json(), repr(li), li.to_json()]
     with pytest.raises(ValueError, match="must be an http") as bad:
         ServerOptions(base_url=f"ftp://alice:{PASSWORD}@host")

@@ -153,7 +153,7 @@ async def test_async_through_both_adapters(
     np.testing.assert_allclose(
         await lc.aembed_documents(corpus), local_embedder.embed_documents(corpus), atol=1e-4
     )
-    li = Qwen3Embedding(str(test_models.embedding), max_length=MAX_LENGTH, backend=emb)
+    li = Qwen3Embedding(model=str(test_models.embedding), max_length=MAX_LENGTH, backend=emb)
     np.testing.assert_allclose(
         await li.aget_query_embedding(queries[0]),
         local_embedder.embed_queries(queries[:1])[0],
@@ -171,7 +171,7 @@ async def test_async_through_both_adapters(
     from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
     li_rr = LlamaRerank(
-        str(test_models.reranker),
+        model=str(test_models.reranker),
         top_n=len(corpus),
         max_length=MAX_LENGTH,
         backend=rr,
