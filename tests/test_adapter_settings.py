@@ -1,8 +1,8 @@
 """The adapters' engine settings come from one spec per engine (``qwen3_core.adapter_settings``):
 each engine keyword is a setting of every adapter of that engine, with the engine's default
 and one description; a ready engine's values are read back into each adapter; an adapter
-builds its engine with every setting. The checks walk the spec, so a new setting is covered
-here as soon as it has a value other than its default in ``OTHER``."""
+builds its engine with every setting. The checks walk the spec, so they cover a new setting
+without a change here (unless its default has no obvious other value: see ``OTHER``)."""
 
 from __future__ import annotations
 
@@ -34,15 +34,15 @@ IDS = [engine.__name__ for engine in ENGINES]
 # token, cache, mirror), which the model's id or folder already settles for an adapter.
 NOT_ADAPTER_SETTINGS = {"revision", "token", "cache_dir", "local_files_only", "source"}
 
-# For each setting but the model and backend, a value other than its default, so that a
-# value read back from an engine cannot be the default by chance.
+# A value other than the default for the settings whose default has no other of its kind
+# (None, one of a Literal's) or whose other must suit the tiny models; every other setting
+# but the model and backend gets ``another(default)``. A value read back from an engine
+# built with these cannot be the default by chance.
 OTHER: dict[str, Any] = {
-    "instruction": "Judge whether the passage names a capital city",
+    "instruction": "Given a question, retrieve the passages that name a capital city",
     "max_length": 512,
     "max_document_tokens": 200,
     "long_documents": "chunk",
-    "chunk_overlap": 32,
-    "max_chunks_per_document": 3,
     "dimensions": 16,
 }
 
@@ -58,18 +58,25 @@ def another(value: Any) -> Any:
     """A value of the same kind as ``value`` but other."""
     if isinstance(value, str):
         return value + " (another)"
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value + 1
-    raise AssertionError(f"no other value for {value!r}")
+    raise AssertionError(f"no other value for {value!r}: give one in OTHER")
+
+
+def others(engine: Engine) -> dict[str, Any]:
+    """A value other than the default for each setting of ``engine`` but the model and
+    backend, by engine keyword."""
+    defaults = inspect.signature(engine).parameters
+    return {
+        keyword: OTHER[keyword] if keyword in OTHER else another(defaults[keyword].default)
+        for keyword in SPECS[engine].settings
+        if keyword not in ("model", "backend")
+    }
 
 
 def engine_with_other_values(engine: Engine, models: ModelPaths) -> Any:
-    spec = SPECS[engine]
-    missing = [k for k in spec.settings if k not in ("model", "backend") and k not in OTHER]
-    assert not missing, f"give {missing} a value other than the default in OTHER"
     folder = models.reranker if engine is Qwen3Reranker else models.embedding
-    others = {keyword: OTHER[keyword] for keyword in spec.settings if keyword in OTHER}
-    return engine(str(folder), backend=CPU, **others)
+    return engine(str(folder), backend=CPU, **others(engine))
 
 
 @pytest.mark.parametrize("engine", ENGINES, ids=IDS)
@@ -98,9 +105,8 @@ def test_a_ready_engine_is_read_back_into_each_adapter(
     spec = SPECS[engine]
     ready = engine_with_other_values(engine, test_models)
     want = {keyword: spec.read(ready, keyword) for keyword in spec.settings}
-    assert {keyword: want[keyword] for keyword in OTHER if keyword in want} == {
-        keyword: OTHER[keyword] for keyword in spec.settings if keyword in OTHER
-    }
+    other = others(engine)
+    assert {keyword: want[keyword] for keyword in other} == other
     for adapter_class in ADAPTERS[engine]:
         adapter = adapter_class(engine=ready)
         assert adapter.engine is ready
@@ -123,7 +129,7 @@ def test_beside_a_ready_engine_fixed_settings_are_refused_and_per_call_ones_kept
         for name, keyword in settings_of(adapter_class).items():
             default = adapter_class.model_fields[name].default
             # Given as None beside an engine, a setting counts as not given: give a value.
-            given = default if default is not None else another(OTHER[keyword])
+            given = default if default is not None else another(others(engine)[keyword])
             if keyword in spec.fixed:
                 with pytest.raises(ValueError, match=f"engine= was given together with {name}"):
                     adapter_class(engine=ready, **{name: given})
