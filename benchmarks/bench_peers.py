@@ -26,7 +26,9 @@ own (docs/performance.md, "Peer engines"), then
     .venv-bench/bin/python -m benchmarks.bench_peers --shape 0.6b --scale 0.25 \
         --modes batch1 sorted padded     # 40 minutes on 2 busy cores; --scale 1 is ~4x
 
-``--only``, ``--precision``, ``--tasks`` and ``--modes`` narrow the run.
+``--only``, ``--precision``, ``--tasks`` and ``--modes`` narrow the run. ``--baseline-checkout
+DIR`` adds qwen3-rag's rows once more, run from another checkout (``git worktree add DIR
+COMMIT``): a change and what it replaced, measured in one run.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +193,7 @@ def run_engine(
     with open(log, "w") as output:
         subprocess.run(
             [sys.executable, "-m", "benchmarks.peers.worker", str(spec_path)],
-            cwd=REPO,
+            cwd=engine.options.get("checkout", REPO),  # its qwen3_core is the one imported
             stdout=output,
             stderr=subprocess.STDOUT,
             check=False,
@@ -370,6 +372,21 @@ def host() -> str:
     return f"{name}, {os.cpu_count()} CPUs; " + " ".join(f for f in wanted if f in flags)
 
 
+def _baseline_engines(engines: list[Engine], checkout: Path) -> list[Engine]:
+    """qwen3-rag's rows among ``engines`` again, run from ``checkout``."""
+    if not (checkout / "qwen3_core" / "__init__.py").is_file():
+        raise SystemExit(f"--baseline-checkout {checkout} is not a checkout of qwen3-rag")
+    commit = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    return [
+        replace(e, label=f"{e.label} @{commit}", options={**e.options, "checkout": str(checkout)})
+        for e in engines
+        if e.module == "qwen3_rag"
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="qwen3-rag against peer CPU engines")
     parser.add_argument("--shape", default="small", choices=["tiny", "small", "0.6b"])
@@ -387,6 +404,12 @@ def main() -> None:
         default=2,
         help="extra processes per engine that only time the cold start (the table has the "
         "median of these and the timed runs')",
+    )
+    parser.add_argument(
+        "--baseline-checkout",
+        type=Path,
+        help="another checkout of qwen3-rag (git worktree add DIR COMMIT) whose qwen3-rag rows "
+        "run too, labelled with its commit",
     )
     parser.add_argument(
         "--passes",
@@ -407,6 +430,8 @@ def main() -> None:
         if (not args.only or e.name in args.only or e.label == BASELINE)
         and (not args.precision or e.precision in args.precision or e.label == BASELINE)
     ]
+    if args.baseline_checkout is not None:
+        engines += _baseline_engines(engines, args.baseline_checkout)
     missing = {e.package for e in engines if importlib.util.find_spec(e.package) is None}
     folders = model_folders(args.shape)
     needed = [e.artefact for e in engines if e.artefact and e.package not in missing]
