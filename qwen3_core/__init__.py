@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from qwen3_core.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from qwen3_core.backends.options import (
+    from qwen3_core.backend_options import (
         OpenVINOOptions,
         ServerOptions,
         TransformersOptions,
@@ -39,14 +39,14 @@ _HOMES = {
     "DEFAULT_INSTRUCTION": "qwen3_core.prompts",
     "ModelKindError": "qwen3_core.variants",
     "ModelNotFoundError": "qwen3_core.hub",
-    "OpenVINOOptions": "qwen3_core.backends.options",
+    "OpenVINOOptions": "qwen3_core.backend_options",
     "Qwen3Embedder": "qwen3_core.embedder",
     "Qwen3Reranker": "qwen3_core.reranker",
     "RerankCall": "qwen3_core.reranker",
     "RerankResult": "qwen3_core.reranker",
-    "ServerOptions": "qwen3_core.backends.options",
-    "TransformersOptions": "qwen3_core.backends.options",
-    "VllmOptions": "qwen3_core.backends.options",
+    "ServerOptions": "qwen3_core.backend_options",
+    "TransformersOptions": "qwen3_core.backend_options",
+    "VllmOptions": "qwen3_core.backend_options",
 }
 
 

@@ -37,7 +37,7 @@ from qwen3_core.adapters import (
     backend_setting_dump,
     reject_settings_beside_engine,
 )
-from qwen3_core.backends.options import BackendChoice
+from qwen3_core.backend_options import BackendChoice
 from qwen3_core.defaults import (
     CHUNK_OVERLAP,
     DEFAULT_EMBEDDING_MODEL,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from qwen3_core.backends.options import (
+from qwen3_core.backend_options import (
     BackendChoice,
     ServerOptions,
     backend_options,

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from qwen3_core.backends.options import dtype_name
+from qwen3_core.backend_options import dtype_name
 
-# The supported dtypes by their canonical names (``qwen3_core.backends.options.dtype_name``
+# The supported dtypes by their canonical names (``qwen3_core.backend_options.dtype_name``
 # reads every spelling).
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

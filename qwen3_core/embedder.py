@@ -9,12 +9,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from qwen3_core import prompts
+from qwen3_core.backend_options import BackendChoice, backend_options
 from qwen3_core.backends.base import AsyncEmbeddingBackend, EmbeddingBackend
-from qwen3_core.backends.factory import embedding_backend
-from qwen3_core.backends.options import BackendChoice, TransformersOptions, backend_options
+from qwen3_core.backends.registry import open_model
 from qwen3_core.batching import unique_with_inverse
 from qwen3_core.defaults import DEFAULT_EMBEDDING_MODEL, MAX_LENGTH, MIN_MAX_LENGTH
-from qwen3_core.engine import EngineBase, check_finite, open_model, warn_truncation
+from qwen3_core.engine import EngineBase, check_finite, warn_truncation
 from qwen3_core.hub import HubOptions, ModelSource
 from qwen3_core.tokenization import EmbeddingTokenizer, TokenIds
 from qwen3_core.validation import check_int, check_optional_int, check_text, check_texts
@@ -81,9 +81,6 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
     ) -> None:
         self._backend_or_none = None
         options = backend_options(backend)
-        if isinstance(options, TransformersOptions) and options.share_prefix is False:
-            # Checked before the model is loaded, not after.
-            raise ValueError("share_prefix applies to the reranker, not to an embedding model")
         if instruction is not None:
             check_text("instruction", instruction)
         self.max_length = check_int("max_length", max_length, minimum=MIN_MAX_LENGTH["embedding"])
@@ -111,7 +108,7 @@ class Qwen3Embedder(EngineBase[EmbeddingBackend]):
         self.dimensions = check_optional_int(
             "dimensions", dimensions, minimum=1, maximum=self._hidden_size
         )
-        self._backend_or_none = embedding_backend(opened, model, max_length=self.max_length)
+        self._backend_or_none = opened.embedding(os.fspath(model), max_length=self.max_length)
 
     @property
     def dimension(self) -> int:

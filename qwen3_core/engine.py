@@ -1,110 +1,27 @@
-"""What the two engine classes share: opening a model on a backend, output checks, closing."""
+"""What the two engine classes share: what they say about the opened model, output checks,
+closing."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
-from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
-from qwen3_core.backends.options import (
-    BackendName,
-    BackendOptions,
-    OpenVINOOptions,
-    ServerOptions,
-    VllmOptions,
-)
-from qwen3_core.checkpoints import Checkpoint, open_checkpoint
-from qwen3_core.extras import Extra, install_command
-from qwen3_core.hub import HubOptions
+from qwen3_core.backend_options import BackendName, BackendOptions
 from qwen3_core.tokenization import Truncation
-from qwen3_core.variants import ModelKind, Variant
+from qwen3_core.variants import Variant
 
 if TYPE_CHECKING:  # torch is imported only by the local backends
     import torch
 
-    from qwen3_core.loading import LoadedModel
+    from qwen3_core.backends.registry import OpenedModel
 
 logger = logging.getLogger("qwen3_core")
 
 B = TypeVar("B")
-
-
-@dataclass
-class Opened:
-    """A model opened for a backend: its checkpoint, the options with the device and dtype
-    resolved, and for transformers and OpenVINO the loaded model."""
-
-    checkpoint: Checkpoint
-    options: BackendOptions
-    loaded: LoadedModel | None
-    device: torch.device | None
-    dtype: torch.dtype | None
-
-
-def require_torch(backend: BackendName) -> None:
-    """An ImportError that says what to install when a local backend lacks torch."""
-    try:
-        import torch  # noqa: F401
-
-        # Found, not imported: importing transformers costs a second, and CPU models run
-        # without it (qwen3_core.decoder).
-        if importlib.util.find_spec("transformers") is None:
-            raise ImportError("No module named 'transformers'")
-    except ImportError as exc:
-        extra: Extra = "openvino" if backend == "openvino" else "torch"
-        raise ImportError(
-            f"backend={backend!r} runs the model in this process and needs torch and "
-            f"transformers: {install_command(extra)} (a client of model servers, "
-            "backend=ServerOptions(...), needs neither)"
-        ) from exc
-
-
-def open_model(
-    model: str | os.PathLike[str],
-    kind: ModelKind,
-    options: BackendOptions,
-    *,
-    max_length: int,
-    hub: HubOptions | None = None,
-) -> Opened:
-    """Find, check and (for transformers) load the model for ``options``' backend."""
-    loaded: LoadedModel | None = None
-    device: torch.device | None = None
-    dtype: torch.dtype | None = None
-    if isinstance(options, ServerOptions):
-        # A server client needs only the tokenizer and config.
-        checkpoint = open_checkpoint(model, kind, weights=False, hub=hub)
-    elif isinstance(options, VllmOptions):
-        require_torch(options.name)
-        from qwen3_core.devices import resolve_device, resolve_dtype
-
-        device = resolve_device(None)  # vLLM places the model itself
-        dtype = resolve_dtype(options.dtype, device)
-        options = replace(options, dtype=str(dtype).removeprefix("torch."))
-        checkpoint = open_checkpoint(model, kind, weights=True, hub=hub)
-    elif isinstance(options, OpenVINOOptions):
-        require_torch(options.name)
-        from qwen3_core.backends.openvino import load_openvino_model
-
-        loaded = load_openvino_model(model, kind, options, hub=hub)
-        checkpoint, device, dtype = loaded.checkpoint, loaded.device, loaded.dtype
-    else:
-        require_torch(options.name)
-        from qwen3_core.loading import load_transformers_model
-
-        loaded = load_transformers_model(model, kind, options, hub=hub)
-        checkpoint, device, dtype = loaded.checkpoint, loaded.device, loaded.dtype
-        options = replace(options, device=str(device), dtype=str(dtype).removeprefix("torch."))
-    limit = checkpoint.config.get("max_position_embeddings")
-    if isinstance(limit, int) and max_length > limit:
-        raise ValueError(f"max_length={max_length} exceeds the model's {limit} positions")
-    return Opened(checkpoint, options, loaded, device, dtype)
 
 
 def warn_truncation(truncation: Truncation, max_length: int, what: str) -> None:
@@ -157,7 +74,7 @@ class EngineBase(Generic[B]):
             return f"base_url={self.base_url!r}"
         return f"device={str(self.device)!r}, dtype={str(self.dtype).removeprefix('torch.')!r}"
 
-    def _take(self, opened: Opened) -> None:
+    def _take(self, opened: OpenedModel) -> None:
         """Keep what the engines describe themselves with."""
         self.options = opened.options
         self.backend = opened.options.name
@@ -165,8 +82,7 @@ class EngineBase(Generic[B]):
         self._checkpoint = opened.checkpoint  # keeps the shared tokenizer cached
         self.model_path = opened.checkpoint.folder
         self.variant = opened.checkpoint.variant
-        options = opened.options
-        self.base_url = options.urls if isinstance(options, ServerOptions) else None
+        self.base_url = opened.base_url
 
     @property
     def loaded_model(self) -> Any:

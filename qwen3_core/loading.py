@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from qwen3_core.backends.options import Quantization, TransformersOptions
+from qwen3_core.backend_options import Quantization, TransformersOptions
 from qwen3_core.checkpoints import Checkpoint, open_folder
 from qwen3_core.decoder import (
     MLP,

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, TypedDict
 import numpy as np
 
 from qwen3_core import prompts
+from qwen3_core.backend_options import BackendChoice, backend_options
 from qwen3_core.backends.base import AsyncRerankBackend, RerankBackend
-from qwen3_core.backends.factory import rerank_backend
-from qwen3_core.backends.options import BackendChoice, backend_options
+from qwen3_core.backends.registry import open_model
 from qwen3_core.batching import unique_with_inverse
 from qwen3_core.defaults import (
     CHUNK_OVERLAP,
@@ -24,7 +24,7 @@ from qwen3_core.defaults import (
     MIN_MAX_LENGTH,
 )
 from qwen3_core.document_windows import DocumentBudget, LongDocuments
-from qwen3_core.engine import EngineBase, check_finite, logger, open_model, warn_truncation
+from qwen3_core.engine import EngineBase, check_finite, logger, warn_truncation
 from qwen3_core.hub import HubOptions, ModelSource
 from qwen3_core.tokenization import LiteralTokenizer, RerankInputs, RerankTokenizer
 from qwen3_core.validation import (
@@ -191,8 +191,8 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         self._take(opened)
         self._tokenizer = RerankTokenizer(opened.checkpoint.tokenizer, self.max_length)
         yes_id, no_id = self._score_token_ids(opened.checkpoint.tokenizer)
-        self._backend_or_none = rerank_backend(
-            opened, model, max_length=self.max_length, yes_id=yes_id, no_id=no_id
+        self._backend_or_none = opened.reranker(
+            os.fspath(model), max_length=self.max_length, yes_id=yes_id, no_id=no_id
         )
 
     def _score_token_ids(self, tokenizer: LiteralTokenizer) -> tuple[int, int]:

@@ -572,3 +572,16 @@ def test_a_local_backend_without_torch_names_its_own_extra(
         f'transformers: run pip install -e ".[{extra}]" in a clone of qwen3-rag (a client of '
         "model servers, backend=ServerOptions(...), needs neither)"
     )
+
+
+def test_every_backend_has_one_module_that_opens_it() -> None:
+    """A backend is its options class and one module with ``open_model``: the registry has a
+    module for every backend name, and nothing else."""
+    import importlib
+
+    from qwen3_core.backend_options import BACKENDS
+    from qwen3_core.backends.registry import BACKEND_MODULES
+
+    assert set(BACKEND_MODULES) == set(BACKENDS)
+    for module in BACKEND_MODULES.values():  # each imports its engine only when it opens one
+        assert callable(importlib.import_module(module).open_model), module

@@ -21,7 +21,7 @@ from qwen3_core import (
     ServerOptions,
     TransformersOptions,
 )
-from qwen3_core.backends.options import BackendOptions
+from qwen3_core.backend_options import BackendOptions
 from qwen3_core.testing import EMBEDDING_VARIANTS, RERANKER_VARIANTS, ModelPaths, VariantPaths
 from qwen3_core.testing.variants import FINE_TUNED_QUERY_PROMPT
 from tests.options import CPU

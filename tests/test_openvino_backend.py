@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
+from qwen3_core.backend_options import OpenVINOOptions
 from qwen3_core.backends.openvino import MODEL_FILE
-from qwen3_core.backends.options import OpenVINOOptions
 from qwen3_core.testing import (
     CACHE_VARIABLE,
     ModelPaths,

@@ -13,7 +13,7 @@ class _Engine:
         import torch
 
         from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
-        from qwen3_core.backends.options import OpenVINOOptions
+        from qwen3_core.backend_options import OpenVINOOptions
 
         torch.set_num_threads(spec["threads"])
         options: Any = TransformersOptions(

@@ -1,7 +1,8 @@
 """Where the model runs: every backend gets the token ids built by ``qwen3_core.tokenization``.
 
-Each backend has its own options (``qwen3_core.backends.options``), and one factory
-(``qwen3_core.backends.factory``) builds the backend from them.
+Each backend is one module here that opens the model for its options
+(``qwen3_core.backend_options``) and returns what embeds or scores token ids;
+``qwen3_core.backends.registry`` says which module serves which options.
 """
 
 from qwen3_core.backends.base import (
@@ -10,28 +11,10 @@ from qwen3_core.backends.base import (
     EmbeddingBackend,
     RerankBackend,
 )
-from qwen3_core.backends.options import (
-    BACKENDS,
-    BackendChoice,
-    BackendName,
-    BackendOptions,
-    OpenVINOOptions,
-    ServerOptions,
-    TransformersOptions,
-    VllmOptions,
-)
 
 __all__ = [
-    "BACKENDS",
     "AsyncEmbeddingBackend",
     "AsyncRerankBackend",
-    "BackendChoice",
-    "BackendName",
-    "BackendOptions",
     "EmbeddingBackend",
-    "OpenVINOOptions",
     "RerankBackend",
-    "ServerOptions",
-    "TransformersOptions",
-    "VllmOptions",
 ]

@@ -12,7 +12,7 @@ in a row); then the next request tries it again, and a success makes it a full m
 
 No credential is ever shown: a URL's user information is sent as basic auth, never as part
 of the address, and messages show it as ``***``; the API key and anything that looks like a
-credential in a quoted server answer are hidden too (``qwen3_core.backends.redaction``).
+credential in a quoted server answer are hidden too (``qwen3_core.redaction``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 import httpx
 import tenacity
 
-from qwen3_core.backends.redaction import redact, url_secrets
+from qwen3_core.redaction import redact, url_secrets
 
 logger = logging.getLogger("qwen3_core")
 

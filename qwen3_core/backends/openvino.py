@@ -39,7 +39,8 @@ import torch
 from filelock import FileLock
 
 from qwen3_core import decoder as decoder_module
-from qwen3_core.backends.options import OpenVINOOptions
+from qwen3_core.backend_options import OpenVINOOptions
+from qwen3_core.backends.transformers import LocalModel
 from qwen3_core.checkpoints import open_folder
 from qwen3_core.decoder import DecoderConfig, DecoderOutput
 from qwen3_core.errors import first_line
@@ -107,9 +108,9 @@ class _FileDigests:
 
     A file is read again whenever its identity changed: any write, truncation, replacement or
     copy moves its change time (``st_ctime``), which, unlike the modification time, programs
-    cannot set back (setting the modification time moves it too). A file changed again within the same tick of a coarse file-system clock
-    would keep its identity, so files changed less than ``SETTLED_S`` before they were read
-    are never remembered.
+    cannot set back (setting the modification time moves it too). A file changed again within
+    the same tick of a coarse file-system clock would keep its identity, so files changed less
+    than ``SETTLED_S`` before they were read are never remembered.
     """
 
     def __init__(self, cache: Path) -> None:
@@ -388,3 +389,12 @@ def load_openvino_model(
         )
         _loaded[key] = loaded
         return loaded
+
+
+def open_model(
+    model: str | os.PathLike[str], kind: ModelKind, options: OpenVINOOptions, *, hub: HubOptions
+) -> LocalModel:
+    """The checkpoint compiled by OpenVINO, run by the torch runner of the transformers
+    backend; its compiled decoder keeps no key/value cache, so nothing is shared between a
+    query's documents."""
+    return LocalModel(load_openvino_model(model, kind, options, hub=hub), options, False)

@@ -25,16 +25,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from qwen3_core.backend_options import ServerOptions
 from qwen3_core.backends.http import ServerError, ServerPool, plural
 from qwen3_core.backends.vllm import RERANKER_OVERRIDES
+from qwen3_core.checkpoints import Checkpoint, open_checkpoint
+from qwen3_core.hub import HubOptions
 from qwen3_core.tokenization import RerankPrompt, TokenIds
-from qwen3_core.variants import Variant
+from qwen3_core.variants import ModelKind, Variant
 
 MAX_INPUTS_PER_REQUEST = 64
 MAX_TOKENS_PER_REQUEST = 32768
@@ -307,3 +312,42 @@ class ServerRerankBackend(_ServerBackend):
             answer = await self.pool.arequest("POST", self.path, body)
             self._check_activation(raw[rows], self._parse(answer, len(rows)))
         return self._log_odds(raw)
+
+
+@dataclass
+class ServerModel:
+    """A checkpoint's tokenizer and config, for a client of servers that hold the weights."""
+
+    checkpoint: Checkpoint
+    options: ServerOptions
+    device: None = None
+    dtype: None = None
+
+    @property
+    def base_url(self) -> list[str]:
+        return self.options.urls
+
+    def _pool(self) -> ServerPool:
+        return ServerPool(
+            self.options.base_url,  # as given: ``urls`` hides the user information
+            api_key=self.options.api_key,
+            timeout=float(self.options.timeout),
+            max_concurrency=self.options.max_concurrency,
+            max_retries=self.options.max_retries,
+        )
+
+    def embedding(self, model: str, *, max_length: int) -> ServerEmbeddingBackend:
+        hidden_size = int(self.checkpoint.config["hidden_size"])
+        return ServerEmbeddingBackend(self._pool(), model, hidden_size=hidden_size)
+
+    def reranker(
+        self, model: str, *, max_length: int, yes_id: int, no_id: int
+    ) -> ServerRerankBackend:
+        return ServerRerankBackend(self._pool(), model, self.checkpoint.variant)
+
+
+def open_model(
+    model: str | os.PathLike[str], kind: ModelKind, options: ServerOptions, *, hub: HubOptions
+) -> ServerModel:
+    """The checkpoint without its weights: the servers hold them."""
+    return ServerModel(open_checkpoint(model, kind, weights=False, hub=hub), options)

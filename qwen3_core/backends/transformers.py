@@ -13,19 +13,27 @@ reused for every batch of documents.
 from __future__ import annotations
 
 import inspect
+import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from qwen3_core.backend_options import OpenVINOOptions, TransformersOptions
 from qwen3_core.batching import OutOfMemoryBackoff, is_out_of_memory, progress_bar, run_batched
 from qwen3_core.decoder import KVCache, Qwen3Decoder
-from qwen3_core.devices import cuda_batch_tokens
-from qwen3_core.loading import LoadedModel
+from qwen3_core.devices import cuda_batch_tokens, default_share_prefix
+from qwen3_core.hub import HubOptions
+from qwen3_core.loading import LoadedModel, load_transformers_model
 from qwen3_core.tokenization import RerankPrompt, TokenIds
+from qwen3_core.variants import ModelKind
+
+if TYPE_CHECKING:
+    from qwen3_core.checkpoints import Checkpoint
 
 # Padded tokens per batch. On CPU, larger batches lose to cache misses and attention (0.6B
 # shape, 2 cores, oneDNN linears, documents of 16-512 tokens: 512 ran 10-15% faster than 1024
@@ -285,3 +293,64 @@ class TransformersRerankBackend(_TorchBackend):
 
         out = np.empty(len(sequences), dtype=np.float32)
         return self._runner.run([len(s) for s in sequences], run, out, bar)
+
+
+@dataclass
+class LocalModel:
+    """A model loaded into this process (transformers' or qwen3-rag's decoder, or one compiled
+    by OpenVINO), run in token-budget batches by the torch runner above."""
+
+    loaded: LoadedModel
+    options: TransformersOptions | OpenVINOOptions
+    share_prefix: bool
+    """Whether the reranker runs a query's shared prompt prefix once for its documents."""
+    base_url: None = None
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return self.loaded.checkpoint
+
+    @property
+    def device(self) -> torch.device:
+        return self.loaded.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.loaded.dtype
+
+    def embedding(self, model: str, *, max_length: int) -> TransformersEmbeddingBackend:
+        return TransformersEmbeddingBackend(
+            self.loaded,
+            max_batch_tokens=self.options.max_batch_tokens,
+            show_progress=self.options.show_progress,
+        )
+
+    def reranker(
+        self, model: str, *, max_length: int, yes_id: int, no_id: int
+    ) -> TransformersRerankBackend:
+        return TransformersRerankBackend(
+            self.loaded,
+            yes_id=yes_id,
+            no_id=no_id,
+            max_batch_tokens=self.options.max_batch_tokens,
+            show_progress=self.options.show_progress,
+            share_prefix=self.share_prefix,
+        )
+
+
+def open_model(
+    model: str | os.PathLike[str], kind: ModelKind, options: TransformersOptions, *, hub: HubOptions
+) -> LocalModel:
+    """The model loaded for ``options`` (shared with every engine on the same model, device
+    and dtype), the options given the device and dtype it resolved."""
+    if kind == "embedding" and options.share_prefix is False:
+        # Checked before the model is loaded, not after.
+        raise ValueError("share_prefix applies to the reranker, not to an embedding model")
+    loaded = load_transformers_model(model, kind, options, hub=hub)
+    resolved = replace(
+        options, device=str(loaded.device), dtype=str(loaded.dtype).removeprefix("torch.")
+    )
+    share_prefix = options.share_prefix
+    if share_prefix is None:
+        share_prefix = default_share_prefix(loaded.device.type)
+    return LocalModel(loaded, resolved, share_prefix)

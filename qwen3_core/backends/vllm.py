@@ -22,19 +22,22 @@ import gc
 import inspect
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qwen3_core.checkpoints import Checkpoint, open_checkpoint
 from qwen3_core.extras import install_command
+from qwen3_core.hub import HubOptions
 from qwen3_core.tokenization import RerankPrompt, TokenIds
-from qwen3_core.variants import Variant
+from qwen3_core.variants import ModelKind, Variant
 
 if TYPE_CHECKING:  # torch comes with vLLM; importing this module (for the server) needs none
     import torch
 
-    from qwen3_core.backends.options import VllmOptions
+    from qwen3_core.backend_options import VllmOptions
 
 RERANKER_OVERRIDES: dict[str, Any] = {
     "architectures": ["Qwen3ForSequenceClassification"],
@@ -219,3 +222,53 @@ class VllmRerankBackend(_VllmEngine):
             log_odds: np.ndarray = raw[:, self._yes] - raw[:, 1 - self._yes]
             return log_odds
         return raw[:, 0].copy()
+
+
+@dataclass
+class VllmModel:
+    """A checkpoint opened for vLLM, which loads and places the weights itself when the
+    runtime is built."""
+
+    checkpoint: Checkpoint
+    options: VllmOptions
+    device: torch.device
+    dtype: torch.dtype
+    base_url: None = None
+
+    def embedding(self, model: str, *, max_length: int) -> VllmEmbeddingBackend:
+        return VllmEmbeddingBackend(
+            self.checkpoint.folder,
+            hidden_size=int(self.checkpoint.config["hidden_size"]),
+            dtype=self.dtype,
+            max_length=max_length,
+            options=self.options,
+        )
+
+    def reranker(
+        self, model: str, *, max_length: int, yes_id: int, no_id: int
+    ) -> VllmRerankBackend:
+        tokenizer = self.checkpoint.tokenizer
+        no_token, yes_token = tokenizer.id_to_token(no_id), tokenizer.id_to_token(yes_id)
+        assert no_token is not None and yes_token is not None  # ids checked by the engine
+        return VllmRerankBackend(
+            self.checkpoint.folder,
+            dtype=self.dtype,
+            max_length=max_length,
+            options=self.options,
+            variant=self.checkpoint.variant,
+            score_tokens=(no_token, yes_token),
+        )
+
+
+def open_model(
+    model: str | os.PathLike[str], kind: ModelKind, options: VllmOptions, *, hub: HubOptions
+) -> VllmModel:
+    """The checkpoint checked (weights included) and the dtype resolved for the device
+    vLLM will use."""
+    from qwen3_core.devices import resolve_device, resolve_dtype
+
+    device = resolve_device(None)  # vLLM places the model itself
+    dtype = resolve_dtype(options.dtype, device)
+    resolved = replace(options, dtype=str(dtype).removeprefix("torch."))
+    checkpoint = open_checkpoint(model, kind, weights=True, hub=hub)
+    return VllmModel(checkpoint, resolved, device, dtype)

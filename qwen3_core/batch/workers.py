@@ -5,10 +5,9 @@ more than embedding it)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any, Literal
 
-from qwen3_core.backends.options import OpenVINOOptions, TransformersOptions, backend_options
+from qwen3_core.backend_options import backend_options, without_progress_bars
 from qwen3_core.batch.columns import require_absent, text_values, with_scores, with_vectors
 
 EmbedKind = Literal["document", "query"]
@@ -26,13 +25,9 @@ def engine_keywords(options: Mapping[str, Any]) -> dict[str, Any]:
     """
     # A tqdm bar per worker and batch would interleave in the logs; Ray Data shows progress.
     keywords = dict(options)
-    backend = backend_options(keywords.get("backend", "transformers"))
-    if (
-        isinstance(backend, (TransformersOptions, OpenVINOOptions))
-        and backend.show_progress is None
-    ):
-        backend = replace(backend, show_progress=False)
-    keywords["backend"] = backend
+    keywords["backend"] = without_progress_bars(
+        backend_options(keywords.get("backend", "transformers"))
+    )
     return keywords
 
 

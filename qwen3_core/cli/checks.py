@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 
 from qwen3_core import defaults
-from qwen3_core.backends.options import (
+from qwen3_core.backend_options import (
     BackendOptions,
     OpenVINOOptions,
     ServerOptions,

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from qwen3_core import defaults
-from qwen3_core.backends.options import (
+from qwen3_core.backend_options import (
     BackendOptions,
-    OpenVINOOptions,
     ServerOptions,
-    TransformersOptions,
+    without_progress_bars,
 )
 from qwen3_core.cli.checks import UsageError, backend_options, check_model_arguments
 from qwen3_core.evaluation.beir import BeirDataset, load_beir
@@ -85,9 +84,8 @@ def check_eval_arguments(args: argparse.Namespace) -> EvalRequest:
     _require("ir_measures", "the metrics need ir-measures")
     if plot is not None:
         _require("matplotlib", "--plot needs matplotlib")
-    backend = backend_options(args)
-    if isinstance(backend, (TransformersOptions, OpenVINOOptions)):
-        backend = replace(backend, show_progress=False)  # the evaluation's own bars stand for it
+    # The evaluation's own bars stand for the backend's.
+    backend = without_progress_bars(backend_options(args))
     if args.dataset is None and not (args.corpus and args.queries and args.qrels):
         raise UsageError(
             "give DATASET (a BEIR-format folder), or all three of --corpus, --queries and --qrels"

@@ -7,7 +7,7 @@ import importlib.metadata
 from typing import Any, get_args
 
 from qwen3_core import defaults, prompts
-from qwen3_core.backends.options import BACKENDS, Quantization
+from qwen3_core.backend_options import BACKENDS, Quantization
 from qwen3_core.demo.corpus import sample_corpus
 from qwen3_core.document_windows import LONG_DOCUMENTS
 from qwen3_core.evaluation.defaults import DEFAULT_CANDIDATES, FAISS_FROM_DOCUMENTS

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from qwen3_core.backends.redaction import redact
+from qwen3_core.redaction import redact
 from qwen3_core.validation import check_int, check_optional_int
 
 if TYPE_CHECKING:
@@ -370,3 +370,13 @@ def backend_options(backend: Any) -> BackendOptions:
 def setting_names(options: type[Any]) -> list[str]:
     """The settings an options class takes."""
     return [f.name for f in fields(options)]
+
+
+def without_progress_bars(options: BackendOptions) -> BackendOptions:
+    """``options`` with ``show_progress=False`` where the backend draws progress bars and the
+    options leave it to the default (a caller that shows its own progress, or whose output is
+    a log); an explicit setting is kept."""
+    names = {f.name for f in fields(options)}
+    if "show_progress" in names and getattr(options, "show_progress", None) is None:
+        return replace(options, show_progress=False)  # type: ignore[arg-type]
+    return options
