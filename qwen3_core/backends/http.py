@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 import httpx
 import tenacity
 
+from qwen3_core.backend_options import check_base_urls
 from qwen3_core.redaction import redact, url_secrets
 
 logger = logging.getLogger("qwen3_core")
@@ -73,28 +74,6 @@ class _Endpoint:
 def plural(count: int, noun: str) -> str:
     """``"1 attempt"``, ``"2 attempts"``."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def check_base_urls(base_url: str | Sequence[str] | None) -> list[str]:
-    """The base URLs as a list, each an http(s) URL without a trailing slash."""
-    if base_url is None:
-        raise ValueError("backend='server' needs base_url: the address of a vLLM server")
-    urls = [base_url] if isinstance(base_url, str) else list(base_url)
-    if not urls:
-        raise ValueError("base_url is an empty list: give at least one server address")
-    checked: list[str] = []
-    for index, url in enumerate(urls):
-        if not isinstance(url, str):
-            raise TypeError(f"base_url[{index}] must be a str, got {type(url).__name__}")
-        hide = url_secrets(url)
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            raise ValueError(redact(f"base_url {url!r} is not a URL: {exc}", hide)) from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(redact(f"base_url {url!r} must be an http:// or https:// address"))
-        checked.append(url.rstrip("/"))
-    return checked
 
 
 def _endpoint(url: str) -> _Endpoint:
