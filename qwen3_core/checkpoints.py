@@ -18,7 +18,78 @@ from typing import Any
 
 from qwen3_core.hub import HubOptions, resolve_model_folder
 from qwen3_core.tokenization import LiteralTokenizer
-from qwen3_core.variants import ModelKind, Variant, read_config, recognise
+from qwen3_core.variants import ModelKind, Variant, read_config, read_json, recognise
+
+_READ_SUFFIXES = (".json", ".txt", ".model", ".tiktoken", ".safetensors")
+"""The files of a model folder that the engine may read (those a hub download fetches)."""
+
+
+class ModelFilesChangedError(RuntimeError):
+    """A model's files were rewritten while it was being read from them, or, under a live
+    engine, before it read what an input needs."""
+
+
+@dataclass(frozen=True)
+class FolderFiles:
+    """The identity of the files a model folder held when it was read: each file's name,
+    device, inode, size and modification time in nanoseconds.
+
+    One ``stat`` per file, so it is cheap to compare on every engine construction. Weights
+    saved into the folder again (``save_pretrained``, ``cp``) change the size or the
+    modification time of the files written, or their inode where the writer replaces them.
+    """
+
+    folder: Path
+    files: tuple[tuple[str, int, int, int, int], ...]
+
+    @classmethod
+    def of(cls, folder: Path) -> FolderFiles:
+        """The files of ``folder`` now: those directly in it that the engine may read, and
+        the configs of the sentence-transformers modules that ``modules.json`` names."""
+        paths = [p for p in _listing(folder) if p.name.endswith(_READ_SUFFIXES)]
+        modules = folder / "modules.json"
+        try:
+            listed = read_json(modules) if modules.is_file() else []
+        except ValueError:
+            listed = []  # recognising the variant reports it
+        for module in listed if isinstance(listed, list) else ():
+            sub = str(module.get("path", "")) if isinstance(module, dict) else ""
+            if sub not in ("", "."):
+                paths += [p for p in _listing(folder / sub) if p.name.endswith(".json")]
+        files = []
+        for path in sorted(paths):
+            try:
+                found = path.stat()  # follows links: a hub snapshot links to its blobs
+            except OSError:
+                continue
+            name = str(path.relative_to(folder))
+            files.append((name, found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns))
+        return cls(folder, tuple(files))
+
+    def changed(self) -> str | None:
+        """The first file (as a path) that is not what it was, or that came or went; None
+        when every file is as it was."""
+        now = FolderFiles.of(self.folder)
+        if now.files == self.files:
+            return None
+        before, after = dict(_by_name(self.files)), dict(_by_name(now.files))
+        for name in sorted(set(before) | set(after)):
+            if before.get(name) != after.get(name):
+                return str(self.folder / name)
+        return str(self.folder)  # not reached: the tuples differ in some name
+
+
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return [Path(entry.path) for entry in os.scandir(folder) if entry.is_file()]
+    except OSError:
+        return []
+
+
+def _by_name(
+    files: tuple[tuple[str, int, int, int, int], ...],
+) -> list[tuple[str, tuple[int, ...]]]:
+    return [(name, tuple(rest)) for name, *rest in files]
 
 
 @dataclass(eq=False)
@@ -31,14 +102,23 @@ class Checkpoint:
     config: dict[str, Any]
     tokenizer: LiteralTokenizer
     variant: Variant
+    files: FolderFiles | None = None
+    """The folder's files as they were before anything was read from them."""
 
 
 def open_folder(folder: Path, kind: ModelKind, *, weights: bool = True) -> Checkpoint:
     """Check the checkpoint in ``folder`` (its weights' names and shapes too, unless
     ``weights`` is False) and read its tokenizer."""
+    files = FolderFiles.of(folder)  # first: a change while it is read shows next time
     config = read_config(folder)
     variant = recognise(folder, kind, weights=weights, config=config)
-    return Checkpoint(folder, kind, config, _tokenizer(folder), variant)
+    return Checkpoint(folder, kind, config, _tokenizer(folder), variant, files)
+
+
+def is_current(files: FolderFiles | None) -> bool:
+    """Whether a folder read with these ``files`` still holds them, so that what was read
+    from it (and shared) can be reused."""
+    return files is None or files.changed() is None
 
 
 _tokenizers: weakref.WeakValueDictionary[str, LiteralTokenizer] = weakref.WeakValueDictionary()
@@ -77,14 +157,16 @@ def open_checkpoint(
     hub: HubOptions | None = None,
 ) -> Checkpoint:
     """Find and check a checkpoint, for backends that load the weights themselves (vLLM) or
-    that need none (a server client: ``weights=False``). Shared while anyone holds it, so
-    server clients are cheap to make."""
+    that need none (a server client: ``weights=False``). Shared while anyone holds it and its
+    folder's files are unchanged, so server clients are cheap to make."""
     folder = resolve_model_folder(model, hub, weights=weights)
     key = (str(folder.resolve()), kind, str(weights))
     with _checkpoints_lock:
         hit = _checkpoints.get(key)
-    if hit is None:
-        hit = open_folder(folder, kind, weights=weights)
+    if hit is None or not is_current(hit.files):
+        opened = open_folder(folder, kind, weights=weights)
         with _checkpoints_lock:
-            hit = _checkpoints.setdefault(key, hit)
+            hit = _checkpoints.get(key)
+            if hit is None or hit.files != opened.files:  # else another thread's open, shared
+                _checkpoints[key] = hit = opened
     return hit

@@ -106,9 +106,10 @@ class RMSNorm(torch.nn.Module):
 
 
 class TokenEmbedding(torch.nn.Module):
-    """The token embedding table, kept in its checkpoint dtype (mapped from the file, so only
-    the rows looked up are read in); rows are cast to the model's dtype as they are looked
-    up, which gives the same values as casting the whole table first."""
+    """The token embedding table, kept in its checkpoint dtype (the loader reads its rows
+    from the file as they are first looked up: ``qwen3_core.weights.FileTokenEmbedding``);
+    rows are cast to the model's dtype as they are looked up, which gives the same values as
+    casting the whole table first."""
 
     def __init__(self, table: torch.Tensor, dtype: torch.dtype) -> None:
         super().__init__()

@@ -33,7 +33,13 @@ from typing import Any
 import torch
 
 from qwen3_core.backend_options import Quantization, TransformersOptions
-from qwen3_core.checkpoints import Checkpoint, open_folder
+from qwen3_core.checkpoints import (
+    Checkpoint,
+    FolderFiles,
+    ModelFilesChangedError,
+    is_current,
+    open_folder,
+)
 from qwen3_core.decoder import (
     MLP,
     Attention,
@@ -61,7 +67,7 @@ from qwen3_core.kernels.onednn_linear import (
 from qwen3_core.kernels.vector_math import prepare_vector_math
 from qwen3_core.tokenization import LiteralTokenizer
 from qwen3_core.variants import ModelKind, ModelKindError, Variant, read_json
-from qwen3_core.weights import SafetensorsFolder
+from qwen3_core.weights import FileTokenEmbedding, SafetensorsFolder
 
 DECODER_SWITCH = "QWEN3_RAG_CPU_DECODER"
 """``qwen3-rag`` (the default) or ``transformers``: which decoder CPU models run."""
@@ -81,11 +87,17 @@ class LoadedModel:
     config: dict[str, Any] = field(default_factory=dict)
     quantization: Quantization | None = None
     variant: Variant | None = None
+    files: FolderFiles | None = None
+    """The folder's files as they were before the model was read from them: a model is
+    shared only while they are unchanged."""
+    _rows: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def checkpoint(self) -> Checkpoint:
         assert self.variant is not None
-        return Checkpoint(self.folder, self.kind, self.config, self.tokenizer, self.variant)
+        return Checkpoint(
+            self.folder, self.kind, self.config, self.tokenizer, self.variant, self.files
+        )
 
     def score_rows(self, *, yes_id: int, no_id: int) -> torch.Tensor:
         """A reranker's float32 rows [no, yes] on the model's device, whose softmax over
@@ -95,7 +107,17 @@ class LoadedModel:
         - a causal LM: the lm_head rows of the two tokens (the embedding rows when tied);
         - sequence classification, two labels: the score rows of "no" and "yes";
         - sequence classification, one label: rows [0, w], so the log-odds is its score.
+
+        Read from the files once (while they are those the model was loaded from), then
+        kept: engines made later on this model never read the files again.
         """
+        rows = self._rows.get((yes_id, no_id))
+        if rows is None:
+            rows = self._read_score_rows(yes_id=yes_id, no_id=no_id)
+            rows = self._rows.setdefault((yes_id, no_id), rows)
+        return rows
+
+    def _read_score_rows(self, *, yes_id: int, no_id: int) -> torch.Tensor:
         variant = self.variant
         assert variant is not None
         if variant.architecture == "seq_cls":
@@ -110,6 +132,7 @@ class LoadedModel:
             names = ("model.embed_tokens.weight", "embed_tokens.weight") if tied else ()
             rows = _stored_rows(self.folder, (*names, "lm_head.weight"), [no_id, yes_id])
             rows = rows.to(self.dtype).float()
+        _check_unchanged(self.files)
         return rows.to(self.device)
 
 
@@ -145,6 +168,7 @@ def _load(
             quantize_int8(model, kernel)
         elif _runs_onednn(device, dtype):
             use_onednn_linears(model)
+    _check_unchanged(checkpoint.files)
     return LoadedModel(
         folder,
         kind,
@@ -155,7 +179,19 @@ def _load(
         checkpoint.config,
         quantization,
         checkpoint.variant,
+        checkpoint.files,
     )
+
+
+def _check_unchanged(files: FolderFiles | None) -> None:
+    """Refuse what was just read from a folder whose files changed while it was read: it
+    may be part old weights, part new."""
+    changed = None if files is None else files.changed()
+    if changed is not None:
+        raise ModelFilesChangedError(
+            f"'{changed}' changed while the model was being read from it: load the model "
+            "again once the new files are written"
+        )
 
 
 def _runs_own_decoder(device: torch.device, model_kwargs: Mapping[str, Any]) -> bool:
@@ -296,7 +332,14 @@ def _own_decoder(
                 norm(f"{block}post_attention_layernorm.weight"),
             )
         )
-    embeddings = TokenEmbedding(files.mapped(prefix + "embed_tokens.weight"), dtype)
+    table = prefix + "embed_tokens.weight"
+    # Rows read as tokens are first looked up; a converter traces the plain decoder, so it
+    # gets the whole table.
+    embeddings = (
+        TokenEmbedding(files.read(table), dtype)
+        if plain
+        else FileTokenEmbedding(files.rows_on_demand(table), dtype)
+    )
     return Qwen3Decoder(settings, embeddings, layers, norm("norm.weight"), dtype).eval()
 
 
@@ -399,7 +442,21 @@ def _transformers_decoder(
         raise ModelKindError(f"'{folder}' could not be loaded: {reason[:300]}") from exc
     _check_loading_report(folder, report)
     loaded: torch.nn.Module = model.to(device).eval().requires_grad_(False)
+    if device.type == "cpu":
+        _own_copies(loaded)
     return loaded
+
+
+def _own_copies(model: torch.nn.Module) -> None:
+    """Give each parameter and buffer memory of its own. transformers leaves them views of
+    a mapping of the safetensors files, which would follow the files if they were rewritten
+    in place (and end in SIGBUS where one was truncated). One tensor at a time; the mapping
+    goes once the last view of it does."""
+    for parameter in model.parameters():  # each once, so tied weights stay tied
+        parameter.data = parameter.data.clone()
+    for module in model.modules():
+        for name, buffer in module.named_buffers(recurse=False):
+            module._buffers[name] = buffer.clone()
 
 
 def _drop_load_report(record: logging.LogRecord) -> bool:
@@ -486,15 +543,18 @@ def load_model(
     own_decoder = _runs_own_decoder(device, kwargs)
     options = (*variant, "qwen3-rag" if own_decoder else "", repr(sorted(kwargs.items())))
     requested = (os.fspath(model), kind, str(device), str(dtype), *hub.key(), *options)
+    # A model is shared only while its folder's files are the ones it was loaded from:
+    # weights saved into the folder since (a fine-tuning loop saving to one folder) are
+    # loaded anew, and engines made before keep the model they have.
     with _cache_lock:
         hit = _cache.get(requested)
-        if hit is not None:
-            return hit
         lock = _key_locks.setdefault(requested, threading.Lock())
+    if hit is not None and is_current(hit.files):
+        return hit
     with lock:
         with _cache_lock:
             hit = _cache.get(requested)
-        if hit is not None:
+        if hit is not None and is_current(hit.files):
             return hit
         folder = resolve_model_folder(model, hub)
         resolved = (str(folder.resolve()), kind, str(device), str(dtype), *options)
@@ -505,7 +565,7 @@ def load_model(
                 hit = _cache.get(resolved)
             loaded = (
                 hit
-                if hit is not None
+                if hit is not None and is_current(hit.files)
                 else _load(folder, kind, device, dtype, quantization, kwargs, own_decoder, kernel)
             )
             with _cache_lock:

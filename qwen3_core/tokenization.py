@@ -100,6 +100,11 @@ class LiteralTokenizer:
         settings = settings if isinstance(settings, dict) else {}
         added = settings.get("added_tokens_decoder")
         for index, token in (added or {}).items() if isinstance(added, dict) else ():
+            if not index.isdecimal():
+                raise ModelKindError(
+                    f"'{config_path}': added_tokens_decoder has the key {index!r}, which is "
+                    "not a token id"
+                )
             content = token.get("content") if isinstance(token, dict) else None
             if content is not None and tokenizer.token_to_id(content) != int(index):
                 raise ModelKindError(

@@ -101,6 +101,8 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelKindError(f"'{path}' is not valid JSON: {exc}") from exc
+    except RecursionError:  # nesting deeper than the interpreter's stack allows
+        raise ModelKindError(f"'{path}' nests its JSON too deeply to be read") from None
 
 
 def read_config(folder: Path) -> dict[str, Any]:
@@ -174,42 +176,91 @@ def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]] | None:
     return shapes
 
 
-def base_tensor_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """The tensors of a Qwen3 decoder (without prefix or head) and their shapes, from its
-    config.
+_DIMENSIONS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+)
+
+
+def config_dimensions(folder: Path, config: Mapping[str, Any]) -> dict[str, int]:
+    """The sizes a Qwen3 config.json gives its decoder, each checked to be a positive
+    integer (``num_hidden_layers`` may be 0), with ``head_dim`` filled in where the config
+    leaves it out.
 
     Args:
-        config: A Qwen3 config.json, as ``read_config`` gives it.
+        folder: The model folder, for the error message.
+        config: Its config.json, as ``read_config`` gives it.
+
+    Returns:
+        ``hidden_size``, ``intermediate_size``, ``num_hidden_layers``,
+        ``num_attention_heads``, ``num_key_value_heads``, ``vocab_size`` and ``head_dim``.
+
+    Raises:
+        ModelKindError: A size is missing, is not an integer or is not positive, or the
+            attention heads are not a multiple of the key/value heads.
+    """
+    path = folder / "config.json"
+    sizes: dict[str, int] = {}
+    for name in (*_DIMENSIONS, "head_dim"):
+        value = config.get(name)
+        if name == "head_dim" and value is None:
+            value = sizes["hidden_size"] // sizes["num_attention_heads"]
+        if value is None:
+            raise ModelKindError(f"'{path}' lacks the Qwen3 setting {name}")
+        least = 0 if name == "num_hidden_layers" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ModelKindError(
+                f"'{path}' gives {name}={value!r}: a Qwen3 decoder needs an integer of at "
+                f"least {least}"
+            )
+        sizes[name] = value
+    if sizes["num_attention_heads"] % sizes["num_key_value_heads"]:
+        raise ModelKindError(
+            f"'{path}' gives {sizes['num_attention_heads']} attention heads for "
+            f"{sizes['num_key_value_heads']} key/value heads: the first must be a multiple "
+            "of the second"
+        )
+    return sizes
+
+
+def base_tensor_shapes(
+    sizes: Mapping[str, int], *, attention_bias: bool = False
+) -> dict[str, tuple[int, ...]]:
+    """The tensors of a Qwen3 decoder (without prefix or head) and their shapes.
+
+    Args:
+        sizes: The decoder's sizes, as ``config_dimensions`` gives them (check
+            ``num_hidden_layers`` against the files first: this lists every layer).
+        attention_bias: Whether the attention projections have biases (the config's
+            ``attention_bias``).
 
     Returns:
         Each tensor's flat name (``embed_tokens.weight``, ``layers.0.mlp.up_proj.weight``,
         ...) and shape.
-
-    Raises:
-        KeyError: The config lacks a dimension (``hidden_size``, ``vocab_size``, ...).
-        TypeError: A dimension is not a number.
-        ValueError: A dimension is not a number.
     """
-    hidden, inner = int(config["hidden_size"]), int(config["intermediate_size"])
-    heads, kv_heads = int(config["num_attention_heads"]), int(config["num_key_value_heads"])
-    head_dim = int(config.get("head_dim") or hidden // heads)
-    vocab = int(config["vocab_size"])
+    hidden, inner = sizes["hidden_size"], sizes["intermediate_size"]
+    heads, kv_heads = sizes["num_attention_heads"], sizes["num_key_value_heads"]
+    head_dim, vocab = sizes["head_dim"], sizes["vocab_size"]
     shapes: dict[str, tuple[int, ...]] = {
         "embed_tokens.weight": (vocab, hidden),
         "norm.weight": (hidden,),
     }
     outputs = {"q_proj": heads * head_dim, "k_proj": kv_heads * head_dim}
     outputs["v_proj"] = kv_heads * head_dim
-    for layer in range(int(config["num_hidden_layers"])):
+    for layer in range(sizes["num_hidden_layers"]):
         block = f"layers.{layer}."
         shapes[f"{block}input_layernorm.weight"] = (hidden,)
         shapes[f"{block}post_attention_layernorm.weight"] = (hidden,)
         for name, size in outputs.items():
             shapes[f"{block}self_attn.{name}.weight"] = (size, hidden)
-            if config.get("attention_bias"):
+            if attention_bias:
                 shapes[f"{block}self_attn.{name}.bias"] = (size,)
         shapes[f"{block}self_attn.o_proj.weight"] = (hidden, heads * head_dim)
-        if config.get("attention_bias"):
+        if attention_bias:
             shapes[f"{block}self_attn.o_proj.bias"] = (hidden,)
         shapes[f"{block}self_attn.q_norm.weight"] = (head_dim,)
         shapes[f"{block}self_attn.k_norm.weight"] = (head_dim,)
@@ -371,6 +422,8 @@ def _json_member(path: Path, key: str) -> Any:
             return _member((head + handle.read()).decode("utf-8"), key)
     except (OSError, ValueError, IndexError) as exc:
         raise ModelKindError(f"'{path}' is not valid JSON: {exc}") from exc
+    except RecursionError:  # nesting deeper than the interpreter's stack allows
+        raise ModelKindError(f"'{path}' nests its JSON too deeply to be read") from None
 
 
 def _member(text: str, key: str) -> Any:
@@ -449,11 +502,12 @@ def _layout(
     folder: Path, config: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]
 ) -> Literal["flat", "prefixed"]:
     """Whether the decoder's tensors are named flat (``layers.*``) or ``model.*``, after
-    checking that every one of them is there, in the shape the config gives it."""
-    try:
-        wanted = base_tensor_shapes(config)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelKindError(f"'{folder}/config.json' lacks a Qwen3 setting: {exc}") from exc
+    checking that every one of them is there, in the shape the config gives it, and that
+    the files hold no decoder tensor the config does not describe. The config's sizes are
+    checked against the files before anything is built from them."""
+    sizes = config_dimensions(folder, config)
+    _check_layer_count(folder, sizes["num_hidden_layers"], shapes)
+    wanted = base_tensor_shapes(sizes, attention_bias=bool(config.get("attention_bias")))
     names = list(wanted)
     flat, prefixed = _missing(names, shapes, ""), _missing(names, shapes, "model.")
     if flat and prefixed:
@@ -463,6 +517,18 @@ def _layout(
             f"{_listing(missing)}): they would be left randomly initialised"
         )
     prefix = "" if not flat else "model."
+    unexpected = [
+        name
+        for name in shapes
+        if _in_decoder(name, prefix)
+        and name[len(prefix) :] not in wanted
+        and not name.endswith(_DERIVED_BUFFER)
+    ]
+    if unexpected:
+        raise ModelKindError(
+            f"'{folder}' holds decoder tensors its config.json does not describe "
+            f"({_listing(sorted(unexpected))}): they would be silently ignored"
+        )
     wrong = [
         f"{prefix}{name} {shapes[prefix + name]} (expected {shape})"
         for name, shape in wanted.items()
@@ -482,6 +548,42 @@ def _layout(
             f"({_listing(wrong)}): it cannot be loaded as this model"
         )
     return "flat" if not flat else "prefixed"
+
+
+_LAYER_NAME = re.compile(r"((?:model\.)?layers\.)(\d+)\.")
+_HEADS = ("lm_head.", "score.")
+_DERIVED_BUFFER = ".rotary_emb.inv_freq"
+"""Saved by some older exports; computed from the config, so ignoring it changes nothing."""
+
+
+def _check_layer_count(folder: Path, layers: int, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Refuse a config whose ``num_hidden_layers`` differs from the decoder layers the files
+    hold, before a name is listed for each layer it gives (a config may say 100 million)."""
+    stored = sorted(
+        (int(match[2]), match[1]) for name in shapes if (match := _LAYER_NAME.match(name))
+    )
+    count = stored[-1][0] + 1 if stored else 0
+    block = stored[-1][1] if stored else "layers."  # named as the files name them
+    if layers > count:
+        raise ModelKindError(
+            f"'{folder}/config.json' gives num_hidden_layers={layers}, but the weights hold "
+            f"{count} decoder layers: {block}{count} and after would be left randomly "
+            "initialised"
+        )
+    if layers < count:
+        raise ModelKindError(
+            f"'{folder}' holds {count} decoder layers (up to {block}{count - 1}), but its "
+            f"config.json gives num_hidden_layers={layers}: {block}{layers} and after would "
+            "be silently skipped"
+        )
+
+
+def _in_decoder(name: str, prefix: str) -> bool:
+    """Whether a stored tensor belongs to the decoder (not a head) in a layout whose decoder
+    names start with ``prefix``."""
+    if prefix:
+        return name.startswith(prefix)
+    return not name.startswith(("model.", *_HEADS))
 
 
 def _architectures(config: Mapping[str, Any]) -> list[str]:

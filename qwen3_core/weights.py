@@ -1,8 +1,11 @@
 """A checkpoint's safetensors tensors, read one at a time with plain file reads.
 
 The loader streams each decoder weight into a reused buffer, packs it for its kernel and moves
-on, so nothing of the file stays mapped beside the packed copy; only the token embedding table
-is mapped (``mapped``), and only the rows that are looked up ever become resident.
+on, so nothing of the file stays beside the packed copy. The token embedding table is read a
+row at a time, as rows are first looked up (``RowsOnDemand``), so only the rows of tokens
+actually seen become resident. Nothing of the files stays mapped: a mapping's pages follow the
+file when it is rewritten in place, and reading one past the end of a truncated file kills
+the process with SIGBUS.
 """
 
 from __future__ import annotations
@@ -12,11 +15,16 @@ import math
 import mmap
 import os
 import struct
+import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, SupportsIndex
 
 import torch
 
+from qwen3_core.checkpoints import ModelFilesChangedError
+from qwen3_core.decoder import TokenEmbedding
 from qwen3_core.variants import ModelKindError, read_json
 
 _DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
@@ -108,25 +116,138 @@ class SafetensorsFolder:
                 done += got
         return out
 
-    def mapped(self, name: str) -> torch.Tensor:
-        """The tensor as a private (copy-on-write) mapping of its bytes: pages are read in, and
-        count as resident, only where it is read."""
-        entry = self.entries[name]
-        if entry.offset % entry.dtype.itemsize:
-            return self.read(name)  # an unaligned tensor cannot be viewed in place
-        start = entry.offset - entry.offset % mmap.ALLOCATIONGRANULARITY
-        with entry.path.open("rb") as handle:
-            # Copy-on-write, so the tensor is writable for torch; nothing writes to it.
-            region = mmap.mmap(
-                handle.fileno(),
-                entry.offset + entry.nbytes - start,
-                access=mmap.ACCESS_COPY,
-                offset=start,
+    def rows_on_demand(self, name: str) -> RowsOnDemand:
+        """A 2-d tensor whose rows are read from the file as they are first asked for."""
+        return RowsOnDemand(self.entries[name], name)
+
+
+class RowsOnDemand:
+    """A 2-d tensor of a safetensors file (the token embedding table) in the process's own
+    memory, each row read from the file the first time it is asked for (``fill``).
+
+    Its memory is reserved untouched, so only the rows read ever become resident (a few MiB
+    of the 0.6B model's 593 MiB table for ordinary text). The file stays open, so the rows
+    still to be read come from the file the model was loaded from even where that is
+    replaced or deleted; a file rewritten in place (its size or modification time changed)
+    is refused by name when a row is next needed from it, and rows already read are kept.
+    """
+
+    def __init__(self, entry: TensorEntry, name: str) -> None:
+        self.path, self.name = entry.path, name
+        rows = entry.shape[0]
+        self._row_bytes = entry.nbytes // rows if rows else 0
+        self._offset = entry.offset
+        self._handle = entry.path.open("rb", buffering=0)
+        weakref.finalize(self, self._handle.close)  # closed with the model, without a warning
+        self._stamp = _stamp(self._handle.fileno())
+        # Anonymous memory is backed by pages only where written. Private, and never in huge
+        # pages: with transparent huge pages always on, each row read would take 2 MiB.
+        if hasattr(mmap, "MAP_ANONYMOUS"):
+            flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+            self._region = mmap.mmap(-1, max(entry.nbytes, 1), flags=flags)
+        else:  # Windows: pages of the paging file, committed as they are written
+            self._region = mmap.mmap(-1, max(entry.nbytes, 1))
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):
+            self._region.madvise(mmap.MADV_NOHUGEPAGE)
+        self.tensor = torch.frombuffer(
+            self._region, dtype=entry.dtype, count=math.prod(entry.shape)
+        ).view(entry.shape)
+        self._read = torch.zeros(rows, dtype=torch.bool)
+        self._lock = threading.Lock()
+
+    def fill(self, ids: torch.Tensor) -> None:
+        """Read the rows of ``ids`` (any shape) that have not been read yet.
+
+        Raises:
+            ModelFilesChangedError: A row is needed and the file was rewritten since the
+                model was loaded from it.
+        """
+        wanted = torch.unique(ids)
+        if len(wanted) and not 0 <= int(wanted[0]) <= int(wanted[-1]) < len(self._read):
+            # As the lookup itself would fail; a negative id must not mark a row as read.
+            raise IndexError(
+                f"token ids {int(wanted[0])} to {int(wanted[-1])} lie outside the "
+                f"{len(self._read)} rows of {self.name}"
             )
-        flat = torch.frombuffer(
-            region,
-            dtype=entry.dtype,
-            count=entry.nbytes // entry.dtype.itemsize,
-            offset=entry.offset - start,
+        if bool(self._read[wanted].all()):
+            return
+        with self._lock:  # one reader of the file at a time: they share its position
+            missing = wanted[~self._read[wanted]].tolist()
+            if not missing:
+                return
+            self._check()
+            view = memoryview(self._region)
+            start = 0
+            while start < len(missing):  # runs of consecutive rows, one read each
+                end = start + 1
+                while end < len(missing) and missing[end] == missing[end - 1] + 1:
+                    end += 1
+                first, count = missing[start], end - start
+                self._read_into(
+                    view[first * self._row_bytes : (first + count) * self._row_bytes],
+                    self._offset + first * self._row_bytes,
+                )
+                start = end
+            self._check()  # a rewrite that began while the rows were read
+            self._read[missing] = True
+
+    def fill_all(self) -> None:
+        """Read every row not read yet (for a copy of the whole table: a state dict)."""
+        self.fill(torch.arange(self.tensor.shape[0]))
+
+    def __deepcopy__(self, memo: dict[int, object]) -> RowsOnDemand:
+        raise TypeError(self._not_copied())
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple[object, ...]:
+        raise TypeError(self._not_copied())
+
+    def _not_copied(self) -> str:
+        return (
+            f"the token embedding table reads its rows from '{self.path}' as tokens are first "
+            "looked up, so the model cannot be copied or pickled: load it again instead "
+            "(its state_dict() holds every row)"
         )
-        return flat.view(entry.shape)
+
+    def _read_into(self, target: memoryview, offset: int) -> None:
+        self._handle.seek(offset)
+        done = 0
+        while done < len(target):
+            got = self._handle.readinto(target[done:])
+            if not got:
+                self._check()
+                raise ModelKindError(f"'{self.path}' ends inside tensor '{self.name}'")
+            done += got
+
+    def _check(self) -> None:
+        if _stamp(self._handle.fileno()) != self._stamp:
+            raise ModelFilesChangedError(
+                f"'{self.path}' was rewritten after the model was loaded from it, and rows of "
+                f"its {self.name} that this input needs had not been read yet: load the model "
+                "again to use the new weights"
+            )
+
+
+def _stamp(fd: int) -> tuple[int, int]:
+    """The size and modification time of an open file: a rewrite in place changes them."""
+    found = os.fstat(fd)
+    return found.st_size, found.st_mtime_ns
+
+
+class FileTokenEmbedding(TokenEmbedding):
+    """The token embedding table as ``RowsOnDemand``: each row read from the file the first
+    time a token is looked up."""
+
+    def __init__(self, rows: RowsOnDemand, dtype: torch.dtype) -> None:
+        super().__init__(rows.tensor, dtype)
+        self.rows = rows
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        self.rows.fill(ids)
+        return super().forward(ids)
+
+    def _save_to_state_dict(
+        self, destination: dict[str, Any], prefix: str, keep_vars: bool
+    ) -> None:
+        # A state dict is a copy of the whole table: never rows of zeros where none was read.
+        self.rows.fill_all()
+        super()._save_to_state_dict(destination, prefix, keep_vars)

@@ -6,11 +6,15 @@ tiny models with one thing changed."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 from qwen3_core import ModelKindError, Qwen3Embedder, Qwen3Reranker, TransformersOptions
@@ -218,3 +222,113 @@ def test_remote_code_stays_off(test_models: ModelPaths, tmp_path: Path) -> None:
             test_models.reranker,
             backend=TransformersOptions(device="cpu", model_kwargs={"trust_remote_code": True}),
         )
+
+
+@pytest.mark.parametrize("layers", [0, 1])
+def test_config_with_fewer_layers_than_stored(
+    layers: int, test_models: ModelPaths, tmp_path: Path
+) -> None:
+    """A config that counts fewer decoder layers than the files hold would silently skip the
+    rest (0: no decoder at all)."""
+    folder = _copy(test_models.reranker, tmp_path / "r")
+    _rewrite_json(
+        folder / "config.json",
+        num_hidden_layers=layers,
+        layer_types=["full_attention"] * layers,
+    )
+    with pytest.raises(
+        ModelKindError,
+        match=rf"holds 2 decoder layers.*num_hidden_layers={layers}: "
+        rf"model\.layers\.{layers} and after would be silently skipped",
+    ):
+        Qwen3Reranker(folder, backend=CPU)
+
+
+def test_decoder_tensor_the_config_does_not_describe(
+    test_models: ModelPaths, tmp_path: Path
+) -> None:
+    """Attention biases in the files while the config says attention_bias: false would be
+    ignored."""
+    folder = _copy(test_models.embedding, tmp_path / "e")
+    tensors = load_file(str(folder / "model.safetensors"))
+    tensors["layers.0.self_attn.q_proj.bias"] = torch.ones(
+        tensors["layers.0.self_attn.q_proj.weight"].shape[0]
+    )
+    (folder / "model.safetensors").unlink()
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(
+        ModelKindError, match=r"does not describe \(layers\.0\.self_attn\.q_proj\.bias\)"
+    ):
+        Qwen3Embedder(folder, backend=CPU)
+
+
+# In a process of its own, with its address space capped: a config of 100 million layers
+# must be refused from the config and the files' headers, before anything is built per layer.
+_ABSURD_LAYERS = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+from qwen3_core import ModelKindError, Qwen3Reranker, TransformersOptions
+try:
+    Qwen3Reranker(sys.argv[1], backend=TransformersOptions(device="cpu"))
+except ModelKindError as exc:
+    print(exc)
+"""
+
+
+def test_config_with_absurdly_many_layers(test_models: ModelPaths, tmp_path: Path) -> None:
+    folder = _copy(test_models.reranker, tmp_path / "r")
+    _rewrite_json(folder / "config.json", num_hidden_layers=100_000_000)
+    run = subprocess.run(
+        [sys.executable, "-c", _ABSURD_LAYERS, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "gives num_hidden_layers=100000000, but the weights hold 2 decoder layers" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"num_attention_heads": 0, "head_dim": None}, "num_attention_heads=0"),
+        ({"num_key_value_heads": 0}, "num_key_value_heads=0"),
+        ({"hidden_size": 64.0}, "hidden_size=64.0"),
+        ({"vocab_size": None}, "lacks the Qwen3 setting vocab_size"),
+        ({"num_key_value_heads": 3}, "2 attention heads for 3 key/value heads"),
+    ],
+)
+def test_config_sizes_that_no_qwen3_decoder_has(
+    changes: dict[str, Any], message: str, test_models: ModelPaths, tmp_path: Path
+) -> None:
+    folder = _copy(test_models.reranker, tmp_path / "r")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").unlink()
+    (folder / "config.json").write_text(
+        json.dumps({k: v for k, v in config.items() if v is not None})
+    )
+    with pytest.raises(ModelKindError, match=rf"config\.json' .*{re.escape(message)}"):
+        Qwen3Reranker(folder, backend=CPU)
+
+
+def test_config_json_nested_too_deeply(test_models: ModelPaths, tmp_path: Path) -> None:
+    folder = _copy(test_models.reranker, tmp_path / "r")
+    (folder / "config.json").unlink()
+    (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelKindError, match=r"config\.json' nests its JSON too deeply"):
+        Qwen3Reranker(folder, backend=CPU)
+
+
+def test_added_token_whose_key_is_not_an_id(test_models: ModelPaths, tmp_path: Path) -> None:
+    folder = _copy(test_models.reranker, tmp_path / "r")
+    path = folder / "tokenizer_config.json"
+    settings = json.loads(path.read_text())
+    settings["added_tokens_decoder"] = {"abc": {"content": "<|endoftext|>", "special": True}}
+    path.unlink()
+    path.write_text(json.dumps(settings))
+    with pytest.raises(
+        ModelKindError, match=r"tokenizer_config\.json': added_tokens_decoder has the key 'abc'"
+    ):
+        Qwen3Reranker(folder, backend=CPU)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from qwen3_core import (
     ModelKindError,
@@ -78,3 +80,36 @@ def test_cuda_without_a_gpu(test_models: ModelPaths) -> None:
 def test_cpu_defaults_to_float32(embedder: Qwen3Embedder) -> None:
     assert embedder.device == torch.device("cpu") and embedder.dtype == torch.float32
     assert embedder.options == TransformersOptions(device="cpu", dtype="float32")
+
+
+def _resident_bytes(address: int) -> int:
+    """The resident bytes of the mapping that holds ``address`` (from /proc/self/smaps)."""
+    inside = False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()[0]
+            if "-" in head and ":" not in head:
+                start, end = (int(n, 16) for n in head.split("-"))
+                inside = start <= address < end
+            elif inside and head == "Rss:":
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_only_the_embedding_rows_looked_up_are_read(
+    test_models: ModelPaths, tmp_path: Path
+) -> None:
+    """The token embedding table (151,669 rows) is read a row at a time as tokens are first
+    looked up: after a few short texts, a few pages of it are in memory, not the table. A
+    state dict reads the rest: it holds the whole table as stored."""
+    folder = shutil.copytree(test_models.reranker, tmp_path / "r")  # a model of its own
+    engine = Qwen3Reranker(folder, backend=TransformersOptions(device="cpu"))
+    engine.score("What is the capital of China?", ["Beijing is the capital of China."])
+    model = engine.loaded_model
+    table = model.embed_tokens.weight
+    resident = _resident_bytes(table.data_ptr())
+    assert 0 < resident <= 200 * 4096, resident  # the rows of a few dozen tokens
+    assert table.nbytes > 30 * 2**20
+    stored = load_file(str(folder / "model.safetensors"))["model.embed_tokens.weight"]
+    assert torch.equal(model.state_dict()["embed_tokens.weight"], stored)
