@@ -14,20 +14,28 @@ if TYPE_CHECKING:
         VllmOptions,
     )
     from qwen3_core.embedder import Qwen3Embedder
-    from qwen3_core.hub import ModelNotFoundError
+    from qwen3_core.errors import (
+        ModelFilesChangedError,
+        ModelKindError,
+        ModelNotFoundError,
+        Qwen3RagError,
+        ServerError,
+    )
     from qwen3_core.prompts import DEFAULT_INSTRUCTION
     from qwen3_core.reranker import Qwen3Reranker, RerankCall, RerankResult
-    from qwen3_core.variants import ModelKindError
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
+    "ModelFilesChangedError",
     "ModelKindError",
     "ModelNotFoundError",
     "OpenVINOOptions",
     "Qwen3Embedder",
+    "Qwen3RagError",
     "Qwen3Reranker",
     "RerankCall",
     "RerankResult",
+    "ServerError",
     "ServerOptions",
     "TransformersOptions",
     "VllmOptions",
@@ -37,8 +45,11 @@ __all__ = [
 # arguments before anything else) must not pay for importing torch.
 _HOMES = {
     "DEFAULT_INSTRUCTION": "qwen3_core.prompts",
-    "ModelKindError": "qwen3_core.variants",
-    "ModelNotFoundError": "qwen3_core.hub",
+    "ModelFilesChangedError": "qwen3_core.errors",
+    "ModelKindError": "qwen3_core.errors",
+    "ModelNotFoundError": "qwen3_core.errors",
+    "Qwen3RagError": "qwen3_core.errors",
+    "ServerError": "qwen3_core.errors",
     "OpenVINOOptions": "qwen3_core.backend_options",
     "Qwen3Embedder": "qwen3_core.embedder",
     "Qwen3Reranker": "qwen3_core.reranker",

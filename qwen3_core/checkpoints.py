@@ -16,17 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qwen3_core.defaults import ModelKind
 from qwen3_core.hub import HubOptions, resolve_model_folder
+from qwen3_core.json_files import read_json
 from qwen3_core.tokenization import LiteralTokenizer
-from qwen3_core.variants import ModelKind, Variant, read_config, read_json, recognise
+from qwen3_core.variants import Variant, read_config, recognise
 
 _READ_SUFFIXES = (".json", ".txt", ".model", ".tiktoken", ".safetensors")
 """The files of a model folder that the engine may read (those a hub download fetches)."""
-
-
-class ModelFilesChangedError(RuntimeError):
-    """A model's files were rewritten while it was being read from them, or, under a live
-    engine, before it read what an input needs."""
 
 
 @dataclass(frozen=True)

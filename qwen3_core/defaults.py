@@ -10,7 +10,10 @@ DEFAULT_RERANKER_MODEL = "Qwen/Qwen3-Reranker-0.6B"
 
 MAX_LENGTH = 8192
 """Longest input in tokens, by default: Qwen3-Embedding's and Qwen3-Reranker's own limit."""
-MIN_MAX_LENGTH: dict[Literal["embedding", "reranker"], int] = {"embedding": 2, "reranker": 1}
+ModelKind = Literal["embedding", "reranker"]
+"""The two kinds of Qwen3 retrieval model."""
+
+MIN_MAX_LENGTH: dict[ModelKind, int] = {"embedding": 2, "reranker": 1}
 """The smallest ``max_length`` accepted: an embedding input needs a token and
 ``<|endoftext|>`` (the reranker's template length is checked against its tokenizer)."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from qwen3_core.errors import first_line
+from qwen3_core.errors import ModelNotFoundError, first_line
 from qwen3_core.extras import install_command
 
 ModelSource = Literal["huggingface", "modelscope"]
@@ -47,10 +47,6 @@ def import_names(module: str, *names: str) -> tuple[Any, ...]:
     with _import_lock:
         imported = importlib.import_module(module)
         return tuple(getattr(imported, name) for name in names)
-
-
-class ModelNotFoundError(OSError):
-    """The model folder does not exist, or the model id could not be fetched."""
 
 
 def _default_source() -> ModelSource:

@@ -33,13 +33,7 @@ from typing import Any
 import torch
 
 from qwen3_core.backend_options import Quantization, TransformersOptions
-from qwen3_core.checkpoints import (
-    Checkpoint,
-    FolderFiles,
-    ModelFilesChangedError,
-    is_current,
-    open_folder,
-)
+from qwen3_core.checkpoints import Checkpoint, FolderFiles, is_current, open_folder
 from qwen3_core.decoder import (
     MLP,
     Attention,
@@ -49,9 +43,11 @@ from qwen3_core.decoder import (
     RMSNorm,
     TokenEmbedding,
 )
+from qwen3_core.defaults import ModelKind
 from qwen3_core.devices import resolve_device, resolve_dtype
-from qwen3_core.errors import first_line
+from qwen3_core.errors import ModelFilesChangedError, ModelKindError, first_line
 from qwen3_core.hub import HubOptions, import_names, resolve_model_folder
+from qwen3_core.json_files import read_json
 from qwen3_core.kernels.int8 import (
     Int8Kernel,
     check_int8_supported,
@@ -66,7 +62,7 @@ from qwen3_core.kernels.onednn_linear import (
 )
 from qwen3_core.kernels.vector_math import prepare_vector_math
 from qwen3_core.tokenization import LiteralTokenizer
-from qwen3_core.variants import ModelKind, ModelKindError, Variant, read_json
+from qwen3_core.variants import Variant
 from qwen3_core.weights import FileTokenEmbedding, SafetensorsFolder
 
 DECODER_SWITCH = "QWEN3_RAG_CPU_DECODER"

@@ -25,6 +25,7 @@ from qwen3_core.defaults import (
 )
 from qwen3_core.document_windows import DocumentBudget, LongDocuments
 from qwen3_core.engine import EngineBase, check_finite, logger, warn_truncation
+from qwen3_core.errors import ModelKindError
 from qwen3_core.hub import HubOptions, ModelSource
 from qwen3_core.tokenization import LiteralTokenizer, RerankInputs, RerankTokenizer
 from qwen3_core.validation import (
@@ -34,7 +35,6 @@ from qwen3_core.validation import (
     check_text,
     check_texts,
 )
-from qwen3_core.variants import ModelKindError
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

@@ -24,7 +24,8 @@ from qwen3_core.document_windows import (
     DocumentWindows,
     document_windows,
 )
-from qwen3_core.variants import ModelKindError, read_json
+from qwen3_core.errors import ModelKindError
+from qwen3_core.json_files import read_json
 
 TokenIds = np.ndarray  # one sequence: integer ids, 1-d
 TRUNCATE = DocumentBudget()

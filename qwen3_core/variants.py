@@ -29,23 +29,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from qwen3_core import prompts
+from qwen3_core.defaults import ModelKind
+from qwen3_core.errors import ModelKindError
+from qwen3_core.json_files import read_json
 
-ModelKind = Literal["embedding", "reranker"]
 Architecture = Literal["base", "causal_lm", "seq_cls"]
 
 _LOADER = {"embedding": "Qwen3Embedder", "reranker": "Qwen3Reranker"}
-
-
-class ModelKindError(ValueError):
-    """The folder holds something other than the Qwen3 model asked for, or a variant that
-    cannot be scored exactly."""
-
-    holds: ModelKind | None = None
-    """When the folder looks like the other kind of Qwen3 model: that kind. The message then
-    ends by naming the class that loads it, after ``reason``."""
-    reason: str = ""
-    """With ``holds``: the message without the class to use (a command line names its own
-    option instead)."""
 
 
 def _other_kind(reason: str, holds: ModelKind, *, what: str = "it") -> ModelKindError:
@@ -83,26 +73,6 @@ class Variant:
 
 # ---------------------------------------------------------------------------------------
 # Reading the folder
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file of a model folder, failing as a ModelKindError that names the file.
-
-    Args:
-        path: The file.
-
-    Returns:
-        The parsed JSON value.
-
-    Raises:
-        ModelKindError: The file cannot be read or is not valid JSON.
-    """
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelKindError(f"'{path}' is not valid JSON: {exc}") from exc
-    except RecursionError:  # nesting deeper than the interpreter's stack allows
-        raise ModelKindError(f"'{path}' nests its JSON too deeply to be read") from None
 
 
 def read_config(folder: Path) -> dict[str, Any]:

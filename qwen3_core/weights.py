@@ -23,9 +23,9 @@ from typing import Any, SupportsIndex
 
 import torch
 
-from qwen3_core.checkpoints import ModelFilesChangedError
 from qwen3_core.decoder import TokenEmbedding
-from qwen3_core.variants import ModelKindError, read_json
+from qwen3_core.errors import ModelFilesChangedError, ModelKindError
+from qwen3_core.json_files import read_json
 
 _DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 """The safetensors dtypes the loader reads; a checkpoint with another is loaded by

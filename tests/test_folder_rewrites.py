@@ -19,8 +19,14 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
-from qwen3_core import ModelKindError, Qwen3Embedder, Qwen3Reranker, TransformersOptions
-from qwen3_core.checkpoints import ModelFilesChangedError, open_checkpoint
+from qwen3_core import (
+    ModelFilesChangedError,
+    ModelKindError,
+    Qwen3Embedder,
+    Qwen3Reranker,
+    TransformersOptions,
+)
+from qwen3_core.checkpoints import open_checkpoint
 from qwen3_core.testing import ModelPaths
 
 QUERY = "What is the capital of China?"
@@ -147,8 +153,7 @@ def test_live_embedder_keeps_its_vectors_when_its_weights_are_rewritten(
 
 _TRUNCATE = """
 import json, os, sys
-from qwen3_core import ModelKindError, Qwen3Reranker, TransformersOptions
-from qwen3_core.checkpoints import ModelFilesChangedError
+from qwen3_core import ModelFilesChangedError, ModelKindError, Qwen3Reranker, TransformersOptions
 folder, query, seen, unseen, kwargs = sys.argv[1:6]
 options = TransformersOptions(device="cpu", model_kwargs=json.loads(kwargs))
 seen, unseen = json.loads(seen), json.loads(unseen)

@@ -20,7 +20,7 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker
+from qwen3_core import ModelKindError, Qwen3Embedder, Qwen3Reranker
 from qwen3_core.backend_options import OpenVINOOptions
 from qwen3_core.backends.openvino import MODEL_FILE
 from qwen3_core.testing import (
@@ -28,7 +28,6 @@ from qwen3_core.testing import (
     ModelPaths,
     models_cache_folder,
 )
-from qwen3_core.variants import ModelKindError
 from tests.options import CPU
 
 pytest.importorskip("openvino")

@@ -20,8 +20,7 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker, ServerOptions, TransformersOptions
-from qwen3_core.backends.http import ServerError
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, ServerError, ServerOptions, TransformersOptions
 from qwen3_core.backends.server import MAX_INPUTS_PER_REQUEST
 from qwen3_core.testing import ModelPaths, free_port
 from tests.faulty_models import link_or_copy

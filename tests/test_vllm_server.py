@@ -20,8 +20,7 @@ else:
 
 from langchain_core.documents import Document
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker, ServerOptions
-from qwen3_core.backends.http import ServerError
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, ServerError, ServerOptions
 from qwen3_core.testing import ModelPaths, VariantPaths, VllmServer
 from qwen3_core.testing.variants import sharpened_reranker_copy
 from tests.options import CPU

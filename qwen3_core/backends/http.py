@@ -32,6 +32,7 @@ import httpx
 import tenacity
 
 from qwen3_core.backend_options import check_base_urls
+from qwen3_core.errors import ServerError
 from qwen3_core.redaction import redact, url_secrets
 
 logger = logging.getLogger("qwen3_core")
@@ -41,11 +42,6 @@ MAX_COOL_DOWN_S = 30.0
 MAX_RETRY_AFTER_S = 60.0
 QUOTED_CHARS = 300
 """How much of a server's answer an error quotes."""
-
-
-class ServerError(RuntimeError):
-    """A model server could not be reached, refused the request, or answered something that
-    is not what the model should return."""
 
 
 class _TryFailed(Exception):

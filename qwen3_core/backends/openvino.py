@@ -43,10 +43,10 @@ from qwen3_core.backend_options import OpenVINOOptions
 from qwen3_core.backends.transformers import LocalModel
 from qwen3_core.checkpoints import open_folder
 from qwen3_core.decoder import DecoderConfig, DecoderOutput
-from qwen3_core.errors import first_line
+from qwen3_core.defaults import ModelKind
+from qwen3_core.errors import ModelKindError, first_line
 from qwen3_core.hub import HubOptions, resolve_model_folder
 from qwen3_core.loading import LoadedModel, plain_decoder
-from qwen3_core.variants import ModelKind, ModelKindError
 
 MODEL_FILE = "decoder.xml"
 """The converted model's file in its cache folder (its weights lie beside it, ``.bin``)."""

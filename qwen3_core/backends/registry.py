@@ -15,9 +15,9 @@ import os
 from typing import TYPE_CHECKING, Protocol
 
 from qwen3_core.backend_options import BackendName, BackendOptions
+from qwen3_core.defaults import ModelKind
 from qwen3_core.extras import Extra, install_command
 from qwen3_core.hub import HubOptions
-from qwen3_core.variants import ModelKind
 
 if TYPE_CHECKING:  # torch is imported only by the local backends
     import torch

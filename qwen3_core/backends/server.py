@@ -34,12 +34,14 @@ from typing import Any
 import numpy as np
 
 from qwen3_core.backend_options import ServerOptions
-from qwen3_core.backends.http import ServerError, ServerPool, plural
+from qwen3_core.backends.http import ServerPool, plural
 from qwen3_core.backends.vllm import RERANKER_OVERRIDES
 from qwen3_core.checkpoints import Checkpoint, open_checkpoint
+from qwen3_core.defaults import ModelKind
+from qwen3_core.errors import ServerError
 from qwen3_core.hub import HubOptions
 from qwen3_core.tokenization import RerankPrompt, TokenIds
-from qwen3_core.variants import ModelKind, Variant
+from qwen3_core.variants import Variant
 
 MAX_INPUTS_PER_REQUEST = 64
 MAX_TOKENS_PER_REQUEST = 32768

@@ -26,11 +26,11 @@ from tqdm.auto import tqdm
 from qwen3_core.backend_options import OpenVINOOptions, TransformersOptions
 from qwen3_core.batching import OutOfMemoryBackoff, is_out_of_memory, progress_bar, run_batched
 from qwen3_core.decoder import KVCache, Qwen3Decoder
+from qwen3_core.defaults import ModelKind
 from qwen3_core.devices import cuda_batch_tokens, default_share_prefix
 from qwen3_core.hub import HubOptions
 from qwen3_core.loading import LoadedModel, load_transformers_model
 from qwen3_core.tokenization import RerankPrompt, TokenIds
-from qwen3_core.variants import ModelKind
 
 if TYPE_CHECKING:
     from qwen3_core.checkpoints import Checkpoint

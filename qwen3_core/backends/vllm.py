@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qwen3_core.checkpoints import Checkpoint, open_checkpoint
+from qwen3_core.defaults import ModelKind
 from qwen3_core.extras import install_command
 from qwen3_core.hub import HubOptions
 from qwen3_core.tokenization import RerankPrompt, TokenIds
-from qwen3_core.variants import ModelKind, Variant
+from qwen3_core.variants import Variant
 
 if TYPE_CHECKING:  # torch comes with vLLM; importing this module (for the server) needs none
     import torch

@@ -16,11 +16,8 @@ from qwen3_core.backend_options import (
 )
 from qwen3_core.demo.corpus import SAMPLE_QUERIES, Corpus, read_corpus, sample_corpus
 from qwen3_core.document_windows import DocumentBudget
+from qwen3_core.errors import UsageError
 from qwen3_core.validation import check_text
-
-
-class UsageError(ValueError):
-    """An argument the command cannot use, with the reason."""
 
 
 @dataclass(frozen=True)

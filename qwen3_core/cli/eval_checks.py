@@ -16,7 +16,8 @@ from qwen3_core.backend_options import (
     ServerOptions,
     without_progress_bars,
 )
-from qwen3_core.cli.checks import UsageError, backend_options, check_model_arguments
+from qwen3_core.cli.checks import backend_options, check_model_arguments
+from qwen3_core.errors import UsageError
 from qwen3_core.evaluation.beir import BeirDataset, load_beir
 from qwen3_core.evaluation.cache import check_cache_folder, default_cache_folder
 from qwen3_core.evaluation.defaults import FAISS_FROM_DOCUMENTS, SearchIndex

@@ -7,13 +7,12 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from qwen3_core.cli.checks import DemoRequest, UsageError, check_demo_arguments, check_query
+from qwen3_core.cli.checks import DemoRequest, check_demo_arguments, check_query
 from qwen3_core.cli.eval_checks import check_eval_arguments
 from qwen3_core.cli.eval_command import run_eval
 from qwen3_core.cli.output import print_legend, print_outcome
 from qwen3_core.cli.parser import build_parser
-from qwen3_core.demo.corpus import CorpusError
-from qwen3_core.evaluation.beir import DatasetError
+from qwen3_core.errors import CorpusError, DatasetError, UsageError
 
 if TYPE_CHECKING:
     from qwen3_core.demo.search import TwoStageSearch
@@ -95,8 +94,7 @@ def describe_failure(exc: Exception) -> str:
     if isinstance(exc, (UsageError, CorpusError, DatasetError)):
         return _one_line(exc)
     # The engine is imported by now: its errors can be recognised.
-    from qwen3_core.hub import ModelNotFoundError
-    from qwen3_core.variants import ModelKindError
+    from qwen3_core.errors import ModelKindError, ModelNotFoundError
 
     if isinstance(exc, ModelNotFoundError):
         return (

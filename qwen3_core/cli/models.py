@@ -7,8 +7,9 @@ import time
 from typing import TYPE_CHECKING
 
 from qwen3_core.backend_options import BackendOptions
-from qwen3_core.cli.checks import DemoRequest, UsageError
+from qwen3_core.cli.checks import DemoRequest
 from qwen3_core.defaults import MAX_LENGTH
+from qwen3_core.errors import UsageError
 from qwen3_core.extras import Extra, missing_message
 
 if TYPE_CHECKING:

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from qwen3_core.errors import CorpusError
 from qwen3_core.evaluation.beir import document_text
 from qwen3_core.validation import check_text
 
@@ -56,10 +57,6 @@ LONG_SAMPLE_DOCUMENT = (
 """A document far longer than the sample's others, its answer to "what is gravity?" in the
 middle: with ``--long-documents chunk`` and a small ``--max-document-tokens`` the demo shows
 which passage scored (the short documents fit in one window)."""
-
-
-class CorpusError(ValueError):
-    """A corpus file that cannot be used, with the reason."""
 
 
 @dataclass(frozen=True)

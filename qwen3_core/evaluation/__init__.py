@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 from qwen3_core.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from qwen3_core.errors import DatasetError
     from qwen3_core.evaluation.beir import (
         CORPUS_FILE,
         QRELS_FOLDER,
         QUERIES_FILE,
         BeirDataset,
-        DatasetError,
         document_text,
         load_beir,
     )
@@ -72,7 +72,7 @@ _HOMES = {
     "BeirDataset": "qwen3_core.evaluation.beir",
     "CORPUS_FILE": "qwen3_core.evaluation.beir",
     "DEFAULT_CANDIDATES": "qwen3_core.evaluation.defaults",
-    "DatasetError": "qwen3_core.evaluation.beir",
+    "DatasetError": "qwen3_core.errors",
     "EvaluationResult": "qwen3_core.evaluation.results",
     "FAISS_FROM_DOCUMENTS": "qwen3_core.evaluation.defaults",
     "METRICS": "qwen3_core.evaluation.metrics",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qwen3_core.errors import DatasetError
 from qwen3_core.evaluation.defaults import MAX_GRADE, MIN_GRADE
 from qwen3_core.validation import check_text
 
@@ -22,10 +23,6 @@ QUERIES_FILE = "queries.jsonl"
 """The queries file's name in a dataset folder."""
 QRELS_FOLDER = "qrels"
 """The folder of a dataset that holds one judgements file per split, ``<split>.tsv``."""
-
-
-class DatasetError(ValueError):
-    """A dataset file that cannot be used, with the file, the line and the reason."""
 
 
 @dataclass(frozen=True)
