@@ -130,11 +130,16 @@ _TINY = torch.finfo(torch.float32).tiny
 _SENTINEL_ROW_ENDS = (1.0, -1.0)
 
 
-def _unit_rows_linear(
-    unit_rows: torch.Tensor, packed: object, kernel: Int8Kernel, reduce_range: bool
+def _scaled_rows_linear(
+    rows: torch.Tensor,
+    largest: torch.Tensor,
+    packed: object,
+    kernel: Int8Kernel,
+    reduce_range: bool,
 ) -> torch.Tensor:
-    """``unit_rows @ weight.T`` in int8, for rows whose largest magnitude is at most 1, with
-    the activations quantized on the fixed range [-1, 1] whatever the rows hold.
+    """``(rows / largest) @ weight.T`` in int8, ``largest`` holding each row's largest
+    magnitude, with the activations quantized on the fixed range [-1, 1] whatever the rows
+    hold.
 
     oneDNN's dynamic kernel derives the parameters from the input's minimum and maximum:
     one more row holding 1 and -1 fixes them at [-1, 1] (its result is dropped). fbgemm
@@ -143,11 +148,12 @@ def _unit_rows_linear(
     if kernel == "fbgemm":
         top = 127 if reduce_range else 255
         op = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32
-        out: torch.Tensor = op(unit_rows, 2.0 / top, (top + 1) // 2, packed)
+        out: torch.Tensor = op(rows / largest, 2.0 / top, (top + 1) // 2, packed)
         return out
-    count, width = unit_rows.shape
-    padded = unit_rows.new_zeros(count + 1, width)
-    padded[:count] = unit_rows
+    count, width = rows.shape
+    padded = rows.new_empty(count + 1, width)
+    torch.div(rows, largest, out=padded[:count])  # written once, into the padded input
+    padded[count].zero_()
     padded[count, : len(_SENTINEL_ROW_ENDS)] = torch.tensor(_SENTINEL_ROW_ENDS)
     result: torch.Tensor = torch.ops.quantized.linear_dynamic(
         padded, packed, reduce_range=reduce_range
@@ -195,7 +201,7 @@ class Int8Linear(torch.nn.Module):
         # A zero row stays zero (0 / tiny); a non-finite one stays non-finite, and is
         # refused where the engine checks its outputs.
         largest = torch.amax(torch.abs(rows), dim=1, keepdim=True).clamp_(min=_TINY)
-        out = _unit_rows_linear(rows / largest, self._packed, self.kernel, self.reduce_range)
+        out = _scaled_rows_linear(rows, largest, self._packed, self.kernel, self.reduce_range)
         out.mul_(largest)
         if self.bias is not None:
             out.add_(self.bias)
@@ -228,7 +234,7 @@ def check_int8_supported() -> None:
 
 
 @functools.cache
-def _onednn_failure(kernels: tuple[Int8Kernel, Int8Kernel] = ("fbgemm", "onednn")) -> str | None:
+def _onednn_failure() -> str | None:
     """Why oneDNN's dynamic int8 kernel cannot be used here, or None: a real call on a small
     weight, against fbgemm's on the same int8 weight (both sum integers exactly; they may
     differ only in the last bits of the rescaling)."""
@@ -237,12 +243,12 @@ def _onednn_failure(kernels: tuple[Int8Kernel, Int8Kernel] = ("fbgemm", "onednn"
     generator = torch.Generator().manual_seed(0)
     weight = _quantize_weight(torch.randn(72, 96, generator=generator))
     x = torch.randn(5, 96, generator=generator)
-    unit_rows = x / x.abs().amax(dim=1, keepdim=True)
+    largest = x.abs().amax(dim=1, keepdim=True)
     reduce_range = not has_vnni()
     try:
         outs = [
-            _unit_rows_linear(unit_rows, _prepack(weight, None, kernel), kernel, reduce_range)
-            for kernel in kernels
+            _scaled_rows_linear(x, largest, _prepack(weight, None, kernel), kernel, reduce_range)
+            for kernel in ("fbgemm", "onednn")
         ]
     except Exception as error:  # any failure, whatever the build raises, means not here
         return failure_reason(error)
