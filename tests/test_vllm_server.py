@@ -5,6 +5,7 @@ async through both adapters, and a server killed mid-run. Runs in the vLLM CI st
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -195,6 +196,11 @@ def test_second_url_takes_over(
             )
 
 
+# A call to a dead server ends on whichever comes first: its tries run out, or a back-off
+# would run past the request's timeout (docs/serving.md).
+GAVE_UP = re.compile(r"failed on every try|did not succeed within timeout=")
+
+
 def test_server_killed_mid_run_then_restarted(
     remote_embedder: Qwen3Embedder, local_embedder: Qwen3Embedder, embedding_server: VllmServer
 ) -> None:
@@ -206,10 +212,10 @@ def test_server_killed_mid_run_then_restarted(
         got = remote_embedder.embed_documents(texts)  # done before the kill: it must be right
         np.testing.assert_allclose(got, local_embedder.embed_documents(texts), atol=1e-4)
     except ServerError as exc:
-        assert "failed on every try" in str(exc)
+        assert GAVE_UP.search(str(exc)), exc
     killer.join()
     assert time.monotonic() - start < 60  # the retry budget ends the call: no hang
-    with pytest.raises(ServerError, match="failed on every try"):
+    with pytest.raises(ServerError, match=GAVE_UP):
         remote_embedder.embed_documents(["while it is down"])
     embedding_server.start()
     # The same client finds the restarted server again.
