@@ -277,6 +277,12 @@ def _discard(folder: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def _conversion_lock(target: Path) -> FileLock:
+    """The lock, across processes, of the conversion in ``target`` and its compiled cache."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(target.with_name(f".{target.name}.lock"))
+
+
 def _ensure_converted(
     openvino: Any, folder: Path, config: dict[str, Any], target: Path, digests: _FileDigests
 ) -> None:
@@ -284,8 +290,7 @@ def _ensure_converted(
     (converted by one process at a time; the others wait for it)."""
     if target.is_dir() and _damage(target, digests) is None:
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(target.with_name(f".{target.name}.lock")):
+    with _conversion_lock(target):
         # Looked at again under the lock: another process may have converted it meanwhile.
         problem = _damage(target, digests) if target.is_dir() else None
         if target.is_dir() and problem is None:
@@ -369,7 +374,11 @@ def load_openvino_model(
         digests.save()
         path = target / MODEL_FILE
         try:
-            compiled = openvino.Core().compile_model(str(path), "CPU", properties)
+            # Under the conversion's lock: OpenVINO rewrites a compiled-model file in its
+            # CACHE_DIR in place and maps it to read it, so a second process compiling at
+            # the same moment could truncate the file under the first one's mapping.
+            with _conversion_lock(target):
+                compiled = openvino.Core().compile_model(str(path), "CPU", properties)
         except RuntimeError as exc:
             reason = first_line(exc)
             raise ValueError(
