@@ -12,6 +12,7 @@ from qwen3_core.cli.eval_checks import check_eval_arguments
 from qwen3_core.cli.eval_command import run_eval
 from qwen3_core.cli.output import print_legend, print_outcome
 from qwen3_core.cli.parser import build_parser
+from qwen3_core.cli.serve_command import run_serve
 from qwen3_core.errors import CorpusError, DatasetError, UsageError
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ QUIT_WORDS = {"quit", "exit", "q", "退出"}
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "serve":
+            return run_serve(args)
         if args.command == "eval":
             # Only once the arguments and the dataset's files are known to be usable is the
             # engine loaded.

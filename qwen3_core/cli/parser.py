@@ -8,6 +8,7 @@ from typing import Any, get_args
 
 from qwen3_core import defaults, prompts
 from qwen3_core.backend_options import BACKENDS, Quantization
+from qwen3_core.cli.serve_command import add_serve_command
 from qwen3_core.demo.corpus import sample_corpus
 from qwen3_core.document_windows import LONG_DOCUMENTS
 from qwen3_core.evaluation.defaults import DEFAULT_CANDIDATES, FAISS_FROM_DOCUMENTS
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_backend_arguments(demo)
     _add_eval_command(commands)
+    add_serve_command(commands)
     return parser
 
 
