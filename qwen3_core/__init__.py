@@ -15,24 +15,31 @@ if TYPE_CHECKING:
     )
     from qwen3_core.embedder import Qwen3Embedder
     from qwen3_core.errors import (
+        ImageInputError,
         ModelFilesChangedError,
         ModelKindError,
         ModelNotFoundError,
         Qwen3RagError,
         ServerError,
     )
+    from qwen3_core.multimodal.embedder import Qwen3VLEmbedder
+    from qwen3_core.multimodal.reranker import MultimodalRerankResult, Qwen3VLReranker
     from qwen3_core.prompts import DEFAULT_INSTRUCTION
     from qwen3_core.reranker import Qwen3Reranker, RerankCall, RerankResult
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
+    "ImageInputError",
     "ModelFilesChangedError",
     "ModelKindError",
     "ModelNotFoundError",
+    "MultimodalRerankResult",
     "OpenVINOOptions",
     "Qwen3Embedder",
     "Qwen3RagError",
     "Qwen3Reranker",
+    "Qwen3VLEmbedder",
+    "Qwen3VLReranker",
     "RerankCall",
     "RerankResult",
     "ServerError",
@@ -46,6 +53,7 @@ __all__ = [
 _HOMES = {
     "DEFAULT_INSTRUCTION": "qwen3_core.prompts",
     "ModelFilesChangedError": "qwen3_core.errors",
+    "ImageInputError": "qwen3_core.errors",
     "ModelKindError": "qwen3_core.errors",
     "ModelNotFoundError": "qwen3_core.errors",
     "Qwen3RagError": "qwen3_core.errors",
@@ -53,6 +61,9 @@ _HOMES = {
     "OpenVINOOptions": "qwen3_core.backend_options",
     "Qwen3Embedder": "qwen3_core.embedder",
     "Qwen3Reranker": "qwen3_core.reranker",
+    "MultimodalRerankResult": "qwen3_core.multimodal.reranker",
+    "Qwen3VLEmbedder": "qwen3_core.multimodal.embedder",
+    "Qwen3VLReranker": "qwen3_core.multimodal.reranker",
     "RerankCall": "qwen3_core.reranker",
     "RerankResult": "qwen3_core.reranker",
     "ServerOptions": "qwen3_core.backend_options",

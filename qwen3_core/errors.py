@@ -41,6 +41,11 @@ class ServerError(Qwen3RagError, RuntimeError):
     is not what the model should return."""
 
 
+class ImageInputError(Qwen3RagError, ValueError):
+    """An image input that cannot be used (unreadable, truncated, too large, not an image,
+    not allowed to be fetched), with the input it came from and the reason."""
+
+
 class DatasetError(Qwen3RagError, ValueError):
     """A dataset file that cannot be used, with the file, the line and the reason."""
 

@@ -46,7 +46,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("backends", ("qwen3_core.backends",)),
-    ("engines", ("qwen3_core.embedder", "qwen3_core.reranker", "qwen3_core.engine")),
+    (
+        "engines",
+        (
+            "qwen3_core.embedder",
+            "qwen3_core.reranker",
+            "qwen3_core.engine",
+            "qwen3_core.multimodal",
+        ),
+    ),
     (
         "applications",
         ("qwen3_core.cli", "qwen3_core.demo", "qwen3_core.evaluation", "qwen3_core.batch"),

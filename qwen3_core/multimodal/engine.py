@@ -1,0 +1,122 @@
+"""What the two Qwen3-VL engines share: opening the model, the options they take, and
+turning inputs into model inputs chunk by chunk (so that images are decoded a few at a
+time, never all at once)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from qwen3_core.backend_options import BackendChoice, TransformersOptions, backend_options
+from qwen3_core.engine import EngineBase, logger
+from qwen3_core.hub import HubOptions, ModelSource
+from qwen3_core.multimodal.encoding import Encoded, PromptEncoder
+from qwen3_core.multimodal.images import RemoteImages
+from qwen3_core.multimodal.inputs import Item
+from qwen3_core.multimodal.loading import LoadedVLModel, VLKind, load_vl_model
+from qwen3_core.multimodal.runtime import VLRuntime
+from qwen3_core.validation import check_int
+from qwen3_core.variants import Variant
+
+if TYPE_CHECKING:
+    import numpy as np
+
+CHUNK = 32
+"""Inputs whose images are decoded and patched at a time."""
+
+
+def check_remote(allow: bool, max_bytes: int, timeout: float) -> RemoteImages:
+    """The remote-image settings, checked."""
+    if not isinstance(allow, bool):
+        raise TypeError(f"allow_remote_images must be True or False, got {allow!r}")
+    check_int("remote_image_max_bytes", max_bytes, minimum=1)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"remote_image_timeout must be a positive number, got {timeout!r}")
+    return RemoteImages(allow, int(max_bytes), float(timeout))
+
+
+class VLEngineBase(EngineBase[VLRuntime]):
+    """Opens a Qwen3-VL checkpoint on the transformers backend."""
+
+    _kind: VLKind
+    _encoder: PromptEncoder
+    _loaded: LoadedVLModel
+
+    def _open(
+        self,
+        model: str | os.PathLike[str],
+        backend: BackendChoice,
+        max_length: int,
+        remote: RemoteImages,
+        hub: tuple[
+            str | None, str | bool | None, str | os.PathLike[str] | None, bool, ModelSource | None
+        ],
+    ) -> None:
+        self._backend_or_none = None
+        options = backend_options(backend)
+        if not isinstance(options, TransformersOptions):
+            raise ValueError(
+                f"{type(self).__name__} runs on the transformers backend (in this process, "
+                f"CPU or GPU), not on backend={options.name!r}"
+            )
+        loaded = load_vl_model(os.fspath(model), self._kind, options, HubOptions(*hub))
+        self._loaded = loaded
+        checkpoint = loaded.checkpoint
+        self._encoder = PromptEncoder(checkpoint.folder, max_length, remote)
+        self.options = options
+        self.backend = "transformers"
+        self.device, self.dtype = loaded.device, loaded.dtype
+        self.model_path = checkpoint.folder
+        self.base_url = None
+        self.variant = Variant(self._kind, "base", f"Qwen3-VL, {checkpoint.layout} layout")
+        self._backend_or_none = VLRuntime(
+            loaded,
+            pad_id=self._encoder.pad_id,
+            image_pad_id=self._encoder.image_pad_id,
+            max_batch_tokens=options.max_batch_tokens,
+            show_progress=options.show_progress,
+        )
+
+    @property
+    def allow_remote_images(self) -> bool:
+        """Whether ``http(s)://`` images are fetched."""
+        return self._encoder.remote.allowed
+
+    def _chunks(
+        self,
+        count: int,
+        prompts_of: Callable[[range], Iterator[tuple[list[object], list[Item], str]]],
+        shared: Sequence[Item] = (),
+    ) -> Iterator[tuple[range, list[Encoded]]]:
+        """Encoded prompts, CHUNK inputs at a time; ``prompts_of(indices)`` yields each
+        prompt's segments, the items whose images its slots name, and its label. The images
+        of ``shared`` items (a query judged against every document) are decoded once."""
+        truncated = 0
+        kept = {id(item): self._encoder.images([item])[0] for item in shared}
+        for start in range(0, count, CHUNK):
+            indices = range(start, min(count, start + CHUNK))
+            decoded = dict(kept)
+            encoded = []
+            for segments, items, label in prompts_of(indices):
+                for item in items:
+                    if id(item) not in decoded:
+                        decoded[id(item)] = self._encoder.images([item])[0]
+                images = [decoded[id(item)] for item in items]
+                prompt = self._encoder.encode(segments, images, label)  # type: ignore[arg-type]
+                truncated += prompt.truncated
+                encoded.append(prompt)
+            yield indices, encoded
+        if truncated:
+            logger.warning(
+                "%d of %d inputs exceeded max_length=%d tokens and their text was cut (images "
+                "and the prompt's frame were kept)",
+                truncated,
+                count,
+                self._encoder.max_length,
+            )
+
+    def _run(
+        self, encoded: Sequence[Encoded], finish: Callable[..., object], width: int, what: str
+    ) -> np.ndarray:
+        return self._backend.run(encoded, finish, width, what)

@@ -1,0 +1,284 @@
+"""Recognising a Qwen3-VL checkpoint before loading it, and loading it once per process.
+
+Recognised: the official layout (a ``Qwen3VLForConditionalGeneration`` config.json over
+``model.language_model.*`` and ``model.visual.*`` tensors, or a bare ``Qwen3VLModel`` save
+without the ``model.`` prefix) and sentence-transformers' layout of the same folder
+(``modules.json``: the transformer at the root, then last-token pooling and normalisation
+for the embedder, or a logit-score module for the reranker). A text Qwen3 model is refused
+by name, naming the class that loads it. Every tensor is checked to be in the files before
+any weight is read.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from qwen3_core.backend_options import TransformersOptions
+from qwen3_core.devices import resolve_device, resolve_dtype
+from qwen3_core.errors import ModelKindError, first_line
+from qwen3_core.hub import HubOptions, import_names, resolve_model_folder
+from qwen3_core.json_files import read_json
+from qwen3_core.loading import quiet_transformers
+from qwen3_core.variants import tensor_shapes
+
+VLKind = Literal["embedding", "reranker"]
+_CLASS = {"embedding": "Qwen3VLEmbedder", "reranker": "Qwen3VLReranker"}
+_TEXT_CLASS = {"embedding": "Qwen3Embedder", "reranker": "Qwen3Reranker"}
+# The token ids the released models' configs give (and the tokenizer must agree with).
+VISION_TOKENS = {
+    "image_token_id": "<|image_pad|>",
+    "video_token_id": "<|video_pad|>",
+    "vision_start_token_id": "<|vision_start|>",
+    "vision_end_token_id": "<|vision_end|>",
+}
+
+
+@dataclass(frozen=True)
+class VLCheckpoint:
+    """A recognised Qwen3-VL checkpoint folder (nothing loaded)."""
+
+    folder: Path
+    kind: VLKind
+    config: dict[str, Any]
+    prefix: str
+    """What the tensor names start with before ``visual.`` / ``language_model.``."""
+    layout: str
+    """``official`` or ``sentence-transformers``."""
+    head: str | None = None
+    """For the reranker: the tensor whose rows score "yes" and "no"."""
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config["text_config"]["hidden_size"])
+
+
+def _refuse_text_model(folder: Path, kind: VLKind, model_type: Any) -> ModelKindError:
+    return ModelKindError(
+        f"'{folder}' is a text Qwen3 model (model_type={model_type!r}), not a Qwen3-VL "
+        f"model: load it with {_TEXT_CLASS[kind]}"
+    )
+
+
+def _st_layout(folder: Path, kind: VLKind) -> str:
+    path = folder / "modules.json"
+    if not path.is_file():
+        return "official"
+    modules = read_json(path)
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise ModelKindError(f"'{path}' is not a list of sentence-transformers modules")
+    for module in modules:
+        name = str(module.get("type", "")).rsplit(".", 1)[-1]
+        where = str(module.get("path", ""))
+        if name == "Transformer":
+            if where not in ("", "."):
+                raise ModelKindError(
+                    f"'{folder}' keeps its transformer in the subfolder '{where}': load that "
+                    "subfolder"
+                )
+        elif name in ("Pooling", "Normalize"):
+            if kind == "reranker":
+                raise ModelKindError(
+                    f"'{folder}' is a sentence-transformers embedding model: load it with "
+                    "Qwen3VLEmbedder"
+                )
+            if name == "Pooling":
+                config_path = folder / where / "config.json"
+                config = read_json(config_path) if config_path.is_file() else {}
+                mode = config.get("pooling_mode") if isinstance(config, dict) else None
+                flags = {
+                    k for k, v in (config.items() if isinstance(config, dict) else ()) if v is True
+                }
+                if mode != "lasttoken" and flags != {"pooling_mode_lasttoken"}:
+                    raise ModelKindError(
+                        f"'{folder}' pools with another mode than the last token (its "
+                        f"{where}/config.json): Qwen3-VL-Embedding pools the last token"
+                    )
+        elif name in ("LogitScore", "CausalScoreHead"):
+            if kind == "embedding":
+                raise ModelKindError(
+                    f"'{folder}' is a sentence-transformers cross-encoder (a reranker): load "
+                    "it with Qwen3VLReranker"
+                )
+        else:
+            raise ModelKindError(
+                f"'{folder}' has a sentence-transformers {name} module that "
+                f"{'Qwen3-VL-Embedding' if kind == 'embedding' else 'Qwen3-VL-Reranker'} "
+                "does not have: it cannot be reproduced exactly here"
+            )
+    return "sentence-transformers"
+
+
+def recognise(folder: Path, kind: VLKind) -> VLCheckpoint:
+    """Check that ``folder`` holds a Qwen3-VL checkpoint ``kind`` can run, without reading
+    any weights.
+
+    Raises:
+        ModelKindError: It is a text Qwen3 model, another model, a layout that cannot be
+            reproduced exactly, or tensors are missing; the message says which.
+    """
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ModelKindError(
+            f"'{folder}' has no config.json: it is not a Hugging Face model folder"
+        )
+    config = read_json(path)
+    if not isinstance(config, dict):
+        raise ModelKindError(f"'{path}' does not hold a JSON object")
+    model_type = config.get("model_type")
+    if model_type == "qwen3":
+        raise _refuse_text_model(folder, kind, model_type)
+    if model_type != "qwen3_vl":
+        raise ModelKindError(
+            f"'{folder}' is not a Qwen3-VL model: its config.json says "
+            f"model_type={model_type!r} (expected 'qwen3_vl')"
+        )
+    for part in ("text_config", "vision_config"):
+        if not isinstance(config.get(part), dict):
+            raise ModelKindError(f"'{path}' has no {part}")
+    layout = _st_layout(folder, kind)
+    shapes = tensor_shapes(folder)
+    if shapes is None:
+        raise ModelKindError(f"'{folder}' has no safetensors weights")
+    prefix = next(
+        (p for p in ("model.", "") if f"{p}language_model.embed_tokens.weight" in shapes), None
+    )
+    if prefix is None:
+        raise ModelKindError(
+            f"'{folder}' has no language_model.embed_tokens.weight: it is not a Qwen3-VL "
+            "checkpoint in a layout this engine reads"
+        )
+    if f"{prefix}visual.patch_embed.proj.weight" not in shapes:
+        raise ModelKindError(
+            f"'{folder}' has no vision tower ({prefix}visual.*): it cannot read images"
+        )
+    head = None
+    if kind == "reranker":
+        tied = bool(
+            config.get("tie_word_embeddings") or config["text_config"].get("tie_word_embeddings")
+        )
+        head = f"{prefix}language_model.embed_tokens.weight" if tied else "lm_head.weight"
+        if head not in shapes:
+            raise ModelKindError(
+                f"'{folder}' has no {head}: a Qwen3-VL reranker scores with its lm_head's "
+                "'yes' and 'no' rows"
+            )
+    return VLCheckpoint(folder, kind, config, prefix, layout, head)
+
+
+def _check_tokens(checkpoint: VLCheckpoint, token_to_id: Any) -> None:
+    for key, token in VISION_TOKENS.items():
+        wanted = checkpoint.config.get(key)
+        found = token_to_id(token)
+        if wanted is not None and found != wanted:
+            raise ModelKindError(
+                f"'{checkpoint.folder}': config.json gives {key}={wanted}, but the tokenizer "
+                f"has {token!r} at {found}"
+            )
+
+
+@dataclass(eq=False)
+class LoadedVLModel:
+    """A ``Qwen3VLModel`` (vision tower and language model, no head) in eval mode."""
+
+    checkpoint: VLCheckpoint
+    model: torch.nn.Module
+    device: torch.device
+    dtype: torch.dtype
+    _rows: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def score_direction(self, *, yes_id: int, no_id: int) -> torch.Tensor:
+        """The float32 difference of the head's "yes" and "no" rows (in the model's dtype
+        first, as the full head would hold them), on the model's device."""
+        key = (yes_id, no_id)
+        if key not in self._rows:
+            from safetensors import safe_open
+
+            head = self.checkpoint.head
+            assert head is not None
+            folder = self.checkpoint.folder
+            index = folder / "model.safetensors.index.json"
+            file = read_json(index)["weight_map"][head] if index.is_file() else "model.safetensors"
+            with safe_open(str(folder / file), framework="pt") as handle:
+                tensor = handle.get_slice(head)
+                rows = torch.cat([tensor[i : i + 1] for i in (yes_id, no_id)])
+            rows = rows.to(self.dtype).float()
+            self._rows[key] = (rows[0] - rows[1]).to(self.device)
+        return self._rows[key]
+
+
+_cache: weakref.WeakValueDictionary[tuple[str, ...], LoadedVLModel] = weakref.WeakValueDictionary()
+_lock = threading.Lock()
+
+
+def load_vl_model(
+    model: str | Path, kind: VLKind, options: TransformersOptions, hub: HubOptions
+) -> LoadedVLModel:
+    """The checkpoint recognised, then loaded (shared by engines asking for the same folder,
+    kind, device, dtype and model_kwargs).
+
+    Raises:
+        ModelKindError: See ``recognise``; also a load that leaves tensors uninitialised.
+        ModelNotFoundError: The model is neither a folder nor a hub id that can be fetched.
+        ValueError: A backend setting that Qwen3-VL does not take.
+    """
+    if options.quantization is not None:
+        raise ValueError(
+            f"quantization={options.quantization!r} is not available for {_CLASS[kind]}: "
+            "leave it unset"
+        )
+    if options.share_prefix is not None:
+        raise ValueError(f"share_prefix applies to Qwen3Reranker, not to {_CLASS[kind]}")
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype, device)
+    folder = resolve_model_folder(model, hub)
+    checkpoint = recognise(folder, kind)
+    key = (
+        str(folder.resolve()),
+        kind,
+        str(device),
+        str(dtype),
+        repr(sorted(options.model_kwargs.items())),
+    )
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            return hit
+        loaded = LoadedVLModel(checkpoint, _load(folder, device, dtype, options), device, dtype)
+        _cache[key] = loaded
+        return loaded
+
+
+def _load(
+    folder: Path, device: torch.device, dtype: torch.dtype, options: TransformersOptions
+) -> torch.nn.Module:
+    (model_class,) = import_names("transformers", "Qwen3VLModel")
+    extra: dict[str, Any] = {"attn_implementation": "sdpa", **options.model_kwargs}
+    if device.type == "cuda":
+        extra["device_map"] = str(device)
+    try:
+        with quiet_transformers():
+            model, report = model_class.from_pretrained(
+                str(folder), dtype=dtype, trust_remote_code=False, output_loading_info=True, **extra
+            )
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ModelKindError(f"'{folder}' could not be loaded: {first_line(exc)[:300]}") from exc
+    missing = sorted(report.get("missing_keys") or [])
+    mismatched = [
+        str(m[0]) if isinstance(m, tuple) else str(m) for m in report.get("mismatched_keys") or []
+    ]
+    if missing or mismatched:
+        names = missing or mismatched
+        raise ModelKindError(
+            f"'{folder}': tensors the model needs are "
+            f"{'missing from' if missing else 'of another shape in'} the checkpoint "
+            f"({', '.join(names[:5])}{' and more' if len(names) > 5 else ''}); they would be "
+            "left randomly initialised"
+        )
+    loaded: torch.nn.Module = model.to(device).eval().requires_grad_(False)
+    return loaded
