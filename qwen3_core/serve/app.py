@@ -141,8 +141,11 @@ class _Service:
         self.owned = owned
         self.metrics = ServeMetrics()
         self.created = int(time.time())
-        # One model call at a time: the engine uses every core for each call already.
+        # One model call at a time (``engine``): each call already uses every core.
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="qwen3-rag-serve")
+        self.engine = asyncio.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The event loop serving the app, once started."""
         limit = settings.max_merged_tokens
         self.embed_queue = self.rerank_queue = None
         queues = []
@@ -151,6 +154,7 @@ class _Service:
                 "embedding",
                 lambda inputs: embedder._backend.embed(inputs),
                 self.executor,
+                self.engine,
                 max_merged_tokens=limit,
                 metrics=self.metrics,
             )
@@ -160,6 +164,7 @@ class _Service:
                 "reranker",
                 lambda inputs: reranker._backend.logits(inputs),
                 self.executor,
+                self.engine,
                 max_merged_tokens=limit,
                 metrics=self.metrics,
             )
@@ -482,6 +487,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.loop = asyncio.get_running_loop()
         yield
         await service.close()
 

@@ -53,8 +53,9 @@ class _Throughput:
 
 
 class BatchQueue:
-    """Merges one model's queued requests into engine calls, run one at a time on
-    ``executor``.
+    """Merges one model's queued requests into engine calls, run on ``executor`` while
+    holding ``engine`` (shared by the models of one server: one call at a time, as each call
+    uses every core).
 
     ``run`` takes the inputs of every merged request, concatenated, and returns one result
     row per input; each request gets its own rows back. When a merged call fails, each of its
@@ -66,6 +67,7 @@ class BatchQueue:
         model: str,
         run: Callable[[list[Any]], np.ndarray],
         executor: Executor,
+        engine: asyncio.Lock,
         *,
         max_merged_tokens: int,
         metrics: ServeMetrics,
@@ -73,6 +75,7 @@ class BatchQueue:
         self.model = model
         self._run = run
         self._executor = executor
+        self._engine = engine
         self._max_tokens = max_merged_tokens
         self._metrics = metrics
         self._pending: collections.deque[_Job] = collections.deque()
@@ -129,15 +132,18 @@ class BatchQueue:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            jobs = self._take()
-            if not jobs:
-                continue
-            try:
-                await self._call(loop, jobs)
-            except asyncio.CancelledError:
-                for job in jobs:
-                    job.future.cancel()
-                raise
+            # Jobs are taken only once the engine is free: until then they stay queued, to be
+            # merged with later arrivals or dropped if their client goes away.
+            async with self._engine:
+                jobs = self._take()
+                if not jobs:
+                    continue
+                try:
+                    await self._call(loop, jobs)
+                except asyncio.CancelledError:
+                    for job in jobs:
+                        job.future.cancel()
+                    raise
 
     async def _call(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
         inputs = [item for job in jobs for item in job.inputs]
