@@ -42,9 +42,10 @@ MAX_PIXELS = 1800 * FACTOR * FACTOR
 """The official upper bound: at most 1,800 image tokens."""
 MAX_ASPECT_RATIO = 200
 """The official limit on the ratio of the longer side to the shorter."""
-MAX_SOURCE_PIXELS = 2 * 89_478_485
-"""The largest image decoded (about 13,000 x 13,000): Pillow's own decompression-bomb
-limit. A larger one is refused before its pixels are read."""
+MAX_SOURCE_PIXELS = 89_478_485
+"""The largest image decoded (about 9,459 x 9,459, 0.27 GB as RGB): the size above which
+Pillow warns of a decompression bomb. A larger one is refused before its pixels are read,
+whatever Pillow's own limit is set to."""
 _16_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
@@ -135,11 +136,13 @@ def _fetch(url: str, remote: RemoteImages, label: str) -> bytes:
     return data
 
 
-def _open(source: ImageSource, label: str, remote: RemoteImages) -> Image.Image:
-    """The decoded image (first frame), its size checked before its pixels are read."""
+def _decoded_rgb(source: ImageSource, label: str, remote: RemoteImages) -> Image.Image:
+    """The decoded image (first frame) in RGB, its size checked before its pixels are read;
+    a file is closed before this returns (an animated one too, which Pillow keeps open)."""
     Image = _pillow()
     if isinstance(source, Image.Image):
-        return source  # type: ignore[no-any-return]
+        _check_size(source, label)
+        return _rgb(source)
     what = f"'{source}'" if isinstance(source, Path) else "the image"
     if isinstance(source, str):
         what = repr(source)
@@ -151,15 +154,17 @@ def _open(source: ImageSource, label: str, remote: RemoteImages) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow warns between half its limit and its limit; the size is checked here.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(opened)
-            width, height = image.size
-            if width * height > MAX_SOURCE_PIXELS:
-                raise ImageInputError(
-                    f"{label}: {what} is {width} x {height} pixels, more than the "
-                    f"{MAX_SOURCE_PIXELS} decoded at most (a decompression bomb, or a scan "
-                    "to shrink first)"
-                )
-            image.load()
+            with Image.open(opened) as image:
+                width, height = image.size
+                if width * height > MAX_SOURCE_PIXELS:
+                    raise ImageInputError(
+                        f"{label}: {what} is {width} x {height} pixels, more than the "
+                        f"{MAX_SOURCE_PIXELS} decoded at most (a decompression bomb, or a "
+                        "scan to shrink first)"
+                    )
+                _check_size(image, label)
+                image.load()
+                return _rgb(image)
     except ImageInputError:
         raise
     except Image.DecompressionBombError as exc:
@@ -168,7 +173,16 @@ def _open(source: ImageSource, label: str, remote: RemoteImages) -> Image.Image:
         raise ImageInputError(f"{label}: {what} is not an image Pillow can read") from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data
         raise ImageInputError(f"{label}: {what} could not be decoded: {first_line(exc)}") from None
-    return image  # type: ignore[no-any-return]
+
+
+def _check_size(image: Image.Image, label: str) -> None:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageInputError(f"{label}: the image is {width} x {height} pixels")
+    try:
+        smart_resize(height, width)
+    except ValueError as exc:
+        raise ImageInputError(f"{label}: the image is {width} x {height} pixels: {exc}") from None
 
 
 def _rgb(image: Image.Image) -> Image.Image:
@@ -196,12 +210,6 @@ def load_image(source: ImageSource, label: str, remote: RemoteImages) -> Image.I
             address while remote images are off; the message names ``label``.
     """
     Image = _pillow()
-    image = _open(source, label, remote)
-    width, height = image.size
-    if width < 1 or height < 1:
-        raise ImageInputError(f"{label}: the image is {width} x {height} pixels")
-    try:
-        target_h, target_w = smart_resize(height, width)
-    except ValueError as exc:
-        raise ImageInputError(f"{label}: the image is {width} x {height} pixels: {exc}") from None
-    return _rgb(image).resize((target_w, target_h), Image.Resampling.BICUBIC)  # type: ignore[no-any-return]
+    image = _decoded_rgb(source, label, remote)
+    target_h, target_w = smart_resize(image.height, image.width)
+    return image.resize((target_w, target_h), Image.Resampling.BICUBIC)  # type: ignore[no-any-return]
