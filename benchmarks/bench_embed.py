@@ -10,7 +10,6 @@ shape (``--shape 0.6b`` is the exact Qwen3-Embedding-0.6B shape). Run:
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +26,6 @@ from benchmarks.common import (
     selected,
     sequence_flops,
 )
-from qwen3_core.kernels.onednn_linear import ENVIRONMENT_SWITCH
 
 # The model card embeds a list at once: here fixed chunks of 32, padded to the longest.
 MODEL_CARD_BATCH = 32
@@ -43,13 +41,16 @@ def setup_qwen3_rag(
     device: str,
     backend: str = "transformers",
     quantization: Literal["int8"] | None = None,
+    cpu_linear: Literal["onednn", "torch"] | None = None,
 ) -> Any:
     from qwen3_core import Qwen3Embedder, TransformersOptions
 
     if backend == "vllm":
         embedder = Qwen3Embedder(path, backend="vllm", max_length=1024)
     else:
-        options = TransformersOptions(device=device, show_progress=False, quantization=quantization)
+        options = TransformersOptions(
+            device=device, show_progress=False, quantization=quantization, cpu_linear=cpu_linear
+        )
         embedder = Qwen3Embedder(path, backend=options)
 
     def run() -> Any:
@@ -65,8 +66,7 @@ def setup_vllm(path: str, texts: list[str], device: str) -> Any:
 
 def setup_torch_linear(path: str, texts: list[str], device: str) -> Any:
     """qwen3-rag with torch's own nn.Linear (its BLAS) instead of oneDNN's GEMM."""
-    os.environ[ENVIRONMENT_SWITCH] = "torch"  # this spawned process only
-    return setup_qwen3_rag(path, texts, device)
+    return setup_qwen3_rag(path, texts, device, cpu_linear="torch")
 
 
 def setup_int8(path: str, texts: list[str], device: str) -> Any:

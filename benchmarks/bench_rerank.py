@@ -11,7 +11,6 @@ random model of the chosen shape (``--shape 0.6b`` is the exact Qwen3-Reranker-0
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Literal
 
 import torch
@@ -26,7 +25,6 @@ from benchmarks.common import (
     selected,
     sequence_flops,
 )
-from qwen3_core.kernels.onednn_linear import ENVIRONMENT_SWITCH
 from qwen3_core.tokenization import LiteralTokenizer, RerankTokenizer
 
 MODEL_CARD_BATCH = 16
@@ -43,11 +41,16 @@ def setup_qwen3_rag(
     device: str,
     share_prefix: bool = True,
     quantization: Literal["int8"] | None = None,
+    cpu_linear: Literal["onednn", "torch"] | None = None,
 ) -> Any:
     from qwen3_core import Qwen3Reranker, TransformersOptions
 
     options = TransformersOptions(
-        device=device, share_prefix=share_prefix, show_progress=False, quantization=quantization
+        device=device,
+        share_prefix=share_prefix,
+        show_progress=False,
+        quantization=quantization,
+        cpu_linear=cpu_linear,
     )
     reranker = Qwen3Reranker(path, backend=options)
     return _timed(reranker, pairs)
@@ -55,8 +58,7 @@ def setup_qwen3_rag(
 
 def setup_torch_linear(path: str, pairs: list[tuple[str, str]], device: str) -> Any:
     """qwen3-rag with torch's own nn.Linear (its BLAS) instead of oneDNN's GEMM."""
-    os.environ[ENVIRONMENT_SWITCH] = "torch"  # this spawned process only
-    return setup_qwen3_rag(path, pairs, device)
+    return setup_qwen3_rag(path, pairs, device, cpu_linear="torch")
 
 
 def setup_int8(path: str, pairs: list[tuple[str, str]], device: str) -> Any:

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 BackendName = Literal["transformers", "openvino", "vllm", "server"]
 Quantization = Literal["int8"]
 """``int8``: the decoder layers' linear weights in int8 (CPU only)."""
+Decoder = Literal["qwen3-rag", "transformers"]
+"""Which decoder runs a local model: qwen3-rag's own (CPU) or transformers' ``Qwen3Model``."""
+CpuLinear = Literal["onednn", "torch"]
+"""The float32 CPU linear kernel: oneDNN's packed GEMM or torch's ``nn.Linear``."""
+Int8Kernel = Literal["fbgemm", "onednn"]
+"""The int8 CPU linear kernel."""
 
 _DEVICE = re.compile(r"(cpu|mps|cuda)(:\d+)?")
 _DTYPES = {
@@ -101,6 +107,12 @@ def _checked_kwargs(
     return dict(value)
 
 
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value is not None and value not in allowed:
+        shown = ", ".join(repr(choice) for choice in allowed)
+        raise ValueError(f"unknown {name} {value!r}: use None, {shown}")
+
+
 def _check_bool(name: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}")
@@ -127,7 +139,20 @@ class TransformersOptions:
             (``qwen3_core.devices.SHARE_PREFIX_DEFAULTS``; on for CPU and CUDA).
         model_kwargs: Further arguments for transformers' ``from_pretrained`` (for example
             ``attn_implementation``); the settings above and the hub options cannot be given
-            here.
+            here. Only transformers' decoder reads them, so giving any selects it.
+        decoder: ``"qwen3-rag"``: the decoder built straight from the files (CPU only; no
+            transformers import, no second copy of the weights); ``"transformers"``:
+            transformers' ``Qwen3Model``. None: qwen3-rag's on CPU where it covers the
+            checkpoint and no ``model_kwargs`` are given, else transformers'.
+        cpu_linear: The float32 CPU linear kernel: ``"onednn"`` (oneDNN's packed GEMM) or
+            ``"torch"`` (``nn.Linear``). None: oneDNN's where this torch has it and it passes
+            its check against torch's kernel, else torch's.
+        int8_kernel: With ``quantization="int8"``: ``"fbgemm"`` or ``"onednn"``. None:
+            oneDNN's where the CPU has AMX int8 tiles (and it passes its check against
+            fbgemm's), else fbgemm's.
+
+    An engine's ``options`` show what runs: the device, dtype, decoder and kernel it
+    resolved (``cpu_linear`` only on CPU in float32, ``int8_kernel`` only with int8).
 
     Raises:
         ValueError: A setting is out of range or misspelt (the device is only checked to
@@ -143,12 +168,18 @@ class TransformersOptions:
     show_progress: bool | None = None
     share_prefix: bool | None = None
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    decoder: Decoder | None = None
+    cpu_linear: CpuLinear | None = None
+    int8_kernel: Int8Kernel | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", device_name(self.device))
         object.__setattr__(self, "dtype", dtype_name(self.dtype))
         if self.quantization not in (None, "int8"):
             raise ValueError(f"unknown quantization {self.quantization!r}: use None or 'int8'")
+        _check_choice("decoder", self.decoder, ("qwen3-rag", "transformers"))
+        _check_choice("cpu_linear", self.cpu_linear, ("onednn", "torch"))
+        _check_choice("int8_kernel", self.int8_kernel, ("fbgemm", "onednn"))
         check_optional_int("max_batch_tokens", self.max_batch_tokens, minimum=1)
         if self.show_progress is not None:
             _check_bool("show_progress", self.show_progress)
@@ -156,6 +187,38 @@ class TransformersOptions:
             _check_bool("share_prefix", self.share_prefix)
         kwargs = _checked_kwargs("model_kwargs", self.model_kwargs, _OWNED_MODEL_KWARGS)
         object.__setattr__(self, "model_kwargs", kwargs)
+        self._check_paths()
+
+    def _check_paths(self) -> None:
+        """Refuse settings of a path that the other settings rule out (checked again once the
+        device and dtype are resolved)."""
+        on_cpu = self.device is None or str(self.device).partition(":")[0] == "cpu"
+        if self.decoder == "qwen3-rag":
+            if self.model_kwargs:
+                raise ValueError(
+                    "model_kwargs are arguments of transformers' from_pretrained: they need "
+                    "decoder='transformers' (or decoder unset)"
+                )
+            if not on_cpu:
+                raise ValueError(
+                    f"decoder='qwen3-rag' runs on CPU only, not on {self.device!r}: pass "
+                    "device='cpu' or leave decoder unset"
+                )
+        if self.int8_kernel is not None and self.quantization is None:
+            raise ValueError(
+                f"int8_kernel={self.int8_kernel!r} applies with quantization='int8' only"
+            )
+        if self.cpu_linear is not None:
+            if self.quantization is not None:
+                raise ValueError(
+                    "cpu_linear is the float32 kernel: with quantization='int8' choose "
+                    "int8_kernel instead"
+                )
+            if not on_cpu or self.dtype not in (None, "float32"):
+                raise ValueError(
+                    f"cpu_linear={self.cpu_linear!r} applies on CPU in float32 only, not to "
+                    f"device={self.device!r}, dtype={self.dtype!r}"
+                )
 
 
 # OpenVINO properties the engine sets: given in config they would contradict it.

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qwen3_core import prompts
 from qwen3_core.defaults import ModelKind
+from qwen3_core.errors import ModelKindError
 from qwen3_core.hub import HubOptions, resolve_model_folder
 from qwen3_core.json_files import read_json
+from qwen3_core.sharing import SharedCache
 from qwen3_core.tokenization import LiteralTokenizer
 from qwen3_core.variants import Variant, read_config, recognise
 
@@ -102,6 +103,34 @@ class Checkpoint:
     files: FolderFiles | None = None
     """The folder's files as they were before anything was read from them."""
 
+    def score_token_ids(self) -> tuple[int, int]:
+        """A reranker's (yes, no) token ids, whose log-odds is its score: those the
+        checkpoint names (a sentence-transformers cross-encoder), else the tokens "yes" and
+        "no".
+
+        Raises:
+            ModelKindError: The checkpoint names an id outside its tokenizer.
+            ValueError: The tokenizer does not encode "yes" and "no" as single tokens.
+        """
+        variant = self.variant
+        if variant.yes_id is None or variant.no_id is None:
+            yes = self.tokenizer.single_token_id(prompts.YES_TOKEN)
+            no = self.tokenizer.single_token_id(prompts.NO_TOKEN)
+            if yes is None or no is None:
+                raise ValueError(
+                    'the reranker tokenizer does not encode "yes" and "no" as single tokens: '
+                    "this is not a Qwen3 reranker tokenizer"
+                )
+            return yes, no
+        size = len(self.tokenizer)
+        for name, value in (("true", variant.yes_id), ("false", variant.no_id)):
+            if not 0 <= value < size:
+                raise ModelKindError(
+                    f"'{self.folder}' names {name}_token_id={value}, outside its "
+                    f"tokenizer's {size} tokens"
+                )
+        return variant.yes_id, variant.no_id
+
 
 def open_folder(folder: Path, kind: ModelKind, *, weights: bool = True) -> Checkpoint:
     """Check the checkpoint in ``folder`` (its weights' names and shapes too, unless
@@ -118,8 +147,7 @@ def is_current(files: FolderFiles | None) -> bool:
     return files is None or files.changed() is None
 
 
-_tokenizers: weakref.WeakValueDictionary[str, LiteralTokenizer] = weakref.WeakValueDictionary()
-_tokenizers_lock = threading.Lock()
+_tokenizers: SharedCache[str, LiteralTokenizer] = SharedCache()
 
 
 def _tokenizer(folder: Path) -> LiteralTokenizer:
@@ -130,20 +158,16 @@ def _tokenizer(folder: Path) -> LiteralTokenizer:
     for name in LiteralTokenizer.FILES:
         path = folder / name
         digest.update(name.encode() + (path.read_bytes() if path.is_file() else b"\0"))
-    key = digest.hexdigest()
-    with _tokenizers_lock:
-        hit = _tokenizers.get(key)
-    if hit is not None:
-        return hit
-    tokenizer = LiteralTokenizer.from_folder(folder)
-    with _tokenizers_lock:
-        return _tokenizers.setdefault(key, tokenizer)
+    return _tokenizers.get_or_build(
+        digest.hexdigest(), lambda: LiteralTokenizer.from_folder(folder)
+    )
 
 
-_checkpoints: weakref.WeakValueDictionary[tuple[str, ...], Checkpoint] = (
-    weakref.WeakValueDictionary()
-)
-_checkpoints_lock = threading.Lock()
+def _current(checkpoint: Checkpoint) -> bool:
+    return is_current(checkpoint.files)
+
+
+_checkpoints: SharedCache[tuple[str, ...], Checkpoint] = SharedCache(_current)
 
 
 def open_checkpoint(
@@ -158,12 +182,4 @@ def open_checkpoint(
     folder's files are unchanged, so server clients are cheap to make."""
     folder = resolve_model_folder(model, hub, weights=weights)
     key = (str(folder.resolve()), kind, str(weights))
-    with _checkpoints_lock:
-        hit = _checkpoints.get(key)
-    if hit is None or not is_current(hit.files):
-        opened = open_folder(folder, kind, weights=weights)
-        with _checkpoints_lock:
-            hit = _checkpoints.get(key)
-            if hit is None or hit.files != opened.files:  # else another thread's open, shared
-                _checkpoints[key] = hit = opened
-    return hit
+    return _checkpoints.get_or_build(key, lambda: open_folder(folder, kind, weights=weights))

@@ -25,9 +25,8 @@ from qwen3_core.defaults import (
 )
 from qwen3_core.document_windows import DocumentBudget, LongDocuments
 from qwen3_core.engine import EngineBase, check_finite, logger, warn_truncation
-from qwen3_core.errors import ModelKindError
 from qwen3_core.hub import HubOptions, ModelSource
-from qwen3_core.tokenization import LiteralTokenizer, RerankInputs, RerankTokenizer
+from qwen3_core.tokenization import RerankInputs, RerankTokenizer
 from qwen3_core.validation import (
     check_int,
     check_optional_int,
@@ -190,25 +189,10 @@ class Qwen3Reranker(EngineBase[RerankBackend]):
         )
         self._take(opened)
         self._tokenizer = RerankTokenizer(opened.checkpoint.tokenizer, self.max_length)
-        yes_id, no_id = self._score_token_ids(opened.checkpoint.tokenizer)
+        yes_id, no_id = opened.checkpoint.score_token_ids()
         self._backend_or_none = opened.reranker(
             os.fspath(model), max_length=self.max_length, yes_id=yes_id, no_id=no_id
         )
-
-    def _score_token_ids(self, tokenizer: LiteralTokenizer) -> tuple[int, int]:
-        """The (yes, no) token ids a causal-LM reranker compares: those its checkpoint names
-        (a sentence-transformers cross-encoder), else the tokens "yes" and "no"."""
-        variant = self.variant
-        if variant.yes_id is None or variant.no_id is None:
-            return self._tokenizer.yes_id, self._tokenizer.no_id
-        size = len(tokenizer)
-        for name, value in (("true", variant.yes_id), ("false", variant.no_id)):
-            if not 0 <= value < size:
-                raise ModelKindError(
-                    f"'{self.model_path}' names {name}_token_id={value}, outside its "
-                    f"tokenizer's {size} tokens"
-                )
-        return variant.yes_id, variant.no_id
 
     @property
     def max_document_tokens(self) -> int | None:

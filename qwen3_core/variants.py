@@ -32,6 +32,7 @@ from qwen3_core import prompts
 from qwen3_core.defaults import ModelKind
 from qwen3_core.errors import ModelKindError
 from qwen3_core.json_files import read_json
+from qwen3_core.safetensors_index import weight_files
 
 Architecture = Literal["base", "causal_lm", "seq_cls"]
 
@@ -122,15 +123,8 @@ def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]] | None:
     """
     from safetensors import safe_open
 
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = read_json(index).get("weight_map")
-        if not isinstance(weight_map, dict):
-            raise ModelKindError(f"'{index}' has no weight_map")
-        files = sorted(set(weight_map.values()))
-    elif (folder / "model.safetensors").is_file():
-        files = ["model.safetensors"]
-    else:
+    files = weight_files(folder)
+    if files is None:
         return None
     shapes: dict[str, tuple[int, ...]] = {}
     for name in files:

@@ -25,7 +25,7 @@ import torch
 
 from qwen3_core.decoder import TokenEmbedding
 from qwen3_core.errors import ModelFilesChangedError, ModelKindError
-from qwen3_core.json_files import read_json
+from qwen3_core.safetensors_index import SINGLE_FILE, weight_files
 
 _DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 """The safetensors dtypes the loader reads; a checkpoint with another is loaded by
@@ -82,13 +82,8 @@ class SafetensorsFolder:
     def open(cls, folder: Path) -> SafetensorsFolder | None:
         """The folder's tensors, or None when a file holds a dtype other than float32,
         bfloat16 or float16."""
-        index = folder / "model.safetensors.index.json"
-        if index.is_file():
-            files = sorted(set(read_json(index)["weight_map"].values()))
-        else:
-            files = ["model.safetensors"]
         entries: dict[str, TensorEntry] = {}
-        for name in files:
+        for name in weight_files(folder) or [SINGLE_FILE]:
             found = _header(folder / name)
             if found is None:
                 return None

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from qwen3_core import TransformersOptions
 
 CPU = TransformersOptions(device="cpu")
 """The transformers backend on CPU (float32, the CPU's default dtype)."""
+
+
+def on_cpu(**settings: Any) -> TransformersOptions:
+    """What a CPU engine made with these options reports as its ``options``: the device, the
+    dtype (float32 unless given), qwen3-rag's decoder and, in float32, oneDNN's linears."""
+    dtype = settings.pop("dtype", "float32")
+    linear = "onednn" if dtype == "float32" and "quantization" not in settings else None
+    return TransformersOptions(
+        device="cpu", dtype=dtype, decoder="qwen3-rag", cpu_linear=linear, **settings
+    )

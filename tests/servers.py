@@ -27,6 +27,7 @@ from qwen3_core.backends.transformers import TransformersEmbeddingBackend, Trans
 from qwen3_core.loading import load_model
 from qwen3_core.testing import free_port
 from qwen3_core.tokenization import RerankPrompt
+from tests.options import CPU
 
 
 @dataclass
@@ -49,16 +50,12 @@ class StandInServer:
     """``/v1/embeddings`` and ``/classify`` on the real tiny models, with scripted faults."""
 
     def __init__(self, embedding: Path, reranker: Path, *, port: int | None = None) -> None:
-        cpu = torch.device("cpu")
         self.embedding_name, self.reranker_name = str(embedding), str(reranker)
-        loaded = load_model(reranker, "reranker", cpu, torch.float32)
         self._embed = TransformersEmbeddingBackend(
-            load_model(embedding, "embedding", cpu, torch.float32), show_progress=False
+            load_model(embedding, "embedding", CPU), show_progress=False
         )
-        yes, no = loaded.tokenizer.token_to_id("yes"), loaded.tokenizer.token_to_id("no")
-        assert yes is not None and no is not None
         self._rerank = TransformersRerankBackend(
-            loaded, yes_id=yes, no_id=no, show_progress=False, share_prefix=False
+            load_model(reranker, "reranker", CPU), show_progress=False, share_prefix=False
         )
         self.faults: deque[Fault] = deque()
         self.requests: list[tuple[str, int]] = []  # (path, inputs) of every POST answered

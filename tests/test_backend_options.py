@@ -31,7 +31,7 @@ from qwen3_core import (
     VllmOptions,
 )
 from qwen3_core.testing import ModelPaths
-from tests.options import CPU
+from tests.options import CPU, on_cpu
 from tests.servers import StandInServer
 
 DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens there (nothing is sent here)
@@ -362,9 +362,7 @@ def test_share_prefix_is_the_rerankers(test_models: ModelPaths) -> None:
     reranker = Qwen3Reranker(
         test_models.reranker, backend=TransformersOptions(device="cpu", share_prefix=False)
     )
-    assert reranker.options == TransformersOptions(
-        device="cpu", dtype="float32", share_prefix=False
-    )
+    assert reranker.options == on_cpu(share_prefix=False)
 
 
 # --- what the engines report ----------------------------------------------------------------
@@ -375,7 +373,7 @@ def test_engine_options_describe_what_runs(
 ) -> None:
     for engine in (embedder, reranker):
         assert engine.backend == "transformers"
-        assert engine.options == TransformersOptions(device="cpu", dtype="float32")
+        assert engine.options == on_cpu()
         assert (engine.device, engine.dtype) == (torch.device("cpu"), torch.float32)
         assert isinstance(engine.loaded_model, torch.nn.Module)
         assert engine.loaded_model.dtype == torch.float32
@@ -384,12 +382,12 @@ def test_engine_options_describe_what_runs(
     half = Qwen3Embedder(
         test_models.embedding, backend=TransformersOptions(device="cpu", dtype="bf16")
     )
-    assert half.options == TransformersOptions(device="cpu", dtype="bfloat16")
+    assert half.options == on_cpu(dtype="bfloat16")
     assert half.dtype == torch.bfloat16 and half.loaded_model.dtype == torch.bfloat16
     small = Qwen3Reranker(
         test_models.reranker, backend=TransformersOptions(device="cpu", max_batch_tokens=64)
     )
-    assert small.options == TransformersOptions(device="cpu", dtype="float32", max_batch_tokens=64)
+    assert small.options == on_cpu(max_batch_tokens=64)
     assert small.max_batch_tokens == 64
     assert small.loaded_model is reranker.loaded_model  # same model, device and dtype
 

@@ -11,7 +11,7 @@ import pytest
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
 from qwen3_core.testing import ModelPaths
-from tests.options import CPU
+from tests.options import CPU, on_cpu
 
 
 def test_unknown_backend(test_models: ModelPaths) -> None:
@@ -51,10 +51,7 @@ def test_adapters_pass_backend_options_to_the_engine(test_models: ModelPaths) ->
     options = TransformersOptions(device="cpu", share_prefix=False)
     langchain = LangChainRerank(model=str(test_models.reranker), backend=options)
     llamaindex = LlamaIndexRerank(model=str(test_models.reranker), backend=options)
-    # LangChain's adapter has no public engine getter: its ``engine`` field is the given one.
-    for engine in (langchain._engine.get(), llamaindex.engine):
-        assert engine.options == TransformersOptions(
-            device="cpu", dtype="float32", share_prefix=False
-        )
+    for engine in (langchain.engine, llamaindex.engine):
+        assert engine.options == on_cpu(share_prefix=False)
     with pytest.raises(TypeError, match="no_such_option"):
         TransformersOptions(no_such_option=1)  # type: ignore[call-arg]

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from safetensors.torch import load_file
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
 from qwen3_core.decoder import DecoderConfig, Qwen3Decoder
-from qwen3_core.loading import DECODER_SWITCH, load_model
+from qwen3_core.loading import LoadedModel, load_model
 from qwen3_core.testing import ModelPaths, VariantPaths
 from qwen3_core.testing.variants import EMBEDDING_VARIANTS, RERANKER_VARIANTS
 from qwen3_core.variants import read_config
@@ -27,7 +28,6 @@ from qwen3_core.weights import SafetensorsFolder
 from tests.faulty_models import link_or_copy
 from tests.options import CPU
 
-CPU_DEVICE = torch.device("cpu")
 QUERY = "What is the capital of China?"
 VARIANTS = [("embedding", name) for name in EMBEDDING_VARIANTS] + [
     ("reranker", name) for name in RERANKER_VARIANTS
@@ -38,9 +38,8 @@ def _folder(test_variants: VariantPaths, kind: str, name: str) -> Path:
     return (test_variants.embeddings if kind == "embedding" else test_variants.rerankers)[name]
 
 
-def _load(folder: Path, kind: Any, dtype: torch.dtype, decoder: str, patch: Any) -> Any:
-    patch.setenv(DECODER_SWITCH, decoder)
-    return load_model(folder, kind, CPU_DEVICE, dtype)
+def _load(folder: Path, kind: Any, dtype: torch.dtype, decoder: Any) -> LoadedModel:
+    return load_model(folder, kind, TransformersOptions(device="cpu", dtype=dtype, decoder=decoder))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
@@ -50,11 +49,10 @@ def test_hidden_states_equal_transformers(
     name: str,
     dtype: torch.dtype,
     test_variants: VariantPaths,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     folder = _folder(test_variants, kind, name)
-    own = _load(folder, kind, dtype, "qwen3-rag", monkeypatch)
-    theirs = _load(folder, kind, dtype, "transformers", monkeypatch)
+    own = _load(folder, kind, dtype, "qwen3-rag")
+    theirs = _load(folder, kind, dtype, "transformers")
     assert isinstance(own.model, Qwen3Decoder)
     assert type(theirs.model).__name__ == "Qwen3Model"
     ids = torch.randint(0, 151_000, (3, 29), generator=torch.Generator().manual_seed(1))
@@ -64,10 +62,10 @@ def test_hidden_states_equal_transformers(
     assert mine.dtype == want.dtype == dtype
     assert torch.equal(mine, want)
     if kind == "reranker":
-        yes, no = own.tokenizer.token_to_id("yes"), own.tokenizer.token_to_id("no")
-        assert torch.equal(
-            own.score_rows(yes_id=yes, no_id=no), theirs.score_rows(yes_id=yes, no_id=no)
-        )
+        assert own.score_rows is not None and theirs.score_rows is not None
+        assert torch.equal(own.score_rows, theirs.score_rows)
+    else:
+        assert own.score_rows is None
 
 
 @pytest.mark.parametrize("name", RERANKER_VARIANTS)
@@ -75,15 +73,15 @@ def test_reranker_scores_equal_transformers_with_and_without_the_shared_prefix(
     name: str,
     test_variants: VariantPaths,
     corpus: list[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     folder = test_variants.rerankers[name]
     pairs = [(QUERY, d) for d in corpus[:6]] + [("gravity", d) for d in corpus[:5]]
     results = []
     for decoder in ("qwen3-rag", "transformers"):
-        monkeypatch.setenv(DECODER_SWITCH, decoder)
         for share in (True, False):
-            engine = Qwen3Reranker(folder, backend=TransformersOptions(share_prefix=share))
+            options = replace(CPU, share_prefix=share, decoder=decoder)
+            engine = Qwen3Reranker(folder, backend=options)
+            assert engine.options.decoder == decoder
             results.append(engine.logits_pairs(pairs))
     shared, whole, shared_hf, whole_hf = results
     np.testing.assert_array_equal(shared, shared_hf)
@@ -93,30 +91,29 @@ def test_reranker_scores_equal_transformers_with_and_without_the_shared_prefix(
 
 @pytest.mark.parametrize("name", EMBEDDING_VARIANTS)
 def test_embeddings_equal_transformers(
-    name: str, test_variants: VariantPaths, corpus: list[str], monkeypatch: pytest.MonkeyPatch
+    name: str, test_variants: VariantPaths, corpus: list[str]
 ) -> None:
     folder = test_variants.embeddings[name]
-    monkeypatch.setenv(DECODER_SWITCH, "transformers")
-    theirs = Qwen3Embedder(folder, backend=CPU).embed_documents(corpus)
-    monkeypatch.setenv(DECODER_SWITCH, "qwen3-rag")
+    transformers = replace(CPU, decoder="transformers")
+    theirs = Qwen3Embedder(folder, backend=transformers).embed_documents(corpus)
     mine = Qwen3Embedder(folder, backend=CPU).embed_documents(corpus)
     np.testing.assert_array_equal(mine, theirs)
 
 
 @pytest.mark.parametrize("name", ["causal-untied", "causal-tied", "seq-cls-1", "seq-cls-2"])
-def test_score_rows_are_the_full_heads_rows(
-    name: str, test_variants: VariantPaths, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_score_rows_are_the_full_heads_rows(name: str, test_variants: VariantPaths) -> None:
     """The two rows read from the files are those of the head transformers would load whole."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     folder = test_variants.rerankers[name]
-    loaded = _load(folder, "reranker", torch.float32, "qwen3-rag", monkeypatch)
-    yes, no = loaded.tokenizer.token_to_id("yes"), loaded.tokenizer.token_to_id("no")
-    rows = loaded.score_rows(yes_id=yes, no_id=no)
+    loaded = _load(folder, "reranker", torch.float32, "qwen3-rag")
+    tokenizer = loaded.checkpoint.tokenizer
+    yes, no = tokenizer.token_to_id("yes"), tokenizer.token_to_id("no")
+    rows = loaded.score_rows
+    assert rows is not None
     if name.startswith("seq-cls"):
         model = AutoModelForSequenceClassification.from_pretrained(str(folder))
-        full, variant = model.score.weight, loaded.variant
+        full, variant = model.score.weight, loaded.checkpoint.variant
         if variant.num_labels == 1:  # the log-odds is the one score itself
             want = torch.stack([torch.zeros_like(full[0]), full[0]])
         else:
@@ -128,15 +125,11 @@ def test_score_rows_are_the_full_heads_rows(
 
 
 @pytest.mark.parametrize("decoder", ["qwen3-rag", "transformers"])
-def test_a_reranker_holds_no_head(
-    decoder: str, test_variants: VariantPaths, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_reranker_holds_no_head(decoder: str, test_variants: VariantPaths) -> None:
     """Only the base model is loaded, for every variant and either decoder: the one
     vocabulary-sized tensor is the token embedding table."""
     for name in RERANKER_VARIANTS:
-        model = _load(
-            test_variants.rerankers[name], "reranker", torch.float32, decoder, monkeypatch
-        ).model
+        model = _load(test_variants.rerankers[name], "reranker", torch.float32, decoder).model
         names = [n for n, _ in model.named_parameters()]
         assert not any(n.startswith(("lm_head", "score")) for n in names), name
         vocabulary = model.get_input_embeddings().weight.shape[0]
@@ -144,21 +137,30 @@ def test_a_reranker_holds_no_head(
         assert sized == ["embed_tokens.weight"], (name, sized)
 
 
-def test_decoder_switch_is_a_model_of_its_own(
-    test_models: ModelPaths, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    own = _load(test_models.embedding, "embedding", torch.float32, "qwen3-rag", monkeypatch)
-    theirs = _load(test_models.embedding, "embedding", torch.float32, "transformers", monkeypatch)
+def test_each_decoder_is_a_model_of_its_own(test_models: ModelPaths) -> None:
+    own = _load(test_models.embedding, "embedding", torch.float32, "qwen3-rag")
+    theirs = _load(test_models.embedding, "embedding", torch.float32, "transformers")
     assert own is not theirs and isinstance(own.model, Qwen3Decoder)
-    monkeypatch.setenv(DECODER_SWITCH, "keras")
-    with pytest.raises(ValueError, match=f"{DECODER_SWITCH}='keras'"):
-        Qwen3Embedder(test_models.embedding, backend=CPU)
+    assert _load(test_models.embedding, "embedding", torch.float32, None) is own  # the default
+    assert _load(test_models.embedding, "embedding", torch.float32, None).resolved == {
+        "device": "cpu",
+        "dtype": "float32",
+        "decoder": "qwen3-rag",  # the default on CPU
+        "cpu_linear": "onednn",
+        "int8_kernel": None,
+    }
+    with pytest.raises(ValueError, match="unknown decoder 'keras'"):
+        TransformersOptions(decoder="keras")  # type: ignore[arg-type]
 
 
-def test_model_kwargs_are_loaded_by_transformers(test_models: ModelPaths) -> None:
-    options = TransformersOptions(device="cpu", model_kwargs={"attn_implementation": "sdpa"})
+def test_the_engine_options_say_which_decoder_runs(test_models: ModelPaths) -> None:
+    assert Qwen3Embedder(test_models.embedding, backend=CPU).options.decoder == "qwen3-rag"
+    options = replace(CPU, model_kwargs={"attn_implementation": "sdpa"})
     engine = Qwen3Embedder(test_models.embedding, backend=options)
     assert type(engine.loaded_model).__name__ == "Qwen3Model"
+    assert engine.options.decoder == "transformers"  # model_kwargs are transformers' arguments
+    with pytest.raises(ValueError, match="model_kwargs are arguments of transformers'"):
+        replace(options, decoder="qwen3-rag")
 
 
 @pytest.mark.parametrize(
@@ -186,7 +188,10 @@ def test_configs_it_does_not_cover_go_to_transformers(
         return  # transformers would assume another head size than the files hold
     engine = Qwen3Embedder(folder, backend=CPU)
     assert type(engine.loaded_model).__name__ == "Qwen3Model"
+    assert engine.options.decoder == "transformers"
     assert np.isfinite(engine.embed_queries([QUERY])).all()
+    with pytest.raises(ValueError, match="decoder='qwen3-rag' does not cover"):
+        Qwen3Embedder(folder, backend=replace(CPU, decoder="qwen3-rag"))
 
 
 def test_safetensors_reader_matches_safetensors(test_variants: VariantPaths) -> None:

@@ -15,7 +15,9 @@ import copy
 import pickle
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,8 +32,8 @@ from qwen3_core import (
 )
 from qwen3_core.decoder import Qwen3Decoder
 from qwen3_core.kernels import int8
-from qwen3_core.kernels.int8 import KERNEL_SWITCH, Int8Linear, _quantize_weight, int8_kernel
-from qwen3_core.loading import DECODER_SWITCH, load_model
+from qwen3_core.kernels.int8 import Int8Linear, _quantize_weight, int8_kernel
+from qwen3_core.loading import load_model
 from qwen3_core.testing import ModelPaths
 from qwen3_core.variants import tensor_shapes
 from tests.options import CPU
@@ -105,16 +107,15 @@ def test_an_int8_result_does_not_depend_on_the_other_texts_in_its_batch(
     test_models: ModelPaths,
     activation_range: str,
     corpus: list[str],
-    kernel: str,
-    monkeypatch: pytest.MonkeyPatch,
+    kernel: Any,
 ) -> None:
     """A vector store built in batches and queried one text at a time compares vectors made
     alone and in company: each text's embedding and score must be the same either way (one
     activation scale per token). A long companion, whose activations are larger, is in every
     batch."""
-    monkeypatch.setenv(KERNEL_SWITCH, kernel)
-    embedder = Qwen3Embedder(test_models.embedding, backend=INT8)
-    reranker = Qwen3Reranker(test_models.reranker, backend=INT8)
+    options = replace(INT8, int8_kernel=kernel)
+    embedder = Qwen3Embedder(test_models.embedding, backend=options)
+    reranker = Qwen3Reranker(test_models.reranker, backend=options)
     texts = [*corpus[:4], corpus[5] * 20]
     together = embedder.embed_documents(texts)
     for i, text in enumerate(texts):
@@ -152,9 +153,7 @@ def test_float32_default_is_untouched(
     corpus: list[str],
 ) -> None:
     before = embedder.embed_documents(corpus)
-    float_model = load_model(
-        test_models.embedding, "embedding", torch.device("cpu"), torch.float32
-    ).model
+    float_model = load_model(test_models.embedding, "embedding", CPU).model
     assert float_model is _model(embedder) and float_model is not _model(int8_embedder)
     assert not any(isinstance(m, Int8Linear) for m in float_model.modules())
     again = Qwen3Embedder(test_models.embedding, backend=CPU)
@@ -165,19 +164,12 @@ def test_float32_default_is_untouched(
     assert not any(isinstance(m, Int8Linear) for m in _model(reranker).modules())
 
 
-def test_fused_int8_projections_equal_one_gemm_per_projection(
-    test_models: ModelPaths, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_fused_int8_projections_equal_one_gemm_per_projection(test_models: ModelPaths) -> None:
     """The CPU decoder runs q/k/v and gate/up as one int8 GEMM each; transformers' model,
     quantized one linear at a time, gives the same hidden states bit for bit (integer sums,
     one activation scale per input either way)."""
-    fused = load_model(
-        test_models.embedding, "embedding", torch.device("cpu"), torch.float32, "int8"
-    )
-    monkeypatch.setenv(DECODER_SWITCH, "transformers")
-    separate = load_model(
-        test_models.embedding, "embedding", torch.device("cpu"), torch.float32, "int8"
-    )
+    fused = load_model(test_models.embedding, "embedding", INT8)
+    separate = load_model(test_models.embedding, "embedding", replace(INT8, decoder="transformers"))
     assert isinstance(fused.model, Qwen3Decoder) and type(separate.model).__name__ == "Qwen3Model"
     layer = fused.model.layers[0]
     assert isinstance(layer.self_attn.qkv_proj, Int8Linear)
@@ -214,18 +206,17 @@ def test_each_int8_kernel_stays_close_to_float32(
     test_models: ModelPaths,
     embedder: Qwen3Embedder,
     corpus: list[str],
-    kernel: str,
-    monkeypatch: pytest.MonkeyPatch,
+    kernel: Any,
 ) -> None:
-    """Either kernel, forced by the switch, computes the int8 model: every layer on it, the
-    embeddings within the bound of the tests above, and torch's process-wide quantized engine
-    left as the user had it."""
-    monkeypatch.setenv(KERNEL_SWITCH, kernel)
+    """Either kernel, chosen in the options, computes the int8 model: every layer on it, the
+    engine's options saying so, the embeddings within the bound of the tests above, and
+    torch's process-wide quantized engine left as the user had it."""
     before = torch.backends.quantized.engine
-    engine = Qwen3Embedder(test_models.embedding, backend=INT8)
+    engine = Qwen3Embedder(test_models.embedding, backend=replace(INT8, int8_kernel=kernel))
     assert torch.backends.quantized.engine == before
     layers = [m for m in _model(engine).modules() if isinstance(m, Int8Linear)]
-    assert layers and {layer.kernel for layer in layers} == {int8_kernel()} == {kernel}
+    assert layers and {layer.kernel for layer in layers} == {kernel}
+    assert engine.options.int8_kernel == kernel and engine.options.cpu_linear is None
     cosine = (embedder.embed_documents(corpus) * engine.embed_documents(corpus)).sum(axis=1)
     assert cosine.min() >= (0.995 if _full_range(engine) else 0.99), cosine.min()
 
@@ -239,18 +230,25 @@ def test_an_int8_model_is_not_copied(
         duplicate(_model(int8_embedder))
 
 
-def test_the_default_int8_kernel_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_int8_kernel_follows_the_cpu(int8_embedder: Qwen3Embedder) -> None:
     """oneDNN's where the CPU has AMX int8 tiles (2-3x fbgemm's speed there), else fbgemm's."""
-    monkeypatch.delenv(KERNEL_SWITCH, raising=False)
     with open("/proc/cpuinfo") as handle:
         amx = "amx_int8" in handle.read().split()
     assert int8_kernel() == ("onednn" if amx else "fbgemm")
+    assert int8_embedder.options.int8_kernel == int8_kernel()
 
 
-def test_an_unknown_int8_kernel_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KERNEL_SWITCH, "mkl")
-    with pytest.raises(ValueError, match=f"{KERNEL_SWITCH}='mkl'"):
-        int8_kernel()
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"quantization": "int8", "int8_kernel": "mkl"}, "unknown int8_kernel 'mkl'"),
+        ({"int8_kernel": "fbgemm"}, "applies with quantization='int8' only"),
+        ({"quantization": "int8", "cpu_linear": "torch"}, "choose int8_kernel instead"),
+    ],
+)
+def test_int8_kernel_settings_are_checked(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TransformersOptions(device="cpu", **settings)
 
 
 @pytest.mark.parametrize(

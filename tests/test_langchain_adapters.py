@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import os
 import pickle
 import shutil
@@ -25,10 +26,10 @@ from qwen3_core import (
     Qwen3Embedder,
     Qwen3Reranker,
     TransformersOptions,
-    loading,
 )
 from qwen3_core.testing import ModelPaths
-from tests.options import CPU
+from tests.model_loads import model_loads
+from tests.options import CPU, on_cpu
 
 QUERY = "中国的首都是哪里？"
 
@@ -108,13 +109,13 @@ def test_settings_round_trip_through_a_dict() -> None:
 
 def test_ready_engine(embedder: Qwen3Embedder, reranker: Qwen3Reranker) -> None:
     emb = Qwen3Embeddings(engine=embedder)
-    assert emb.engine_loaded and emb._engine.get() is embedder
+    assert emb.engine_loaded and emb.engine is embedder
     # The fields describe the engine that runs, not the defaults.
     assert Path(emb.model) == embedder.model_path and emb.backend == embedder.options
-    assert emb.backend == TransformersOptions(device="cpu", dtype="float32")
+    assert emb.backend == on_cpu()
     assert emb.query_instruction == embedder.instruction
     rerank = Qwen3Rerank(engine=reranker, top_n=2)
-    assert rerank._engine.get() is reranker and Path(rerank.model) == reranker.model_path
+    assert rerank.engine is reranker and Path(rerank.model) == reranker.model_path
     assert "engine" not in rerank.model_dump()
     with pytest.raises(ValidationError, match="either engine= or those settings"):
         Qwen3Embeddings(engine=embedder, model="Qwen/Qwen3-Embedding-0.6B")
@@ -142,28 +143,22 @@ def test_engine_is_built_on_first_access(
     assert Qwen3CrossEncoder(engine=reranker).engine is reranker
 
 
-def test_adapters_share_weights(tmp_path: Path, test_models: ModelPaths) -> None:
-    """Two adapters on the same model, device and dtype load the weights once: counted at
-    the engine's one loader (of its own decoder and of transformers' alike), on a
-    (hard-linked) copy of the folder no other test has loaded."""
+def test_adapters_share_weights(
+    tmp_path: Path, test_models: ModelPaths, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two adapters on the same model, device and dtype load the weights once: counted by
+    the line the engine's one loader logs for each load, on a (hard-linked) copy of the
+    folder no other test has loaded."""
     folder = tmp_path / "embedding"
     shutil.copytree(test_models.embedding, folder, copy_function=os.link)
-    loads: list[Path] = []
-    original = loading._load
-
-    def counting(folder: Path, *args: Any, **kwargs: Any) -> Any:
-        loads.append(folder)
-        return original(folder, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(loading, "_load", counting)
+    with caplog.at_level(logging.INFO, logger="qwen3_core"):
         first = Qwen3Embeddings(model=str(folder), backend=CPU)
         # Another spelling of the folder and another output size: still the same weights.
         second = Qwen3Embeddings(model=f"{folder}/", backend=CPU, dimensions=16)
-        assert loads == []
+        assert model_loads(caplog) == []
         (full,), (short,) = first.embed_documents(["shared"]), second.embed_documents(["shared"])
-    assert len(loads) == 1
-    assert first._engine.get().loaded_model is second._engine.get().loaded_model
+    assert model_loads(caplog) == [("embedding", str(folder))]
+    assert first.engine.loaded_model is second.engine.loaded_model
     # dimensions=16 is the Matryoshka cut of the same vector, renormalised.
     assert len(short) == 16
     cut = np.array(full[:16])
@@ -179,7 +174,7 @@ def test_copies_share_the_engine_and_pickles_rebuild_it(
         copy.deepcopy(emb),
         emb.model_copy(update={"query_instruction": "x"}),
     ):
-        assert clone._engine is emb._engine
+        assert clone.engine_loaded and clone.engine is emb.engine
     # A new engine setting means a new engine (built on first use).
     assert not emb.model_copy(update={"dimensions": 8}).engine_loaded
     restored = pickle.loads(pickle.dumps(emb))

@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "qwen3_core.exports",
             "qwen3_core.lazy",
             "qwen3_core.json_files",
+            "qwen3_core.sharing",
         ),
     ),
     (
@@ -34,7 +35,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "qwen3_core.batching",
         ),
     ),
-    ("checkpoints", ("qwen3_core.checkpoints", "qwen3_core.variants", "qwen3_core.hub")),
+    (
+        "checkpoints",
+        (
+            "qwen3_core.checkpoints",
+            "qwen3_core.variants",
+            "qwen3_core.hub",
+            "qwen3_core.safetensors_index",
+        ),
+    ),
     (
         "loading and kernels",
         (

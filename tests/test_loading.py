@@ -19,6 +19,7 @@ from qwen3_core import (
     TransformersOptions,
 )
 from qwen3_core.testing import ModelPaths
+from tests.options import on_cpu
 
 
 def test_missing_folder_names_the_path(tmp_path: Path) -> None:
@@ -79,7 +80,7 @@ def test_cuda_without_a_gpu(test_models: ModelPaths) -> None:
 
 def test_cpu_defaults_to_float32(embedder: Qwen3Embedder) -> None:
     assert embedder.device == torch.device("cpu") and embedder.dtype == torch.float32
-    assert embedder.options == TransformersOptions(device="cpu", dtype="float32")
+    assert embedder.options == on_cpu()
 
 
 def _resident_bytes(address: int) -> int:

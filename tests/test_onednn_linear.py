@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,12 +19,13 @@ import torch
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
 from qwen3_core.kernels import onednn_linear
-from qwen3_core.kernels.onednn_linear import ENVIRONMENT_SWITCH, OneDnnLinear, use_onednn_linears
+from qwen3_core.kernels.onednn_linear import OneDnnLinear, use_onednn_linears
 from qwen3_core.testing import ModelPaths
 from tests.faulty_models import link_or_copy
 from tests.options import CPU
 
 REAL_OPS = torch.ops.mkldnn
+TORCH_LINEARS = replace(CPU, cpu_linear="torch")
 
 
 def _model(engine: Qwen3Embedder | Qwen3Reranker) -> Any:
@@ -71,11 +73,10 @@ def test_results_equal_torch_linears(
     reranker: Qwen3Reranker,
     corpus: list[str],
     queries: list[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(ENVIRONMENT_SWITCH, "torch")
-    plain_embedder = Qwen3Embedder(test_models.embedding, backend=CPU)
-    plain_reranker = Qwen3Reranker(test_models.reranker, backend=CPU)
+    plain_embedder = Qwen3Embedder(test_models.embedding, backend=TORCH_LINEARS)
+    plain_reranker = Qwen3Reranker(test_models.reranker, backend=TORCH_LINEARS)
+    assert plain_embedder.options.cpu_linear == "torch" and embedder.options.cpu_linear == "onednn"
     assert all(
         type(m) is torch.nn.Linear
         for engine in (plain_embedder, plain_reranker)
@@ -93,12 +94,17 @@ def test_results_equal_torch_linears(
         )
 
 
-def test_unknown_switch_value_is_named(
-    test_models: ModelPaths, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(ENVIRONMENT_SWITCH, "mkl")
-    with pytest.raises(ValueError, match=f"{ENVIRONMENT_SWITCH}='mkl'"):
-        Qwen3Embedder(test_models.embedding, backend=CPU)
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"cpu_linear": "mkl"}, "unknown cpu_linear 'mkl'"),
+        ({"cpu_linear": "torch", "dtype": "bfloat16"}, "applies on CPU in float32 only"),
+        ({"cpu_linear": "onednn", "device": "cuda"}, "applies on CPU in float32 only"),
+    ],
+)
+def test_cpu_linear_settings_are_checked(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        replace(CPU, **settings)
 
 
 # --- Fallback to torch's kernel -------------------------------------------------------------
@@ -123,13 +129,11 @@ def own_models(test_models: ModelPaths, tmp_path: Path) -> ModelPaths:
 
 @pytest.fixture(scope="module")
 def torch_results(test_models: ModelPaths, corpus: list[str], queries: list[str]) -> Results:
-    """The engines' results on torch's own kernel (``QWEN3_RAG_CPU_LINEAR=torch``)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(ENVIRONMENT_SWITCH, "torch")
-        engines = (
-            Qwen3Embedder(test_models.embedding, backend=CPU),
-            Qwen3Reranker(test_models.reranker, backend=CPU),
-        )
+    """The engines' results on torch's own kernel (``cpu_linear="torch"``)."""
+    engines = (
+        Qwen3Embedder(test_models.embedding, backend=TORCH_LINEARS),
+        Qwen3Reranker(test_models.reranker, backend=TORCH_LINEARS),
+    )
     assert all(type(m) is torch.nn.Linear for e in engines for m in _decoder_linears(e))
     return _results(*engines, corpus, queries)
 

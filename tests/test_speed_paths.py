@@ -13,7 +13,7 @@ import torch
 from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
 from qwen3_core.batching import OutOfMemoryBackoff, token_budget_batches
 from qwen3_core.testing import ModelPaths
-from tests.options import CPU
+from tests.options import CPU, on_cpu
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +39,8 @@ def test_shared_prefix_equals_whole_prompts(
         test_models.reranker,
         backend=TransformersOptions(device="cpu", max_batch_tokens=max_batch_tokens),
     )
-    assert whole_prompts.options == TransformersOptions(
-        device="cpu", dtype="float32", share_prefix=False
-    )
-    assert shared.options == TransformersOptions(
-        device="cpu", dtype="float32", max_batch_tokens=max_batch_tokens
-    )
+    assert whole_prompts.options == on_cpu(share_prefix=False)
+    assert shared.options == on_cpu(max_batch_tokens=max_batch_tokens)
     docs = _mixed_documents(corpus)
     for query in queries:
         np.testing.assert_allclose(

@@ -30,7 +30,6 @@ import threading
 import time
 import uuid
 import warnings
-import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from qwen3_core.defaults import ModelKind
 from qwen3_core.errors import ModelKindError, first_line
 from qwen3_core.hub import HubOptions, resolve_model_folder
 from qwen3_core.loading import LoadedModel, plain_decoder
+from qwen3_core.sharing import SharedCache
 
 MODEL_FILE = "decoder.xml"
 """The converted model's file in its cache folder (its weights lie beside it, ``.bin``)."""
@@ -324,8 +324,7 @@ class OpenVINODecoder(torch.nn.Module):
         return DecoderOutput(torch.from_numpy(result[0]), None)
 
 
-_loaded: weakref.WeakValueDictionary[tuple[str, ...], LoadedModel] = weakref.WeakValueDictionary()
-_loaded_lock = threading.Lock()
+_loaded: SharedCache[tuple[str, ...], LoadedModel] = SharedCache()
 
 
 def load_openvino_model(
@@ -361,11 +360,8 @@ def load_openvino_model(
         "CACHE_DIR": str(target / "compiled"),
     }
     key = (str(target), kind, repr(sorted(properties.items())))
-    with _loaded_lock:
-        hit = _loaded.get(key)
-        if hit is not None:
-            digests.save()
-            return hit
+
+    def compile_model() -> LoadedModel:
         checkpoint = open_folder(folder, kind)
         settings = DecoderConfig.from_config(checkpoint.config)
         if settings is None:
@@ -385,19 +381,12 @@ def load_openvino_model(
                 f"OpenVINO could not compile '{path}' with config={dict(options.config)!r}: "
                 f"{reason[:300]}"
             ) from exc
-        loaded = LoadedModel(
-            folder,
-            kind,
-            torch.device("cpu"),
-            torch.float32,
-            checkpoint.tokenizer,
-            OpenVINODecoder(compiled, settings),
-            checkpoint.config,
-            None,
-            checkpoint.variant,
-        )
-        _loaded[key] = loaded
-        return loaded
+        cpu, decoder = torch.device("cpu"), OpenVINODecoder(compiled, settings)
+        return LoadedModel.of(checkpoint, cpu, torch.float32, decoder)
+
+    loaded = _loaded.get_or_build(key, compile_model)
+    digests.save()
+    return loaded
 
 
 def open_model(

@@ -29,7 +29,7 @@ from qwen3_core.decoder import KVCache, Qwen3Decoder
 from qwen3_core.defaults import ModelKind
 from qwen3_core.devices import cuda_batch_tokens, default_share_prefix
 from qwen3_core.hub import HubOptions
-from qwen3_core.loading import LoadedModel, load_transformers_model
+from qwen3_core.loading import LoadedModel, load_model
 from qwen3_core.tokenization import RerankPrompt, TokenIds
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class _TorchRunner:
         # transformers 5 renamed the cache argument; the old name warns of its removal.
         parameters = inspect.signature(decoder.forward).parameters
         self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
-        pad = loaded.tokenizer.pad_token_id
+        pad = loaded.checkpoint.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else 0)
 
     def close(self) -> None:
@@ -198,7 +198,7 @@ class TransformersEmbeddingBackend(_TorchBackend):
             max_batch_size=max_batch_size,
             show_progress=show_progress,
         )
-        self._hidden_size = int(loaded.config["hidden_size"])
+        self._hidden_size = int(loaded.checkpoint.config["hidden_size"])
 
     @property
     def hidden_size(self) -> int:
@@ -223,15 +223,14 @@ class TransformersRerankBackend(_TorchBackend):
     """The log-odds logit("yes") - logit("no") from the checkpoint's own scoring head, never
     the full-vocabulary logits: the base model's last hidden state times the float32
     difference of its two rows [no, yes] (the softmax of the official formula is the
-    sigmoid of that difference). Which rows, for each variant: ``LoadedModel.score_rows``.
+    sigmoid of that difference). Which rows, for each variant: ``LoadedModel.score_rows``,
+    read at load for the checkpoint's own yes/no tokens (``Checkpoint.score_token_ids``).
     """
 
     def __init__(
         self,
         loaded: LoadedModel,
         *,
-        yes_id: int,
-        no_id: int,
         max_batch_tokens: int | None = None,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         show_progress: bool | None = None,
@@ -244,7 +243,8 @@ class TransformersRerankBackend(_TorchBackend):
             max_batch_size=max_batch_size,
             show_progress=show_progress,
         )
-        no_row, yes_row = loaded.score_rows(yes_id=yes_id, no_id=no_id)
+        assert loaded.score_rows is not None, "an embedding model has no score rows"
+        no_row, yes_row = loaded.score_rows
         self._direction = yes_row - no_row
         self.share_prefix = share_prefix
 
@@ -328,10 +328,9 @@ class LocalModel:
     def reranker(
         self, model: str, *, max_length: int, yes_id: int, no_id: int
     ) -> TransformersRerankBackend:
+        # The rows of yes_id and no_id (the checkpoint's own) were read at load.
         return TransformersRerankBackend(
             self.loaded,
-            yes_id=yes_id,
-            no_id=no_id,
             max_batch_tokens=self.options.max_batch_tokens,
             show_progress=self.options.show_progress,
             share_prefix=self.share_prefix,
@@ -346,10 +345,8 @@ def open_model(
     if kind == "embedding" and options.share_prefix is False:
         # Checked before the model is loaded, not after.
         raise ValueError("share_prefix applies to the reranker, not to an embedding model")
-    loaded = load_transformers_model(model, kind, options, hub=hub)
-    resolved = replace(
-        options, device=str(loaded.device), dtype=str(loaded.dtype).removeprefix("torch.")
-    )
+    loaded = load_model(model, kind, options, hub=hub)
+    resolved = replace(options, **loaded.resolved)
     share_prefix = options.share_prefix
     if share_prefix is None:
         share_prefix = default_share_prefix(loaded.device.type)

@@ -9,33 +9,28 @@ time:
 - fbgemm's everywhere else. With VNNI it runs level with oneDNN's; without VNNI (AVX2 only)
   it keeps its accuracy where oneDNN's full-range kernel loses it.
 
-``QWEN3_RAG_INT8_KERNEL=fbgemm`` or ``onednn`` overrides the choice. oneDNN's is probed once
-per process against fbgemm's before any model uses it; if it fails, models keep fbgemm and
-one warning says why.
+``TransformersOptions(int8_kernel="fbgemm")`` or ``"onednn"`` overrides the choice. oneDNN's
+is probed once per process against fbgemm's before any model uses it; if it fails, models
+keep fbgemm and one warning says why.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, SupportsIndex
+from typing import Any, SupportsIndex
 
 import torch
 
+from qwen3_core.backend_options import Int8Kernel
 from qwen3_core.kernels.decoder_linears import swap_decoder_linears
 from qwen3_core.kernels.onednn_linear import failure_reason
 
 logger = logging.getLogger("qwen3_core")
-
-KERNEL_SWITCH = "QWEN3_RAG_INT8_KERNEL"
-"""``auto`` (the default), ``fbgemm`` or ``onednn``: which int8 kernel CPU models run."""
-
-Int8Kernel = Literal["fbgemm", "onednn"]
 
 
 @functools.cache
@@ -258,13 +253,10 @@ def _onednn_failure() -> str | None:
     return None
 
 
-def int8_kernel() -> Int8Kernel:
-    """The int8 kernel CPU models run: the switch, else oneDNN's where the CPU has AMX int8
-    tiles; fbgemm's where oneDNN's fails its probe."""
-    choice = os.environ.get(KERNEL_SWITCH, "auto").strip().lower()
-    if choice not in ("auto", "fbgemm", "onednn"):
-        raise ValueError(f"{KERNEL_SWITCH}={choice!r}: use 'auto', 'fbgemm' or 'onednn'")
-    if choice == "fbgemm" or (choice == "auto" and "amx_int8" not in _cpu_flags()):
+def int8_kernel(choice: Int8Kernel | None = None) -> Int8Kernel:
+    """The int8 kernel CPU models run: ``choice``, else (None) oneDNN's where the CPU has AMX
+    int8 tiles; fbgemm's where oneDNN's fails its probe."""
+    if choice == "fbgemm" or (choice is None and "amx_int8" not in _cpu_flags()):
         return "fbgemm"
     failure = _onednn_failure()
     if failure is not None:

@@ -4,7 +4,8 @@ torch's ``nn.Linear`` calls its BLAS (MKL in the CPU wheels), which on some x86 
 below the hardware's rate: on a 2-core AMD EPYC with AVX-512, ``torch.mm`` reaches 190-230 GFLOP/s
 where oneDNN's packed float32 GEMM, also inside torch, reaches 440-510 (the two cores'
 AVX-512 FMA peak). Same float32 arithmetic, only the summation order differs (scores agree
-within 1e-5; tests/test_onednn_linear.py). ``QWEN3_RAG_CPU_LINEAR=torch`` keeps ``nn.Linear``.
+within 1e-5; tests/test_onednn_linear.py). ``TransformersOptions(cpu_linear="torch")`` keeps
+``nn.Linear``.
 
 The oneDNN ops are torch's private ``mkldnn`` ops, which another torch build or CPU may lack or
 break. So they are probed once per process, on a small weight against
@@ -16,18 +17,15 @@ its weight and runs torch's kernel from then on. Either way one warning says why
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
 import torch
 
+from qwen3_core.backend_options import CpuLinear
 from qwen3_core.kernels.decoder_linears import swap_decoder_linears
 
 logger = logging.getLogger("qwen3_core")
-
-ENVIRONMENT_SWITCH = "QWEN3_RAG_CPU_LINEAR"
-"""``onednn`` (the default) or ``torch``: which float32 linear kernel CPU models run."""
 
 _mkldnn_ops: Any = torch.ops.mkldnn
 """Where the private ops are looked up, at each call: a torch without them fails there, not at
@@ -166,14 +164,12 @@ class OneDnnLinear(torch.nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, {kernel}"
 
 
-def onednn_linear_wanted() -> bool:
-    """Whether CPU float32 models should swap in ``OneDnnLinear``: the switch, whether this
-    torch has oneDNN at all, and whether its ops pass the probe."""
-    choice = os.environ.get(ENVIRONMENT_SWITCH, "onednn").strip().lower()
-    if choice not in ("onednn", "torch"):
-        raise ValueError(f"{ENVIRONMENT_SWITCH}={choice!r}: use 'onednn' or 'torch'")
+def onednn_linear_wanted(choice: CpuLinear | None = None) -> bool:
+    """Whether CPU float32 models should swap in ``OneDnnLinear``: ``choice`` (None: oneDNN's
+    where it works), whether this torch has oneDNN at all, and whether its ops pass the
+    probe."""
     return (
-        choice == "onednn"
+        choice != "torch"
         and bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
         # A run-time failure does not count here: the model that met it is cached under
         # this variant, and later engines share it rather than load another copy.
