@@ -19,12 +19,20 @@ fidelity against qwen3-rag float32 on the whole workload. With ``--passes N`` ea
 times the workload N times and keeps its fastest pass: on a host whose neighbours come and
 go, the least disturbed one.
 
+``--background-load N`` times each engine a second time, in the same mode and a fresh process,
+while N busy processes of the benchmark's own (Python loops that only count:
+``benchmarks.background``) share the cores, and adds a table of each engine's quiet time
+against its busy time. The loops start before that process and stop when it ends (on an
+error or Ctrl-C too); the quiet runs have none.
+
 The peer engines are not dependencies of qwen3-rag: install them in an environment of their
 own (docs/performance.md, "Peer engines"), then
 
     .venv-bench/bin/python -m benchmarks.bench_peers --shape small --scale 0.25   # minutes
     .venv-bench/bin/python -m benchmarks.bench_peers --shape 0.6b --scale 0.25 \
         --modes batch1 sorted padded     # 40 minutes on 2 busy cores; --scale 1 is ~4x
+    .venv-bench/bin/python -m benchmarks.bench_peers --shape 0.6b --scale 0.25 \
+        --modes batch1 --only qwen3-rag onnxruntime --background-load 1   # quiet and busy
 
 ``--only``, ``--precision``, ``--tasks`` and ``--modes`` narrow the run. ``--baseline-checkout
 DIR`` adds qwen3-rag's rows once more, run from another checkout (``git worktree add DIR
@@ -36,6 +44,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -48,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.background import background_load, exit_on_sigterm
 from benchmarks.common import REPO, make_texts, model_folders
 from benchmarks.peers.export import artefact
 from qwen3_core import prompts
@@ -68,10 +78,15 @@ class Engine:
     modes: tuple[str, ...]
     package: str  # the import that says whether it is installed
     options: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)  # set for its worker process
 
 
 ENGINES = (
     Engine("qwen3-rag", "qwen3-rag", "float32", "qwen3_rag", None, ("default",), "torch"),
+    Engine(
+        "qwen3-rag-passive", "qwen3-rag OMP_WAIT_POLICY=PASSIVE", "float32", "qwen3_rag", None,
+        ("default",), "torch", environment={"OMP_WAIT_POLICY": "PASSIVE"},
+    ),
     Engine(
         "qwen3-rag-openvino", "qwen3-rag backend=openvino", "float32", "qwen3_rag", None,
         ("default",), "openvino", {"backend": "openvino"},
@@ -124,6 +139,8 @@ class Row:
     engine: Engine
     runs: list[Run]
     not_run: str = ""
+    busy: Run | None = None
+    """With ``--background-load``: the best quiet mode, timed again beside the busy loops."""
     colds: list[float] = field(default_factory=list)
     """Every cold start measured for the engine: its timed runs' and the extra ones'."""
 
@@ -160,16 +177,19 @@ def run_engine(
     scratch: Path,
     cold_only: bool = False,
     passes: int = 1,
+    busy: int = 0,
 ) -> Run:
     """One fresh worker process for ``engine`` in ``mode``, timing ``passes`` passes over the
-    workload; with ``cold_only``, it stops after the first result (the cold start)."""
+    workload; with ``cold_only``, it stops after the first result (the cold start). ``busy``
+    CPU-bound processes run beside it, from before it starts until it ends."""
     target = artefact(folder, engine.artefact) if engine.artefact else None
     first_text = FIRST_DOCUMENT
     if kind == "reranker":
         body = prompts.rerank_body_text(INSTRUCTION, FIRST_QUERY, FIRST_DOCUMENT)
         first_text = prompts.RERANK_PREFIX + body + prompts.RERANK_SUFFIX
     _warm_page_cache([folder] if target is None else [folder / "tokenizer.json", target.parent])
-    spec_path = scratch / f"{kind}-{engine.label.replace(' ', '_')}-{mode}.json"
+    name = engine.label.replace(" ", "_").replace("=", "-")
+    spec_path = scratch / f"{kind}-{name}-{mode}{'-busy' if busy else ''}.json"
     spec = {
         "engine": engine.module,
         "kind": kind,
@@ -187,13 +207,14 @@ def run_engine(
     }
     if engine.options.get("backend") == "openvino":  # converted in this run, not before
         spec["cache_folder"] = str(scratch / "openvino-cache")
-    spec["launched"] = time.monotonic()
-    spec_path.write_text(json.dumps(spec))
     log = spec_path.with_suffix(".log")
-    with open(log, "w") as output:
+    with open(log, "w") as output, background_load(busy):
+        spec["launched"] = time.monotonic()
+        spec_path.write_text(json.dumps(spec))
         subprocess.run(
             [sys.executable, "-m", "benchmarks.peers.worker", str(spec_path)],
             cwd=engine.options.get("checkout", REPO),  # its qwen3_core is the one imported
+            env={**os.environ, **engine.environment},
             stdout=output,
             stderr=subprocess.STDOUT,
             check=False,
@@ -311,6 +332,35 @@ def print_table(kind: str, rows: list[Row], items: int, tokens: int, threads: in
             print(f"- {row.engine.label} ({row.engine.precision}): {modes}")
 
 
+def print_busy_table(kind: str, rows: list[Row], tokens: int, busy: int) -> None:
+    """Each engine's best quiet mode against the same mode beside ``busy`` busy processes."""
+    loops = f"{busy} busy process{'es' if busy != 1 else ''}"
+    print(f"\n{'Embedding' if kind == 'embedding' else 'Reranking'}: quiet against {loops}")
+    print(
+        "| precision | engine | mode | quiet s | busy s | busy / quiet | quiet tokens/s | "
+        "busy tokens/s | quiet CPU % | busy CPU % |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        quiet, loaded = row.best, row.busy
+        if quiet is None or loaded is None:
+            continue
+        start = f"| {row.engine.precision} | {row.engine.label} | {quiet.mode} |"
+        if loaded.error:
+            print(f"{start} {quiet.seconds:.2f} | failed: {loaded.error} |")
+            continue
+        print(
+            f"{start} {quiet.seconds:.2f} | {loaded.seconds:.2f} | "
+            f"{loaded.seconds / quiet.seconds:.2f} | {tokens / quiet.seconds:,.0f} | "
+            f"{tokens / loaded.seconds:,.0f} | {_cpu(quiet)} | {_cpu(loaded)} |"
+        )
+
+
+def _cpu(run: Run) -> str:
+    share = run.cpu_seconds / run.seconds
+    return "-" if math.isnan(share) else f"{100 * share:.0f}%"
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -355,7 +405,16 @@ def run_task(
                 colds.append(extra.cold)
         if len(colds) > 1:
             print(f"  {kind} {engine.label} cold starts: {' '.join(f'{c:.1f}' for c in colds)}")
-        rows.append(Row(engine, runs, colds=colds))
+        row = Row(engine, runs, colds=colds)
+        best = row.best
+        if args.background_load and best is not None:
+            row.busy = run_engine(
+                engine, best.mode, kind, folder, workload, args.threads, scratch,
+                passes=args.passes, busy=args.background_load,
+            )  # fmt: skip
+            state = row.busy.error or f"{row.busy.seconds:.2f} s"
+            print(f"  {kind} {engine.label} {best.mode} beside the busy processes: {state}")
+        rows.append(row)
     return rows
 
 
@@ -412,6 +471,14 @@ def main() -> None:
         "run too, labelled with its commit",
     )
     parser.add_argument(
+        "--background-load",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time each engine's best mode again while N busy processes of the benchmark's "
+        "own share the cores, and print each engine's quiet time against its busy time",
+    )
+    parser.add_argument(
         "--passes",
         type=int,
         default=1,
@@ -423,6 +490,9 @@ def main() -> None:
         parser.error(f"--cold-repeats must be 0 or more, not {args.cold_repeats}")
     if args.passes < 1:
         parser.error(f"--passes must be 1 or more, not {args.passes}")
+    if args.background_load < 0:
+        parser.error(f"--background-load must be 0 or more, not {args.background_load}")
+    exit_on_sigterm()  # so that the busy processes are stopped on the way out
 
     engines = [
         e
@@ -452,6 +522,8 @@ def main() -> None:
             workload, items, tokens = loads[kind]
             rows = run_task(kind, engines, missing, folder, workload, args, scratch)
             print_table(kind, rows, items, tokens, args.threads)
+            if args.background_load:
+                print_busy_table(kind, rows, tokens, args.background_load)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

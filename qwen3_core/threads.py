@@ -1,0 +1,29 @@
+"""How torch's CPU threads wait for work, which a process can choose only before torch loads.
+
+torch's CPU kernels run on an OpenMP thread team (GNU libgomp in the Linux wheels). Between
+two parallel regions its threads spin, by default, for a while before they sleep. On a
+machine whose cores are shared (a web server, a vector store, other workers), a spinning
+thread holds a core that the thread it waits for, or the other work, needs: on two cores
+with two busy processes beside it, a reranking call of two documents took several times as
+long as with sleeping threads, and never less (docs/performance.md, "A busy machine").
+
+libgomp reads ``OMP_WAIT_POLICY`` once, when it loads with torch; nothing changes it
+afterwards. So only a program's entry point can set it (the ``qwen3-rag`` command does);
+a library imported after torch cannot.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+WAIT_POLICY = "OMP_WAIT_POLICY"
+
+
+def wait_passively_unless_set() -> bool:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` for this process if torch is not loaded yet and the
+    user has not set the variable; returns whether it was set. Child processes inherit it."""
+    if "torch" in sys.modules or WAIT_POLICY in os.environ:
+        return False
+    os.environ[WAIT_POLICY] = "PASSIVE"
+    return True
