@@ -5,7 +5,8 @@ Python blocks in one namespace, shell blocks in bash, in an empty working folder
 ``TMPDIR`` in a folder removed afterwards. The model is the one thing that differs from a
 reader's run: the hub ids the blocks name (and the adapters' default models) resolve through
 huggingface_hub's own cache, which ``HF_HUB_CACHE`` points at a cache holding the tiny models
-as the snapshots of ``Qwen/Qwen3-Embedding-*`` and ``Qwen/Qwen3-Reranker-*``, with
+as the snapshots of ``Qwen/Qwen3-Embedding-*`` and ``Qwen/Qwen3-Reranker-*`` (and the tiny
+Qwen3-VL models as those of ``Qwen/Qwen3-VL-Embedding-*`` and ``Qwen/Qwen3-VL-Reranker-*``), with
 ``HF_HUB_OFFLINE=1``. Nothing in a block is rewritten.
 
 A block that cannot run here (an install, a GPU, vLLM, remote servers) carries
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen3_core.testing import ModelPaths, models_cache_folder
+from qwen3_core.testing import ModelPaths, build_vl_test_models, models_cache_folder
 from tests.doc_blocks import code_blocks, write_blocks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +35,9 @@ HUB_IDS = [
     for kind in ("Embedding", "Reranker")
     for size in ("0.6B", "4B", "8B")
 ]
+VL_HUB_IDS = [
+    f"Qwen/Qwen3-VL-{kind}-{size}" for kind in ("Embedding", "Reranker") for size in ("2B", "8B")
+]
 COMMIT = "1" * 40
 
 pytestmark = pytest.mark.timeout(1200)
@@ -42,8 +46,12 @@ pytestmark = pytest.mark.timeout(1200)
 def lay_hub_cache(cache: Path, models: ModelPaths) -> None:
     """A huggingface_hub cache as it keeps a download (models--org--name/snapshots/<commit>/,
     refs/main naming the commit), the snapshot files linking to the tiny model's."""
-    for repo_id in HUB_IDS:
-        source = models.embedding if "Embedding" in repo_id else models.reranker
+    vl = build_vl_test_models(models_cache_folder())
+    for repo_id in HUB_IDS + VL_HUB_IDS:
+        if repo_id in VL_HUB_IDS:
+            source = vl.embedding if "Embedding" in repo_id else vl.reranker
+        else:
+            source = models.embedding if "Embedding" in repo_id else models.reranker
         repo = cache / f"models--{repo_id.replace('/', '--')}"
         snapshot = repo / "snapshots" / COMMIT
         snapshot.mkdir(parents=True)

@@ -23,7 +23,14 @@ import pytest
 import torch
 from PIL import Image
 
-from qwen3_core import ModelKindError, Qwen3Embedder, Qwen3VLEmbedder, Qwen3VLReranker
+from qwen3_core import (
+    ModelKindError,
+    Qwen3Embedder,
+    Qwen3VLEmbedder,
+    Qwen3VLReranker,
+    TransformersOptions,
+)
+from qwen3_core.loading import quiet_transformers
 from qwen3_core.testing import ModelPaths
 from qwen3_core.testing.vl_models import VLModelPaths, build_vl_test_models
 from tests.options import CPU
@@ -110,7 +117,9 @@ def _reference_parts(folder: str) -> tuple[Any, Any, Any]:
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     processor = Qwen2VLImageProcessorPil.from_pretrained(folder)
-    model = Qwen3VLForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+    with quiet_transformers():
+        model = Qwen3VLForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+    model.eval()
     return tokenizer, processor, model
 
 
@@ -167,7 +176,11 @@ def official_score(folder: Path, query: Any, document: Any, instruction: str) ->
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
-    folder = tmp_path_factory.mktemp("images")
+    return make_inputs(tmp_path_factory.mktemp("images"))
+
+
+def make_inputs(folder: Path) -> list[Any]:
+    """Every input kind, with images that exercise each sizing and conversion rule."""
     png = folder / "page.png"
     noise(90, 130, 1).save(png)
     rgba = folder / "logo.png"
@@ -350,3 +363,21 @@ def test_bad_arguments_are_named(vl_embedder: Qwen3VLEmbedder, vl_models: VLMode
         Qwen3VLEmbedder(vl_models.embedding, backend="openvino")
     with pytest.raises(ValueError, match="dimensions must be between 1 and 64"):
         Qwen3VLEmbedder(vl_models.embedding, backend=CPU, dimensions=65)
+
+
+def test_token_budget_batches_change_nothing(
+    vl_models: VLModelPaths,
+    vl_embedder: Qwen3VLEmbedder,
+    vl_reranker: Qwen3VLReranker,
+    inputs: list[Any],
+) -> None:
+    small = TransformersOptions(device="cpu", max_batch_tokens=64)  # most inputs alone
+    chosen = inputs[:6] + inputs[7:]
+    embedder = Qwen3VLEmbedder(vl_models.embedding, backend=small)
+    assert embedder.max_batch_tokens == 64
+    assert (
+        np.abs(embedder.embed_documents(chosen) - vl_embedder.embed_documents(chosen)).max() < 1e-5
+    )
+    reranker = Qwen3VLReranker(vl_models.reranker, backend=small)
+    expected = vl_reranker.logits(inputs[1], chosen)
+    assert np.abs(reranker.logits(inputs[1], chosen) - expected).max() < 1e-4

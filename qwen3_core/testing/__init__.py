@@ -29,6 +29,14 @@ if TYPE_CHECKING:
         VariantPaths,
         build_variants,
     )
+    from qwen3_core.testing.vl_models import (
+        VL_SHAPES,
+        VLModelPaths,
+        VLShape,
+        build_vl_embedding_model,
+        build_vl_reranker_model,
+        build_vl_test_models,
+    )
     from qwen3_core.testing.vllm_server import VllmServer, free_port
 
 __all__ = [
@@ -36,14 +44,20 @@ __all__ = [
     "EMBEDDING_VARIANTS",
     "RERANKER_VARIANTS",
     "SHAPES",
+    "VL_SHAPES",
     "ModelPaths",
     "ModelShape",
+    "VLModelPaths",
+    "VLShape",
     "VariantPaths",
     "VllmServer",
     "build_embedding_model",
     "build_reranker_model",
     "build_test_models",
     "build_variants",
+    "build_vl_embedding_model",
+    "build_vl_reranker_model",
+    "build_vl_test_models",
     "free_port",
     "models_cache_folder",
 ]
@@ -63,6 +77,12 @@ _HOMES = {
     "RERANKER_VARIANTS": "qwen3_core.testing.variants",
     "VariantPaths": "qwen3_core.testing.variants",
     "build_variants": "qwen3_core.testing.variants",
+    "VL_SHAPES": "qwen3_core.testing.vl_models",
+    "VLModelPaths": "qwen3_core.testing.vl_models",
+    "VLShape": "qwen3_core.testing.vl_models",
+    "build_vl_embedding_model": "qwen3_core.testing.vl_models",
+    "build_vl_reranker_model": "qwen3_core.testing.vl_models",
+    "build_vl_test_models": "qwen3_core.testing.vl_models",
     "VllmServer": "qwen3_core.testing.vllm_server",
     "free_port": "qwen3_core.testing.vllm_server",
 }
