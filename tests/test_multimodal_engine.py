@@ -352,7 +352,13 @@ def test_sentence_transformers_layout(
         Qwen3VLEmbedder(folder, backend=CPU)
 
 
-def test_bad_arguments_are_named(vl_embedder: Qwen3VLEmbedder, vl_models: VLModelPaths) -> None:
+def test_bad_arguments_are_named(
+    vl_embedder: Qwen3VLEmbedder, vl_reranker: Qwen3VLReranker, vl_models: VLModelPaths
+) -> None:
+    assert vl_embedder.embed_documents([]).shape == (0, 64)
+    assert vl_reranker.score("query", []).shape == (0,) and vl_reranker.rerank("q", []) == []
+    with pytest.raises(TypeError, match=r"pairs\[0\] must be a \(query, document\) pair"):
+        vl_reranker.score_pairs(["not a pair"])
     with pytest.raises(TypeError, match=r"inputs\[1\] must be a str"):
         vl_embedder.embed_documents(["ok", 3])
     with pytest.raises(TypeError, match="bare str"):

@@ -22,8 +22,9 @@ from qwen3_core.variants import Variant
 if TYPE_CHECKING:
     import numpy as np
 
-CHUNK = 32
-"""Inputs whose images are decoded and patched at a time."""
+CHUNK = 16
+"""Inputs whose images are decoded and patched at a time: at most 16 x 44 MB of float32
+patches for images of the largest size."""
 
 
 def check_remote(allow: bool, max_bytes: int, timeout: float) -> RemoteImages:
