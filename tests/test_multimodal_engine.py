@@ -387,3 +387,63 @@ def test_token_budget_batches_change_nothing(
     reranker = Qwen3VLReranker(vl_models.reranker, backend=small)
     expected = vl_reranker.logits(inputs[1], chosen)
     assert np.abs(reranker.logits(inputs[1], chosen) - expected).max() < 1e-4
+
+
+def test_sentence_transformers_cross_encoder_layout(
+    vl_models: VLModelPaths, vl_reranker: Qwen3VLReranker, inputs: list[Any], tmp_path: Path
+) -> None:
+    import json
+
+    folder = _linked_copy(vl_models.reranker, tmp_path / "st")
+    modules = [
+        {
+            "idx": 0,
+            "name": "0",
+            "path": "",
+            "type": "sentence_transformers.base.modules.Transformer",
+        },
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_LogitScore",
+            "type": "sentence_transformers.cross_encoder.modules.LogitScore",
+        },
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_LogitScore").mkdir()
+    score = folder / "1_LogitScore" / "config.json"
+    yes, no = 9693, 2152  # "yes" and "no" in the Qwen tokenizer
+    score.write_text(json.dumps({"true_token_id": yes, "false_token_id": no}))
+    documents = inputs[:3]
+    expected = vl_reranker.logits("revenue", documents)
+    assert (
+        np.abs(Qwen3VLReranker(folder, backend=CPU).logits("revenue", documents) - expected).max()
+        < 1e-5
+    )
+    score.write_text(json.dumps({"true_token_id": no, "false_token_id": yes}))  # as it names them
+    swapped = Qwen3VLReranker(folder, backend=CPU).logits("revenue", documents)
+    assert np.abs(swapped + expected).max() < 1e-5
+    score.write_text(json.dumps({"true_token_id": yes}))
+    with pytest.raises(ModelKindError, match="false_token_id=None"):
+        Qwen3VLReranker(folder, backend=CPU)
+    score.write_text(json.dumps({"true_token_id": 10**7, "false_token_id": no}))
+    with pytest.raises(ModelKindError, match="outside the 151936 rows"):
+        Qwen3VLReranker(folder, backend=CPU)
+    with pytest.raises(ModelKindError, match="Qwen3VLReranker"):
+        Qwen3VLEmbedder(folder, backend=CPU)
+
+
+def test_every_way_to_give_an_image_is_the_same_image(
+    vl_embedder: Qwen3VLEmbedder, tmp_path: Path
+) -> None:
+    path = tmp_path / "page.png"
+    noise(60, 90, 10).save(path)
+    ways = [
+        path,
+        {"image": path},
+        {"image": str(path)},
+        {"image": path.read_bytes()},
+        Image.open(path),
+    ]
+    vectors = vl_embedder.embed_documents(ways)
+    assert np.abs(vectors - vectors[0]).max() < 1e-6

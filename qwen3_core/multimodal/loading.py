@@ -52,6 +52,9 @@ class VLCheckpoint:
     """``official`` or ``sentence-transformers``."""
     head: str | None = None
     """For the reranker: the tensor whose rows score "yes" and "no"."""
+    score_ids: tuple[int, int] | None = None
+    """For a sentence-transformers reranker: the (true, false) token ids its score module
+    compares; None: the tokens "yes" and "no"."""
 
     @property
     def hidden_size(self) -> int:
@@ -65,10 +68,12 @@ def _refuse_text_model(folder: Path, kind: VLKind, model_type: Any) -> ModelKind
     )
 
 
-def _st_layout(folder: Path, kind: VLKind) -> str:
+def _st_layout(folder: Path, kind: VLKind) -> tuple[str, tuple[int, int] | None]:
+    """The layout's name, and the token ids a cross-encoder's score module names."""
     path = folder / "modules.json"
     if not path.is_file():
-        return "official"
+        return "official", None
+    score_ids = None
     modules = read_json(path)
     if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
         raise ModelKindError(f"'{path}' is not a list of sentence-transformers modules")
@@ -99,19 +104,31 @@ def _st_layout(folder: Path, kind: VLKind) -> str:
                         f"'{folder}' pools with another mode than the last token (its "
                         f"{where}/config.json): Qwen3-VL-Embedding pools the last token"
                     )
-        elif name in ("LogitScore", "CausalScoreHead"):
+        elif name == "LogitScore":
             if kind == "embedding":
                 raise ModelKindError(
                     f"'{folder}' is a sentence-transformers cross-encoder (a reranker): load "
                     "it with Qwen3VLReranker"
                 )
+            config_path = folder / where / "config.json"
+            config = read_json(config_path) if config_path.is_file() else {}
+            ids = [config.get(k) if isinstance(config, dict) else None for k in _SCORE_KEYS]
+            if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+                raise ModelKindError(
+                    f"'{config_path}' gives true_token_id={ids[0]!r}, false_token_id="
+                    f"{ids[1]!r}: Qwen3-VL-Reranker compares the logits of two tokens"
+                )
+            score_ids = (int(ids[0]), int(ids[1]))  # type: ignore[arg-type]
         else:
             raise ModelKindError(
                 f"'{folder}' has a sentence-transformers {name} module that "
                 f"{'Qwen3-VL-Embedding' if kind == 'embedding' else 'Qwen3-VL-Reranker'} "
                 "does not have: it cannot be reproduced exactly here"
             )
-    return "sentence-transformers"
+    return "sentence-transformers", score_ids
+
+
+_SCORE_KEYS = ("true_token_id", "false_token_id")
 
 
 def recognise(folder: Path, kind: VLKind) -> VLCheckpoint:
@@ -141,7 +158,7 @@ def recognise(folder: Path, kind: VLKind) -> VLCheckpoint:
     for part in ("text_config", "vision_config"):
         if not isinstance(config.get(part), dict):
             raise ModelKindError(f"'{path}' has no {part}")
-    layout = _st_layout(folder, kind)
+    layout, score_ids = _st_layout(folder, kind)
     shapes = tensor_shapes(folder)
     if shapes is None:
         raise ModelKindError(f"'{folder}' has no safetensors weights")
@@ -168,7 +185,14 @@ def recognise(folder: Path, kind: VLKind) -> VLCheckpoint:
                 f"'{folder}' has no {head}: a Qwen3-VL reranker scores with its lm_head's "
                 "'yes' and 'no' rows"
             )
-    return VLCheckpoint(folder, kind, config, prefix, layout, head)
+    if score_ids is not None and head is not None:
+        rows = shapes[head][0]
+        for name, value in zip(_SCORE_KEYS, score_ids, strict=True):
+            if not 0 <= value < rows:
+                raise ModelKindError(
+                    f"'{folder}' names {name}={value}, outside the {rows} rows of {head}"
+                )
+    return VLCheckpoint(folder, kind, config, prefix, layout, head, score_ids)
 
 
 def _check_tokens(checkpoint: VLCheckpoint, token_to_id: Any) -> None:

@@ -107,11 +107,15 @@ class Qwen3VLReranker(VLEngineBase):
         remote = check_remote(allow_remote_images, remote_image_max_bytes, remote_image_timeout)
         hub = (revision, token, cache_dir, local_files_only, source)
         self._open(model, backend, self.max_length, remote, hub)
-        ids = [self._encoder.tokenizer.token_to_id(t) for t in ("yes", "no")]
-        if None in ids:
-            raise ModelKindError(f"'{self.model_path}': the tokenizer has no 'yes' or 'no' token")
+        named = self._loaded.checkpoint.score_ids
+        ids = (
+            list(named)
+            if named
+            else [self._encoder.tokenizer.token_to_id(t) for t in ("yes", "no")]
+        )
         yes_id, no_id = ids
-        assert yes_id is not None and no_id is not None
+        if yes_id is None or no_id is None:
+            raise ModelKindError(f"'{self.model_path}': the tokenizer has no 'yes' or 'no' token")
         self._direction = self._loaded.score_direction(yes_id=yes_id, no_id=no_id)
 
     def score(
