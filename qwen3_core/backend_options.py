@@ -152,7 +152,8 @@ class TransformersOptions:
             fbgemm's), else fbgemm's.
 
     An engine's ``options`` show what runs: the device, dtype, decoder and kernel it
-    resolved (``cpu_linear`` only on CPU in float32, ``int8_kernel`` only with int8).
+    resolved (``cpu_linear`` only on CPU in float32, ``int8_kernel`` only with int8), and a
+    reranker's ``share_prefix``.
 
     Raises:
         ValueError: A setting is out of range or misspelt (the device is only checked to

@@ -55,8 +55,6 @@ def main(embedding: Path, reranker: Path) -> dict[str, Any]:
             vectors = emb.get_text_embedding_batch(TEXTS)
             nodes = [NodeWithScore(node=TextNode(text=t), score=0.0) for t in TEXTS]
             scores = [n.score for n in rerank.postprocess_nodes(nodes, query_str=QUERY)]
-        if index % 2:  # LangChain's adapters have no public engine getter
-            return emb._engine.get(), rerank._engine.get(), vectors, sorted(scores)
         return emb.engine, rerank.engine, vectors, sorted(scores)
 
     errors: list[str] = []

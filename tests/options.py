@@ -10,9 +10,12 @@ CPU = TransformersOptions(device="cpu")
 """The transformers backend on CPU (float32, the CPU's default dtype)."""
 
 
-def on_cpu(**settings: Any) -> TransformersOptions:
+def on_cpu(*, reranker: bool = False, **settings: Any) -> TransformersOptions:
     """What a CPU engine made with these options reports as its ``options``: the device, the
-    dtype (float32 unless given), qwen3-rag's decoder and, in float32, oneDNN's linears."""
+    dtype (float32 unless given), qwen3-rag's decoder, in float32 oneDNN's linears, and for a
+    reranker the shared query prefix (on by default on CPU)."""
+    if reranker:
+        settings.setdefault("share_prefix", True)
     dtype = settings.pop("dtype", "float32")
     linear = "onednn" if dtype == "float32" and "quantization" not in settings else None
     return TransformersOptions(

@@ -373,7 +373,7 @@ def test_engine_options_describe_what_runs(
 ) -> None:
     for engine in (embedder, reranker):
         assert engine.backend == "transformers"
-        assert engine.options == on_cpu()
+        assert engine.options == on_cpu(reranker=engine is reranker)
         assert (engine.device, engine.dtype) == (torch.device("cpu"), torch.float32)
         assert isinstance(engine.loaded_model, torch.nn.Module)
         assert engine.loaded_model.dtype == torch.float32
@@ -387,7 +387,7 @@ def test_engine_options_describe_what_runs(
     small = Qwen3Reranker(
         test_models.reranker, backend=TransformersOptions(device="cpu", max_batch_tokens=64)
     )
-    assert small.options == on_cpu(max_batch_tokens=64)
+    assert small.options == on_cpu(reranker=True, max_batch_tokens=64)
     assert small.max_batch_tokens == 64
     assert small.loaded_model is reranker.loaded_model  # same model, device and dtype
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import pickle
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ from qwen3_core import (
     TransformersOptions,
 )
 from qwen3_core.testing import ModelPaths
-from tests.options import CPU
+from tests.options import CPU, on_cpu
 
 TASK = "检索能回答用户查询的文档"
 
@@ -40,20 +42,32 @@ def shaped(test_models: ModelPaths) -> Qwen3Embedding:
 
 
 @pytest.fixture
-def calls(embedder: Qwen3Embedder, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
-    """Each model call of the session engine from here on: (kind, number of texts, thread
-    it ran in). ``_embed`` is where the sync and async methods both run the model (the async
-    ones in a worker thread); the engine still does the work, this only watches."""
-    seen: list[tuple[str, int, int]] = []
-    embed = embedder._embed
+def calls(embedder: Qwen3Embedder, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Each call of the session engine's public methods from here on, sync and async: (kind,
+    number of texts). The engine still does the work; this only watches."""
+    seen: list[tuple[str, int]] = []
+    for kind in ("documents", "queries"):
+        for name in (f"embed_{kind}", f"aembed_{kind}"):
+            real = getattr(embedder, name)
 
-    def watched(texts: list[str]) -> np.ndarray:
-        kind = "queries" if texts and texts[0].startswith("Instruct: ") else "documents"
-        seen.append((kind, len(texts), threading.get_ident()))
-        return embed(texts)
+            def watched(texts: list[str], _real: Any = real, _kind: str = kind, **kw: Any) -> Any:
+                seen.append((_kind, len(texts)))
+                return _real(texts, **kw)
 
-    monkeypatch.setattr(embedder, "_embed", watched)
+            monkeypatch.setattr(embedder, name, watched)
     return seen
+
+
+@pytest.fixture
+def model_threads(embedder: Qwen3Embedder) -> Iterator[list[int]]:
+    """The thread of each forward pass of the session engine's model from here on (a torch
+    forward hook on its public ``loaded_model``)."""
+    threads: list[int] = []
+    hook = embedder.loaded_model.register_forward_hook(
+        lambda *_: threads.append(threading.get_ident())
+    )
+    yield threads
+    hook.remove()
 
 
 def test_is_a_llamaindex_embedding_with_a_large_batch(embed_model: Qwen3Embedding) -> None:
@@ -88,11 +102,11 @@ def test_custom_instruction_and_dimensions(
 
 
 def test_batch_path_makes_one_engine_call_per_batch(
-    embedder: Qwen3Embedder, calls: list[tuple[str, int, int]], corpus: list[str]
+    embedder: Qwen3Embedder, calls: list[tuple[str, int]], corpus: list[str]
 ) -> None:
     model = Qwen3Embedding(engine=embedder, embed_batch_size=8)
     vectors = model.get_text_embedding_batch(corpus)
-    assert [(kind, n) for kind, n, _ in calls] == [
+    assert calls == [
         ("documents", 8),
         ("documents", 8),
         ("documents", 2),
@@ -102,7 +116,8 @@ def test_batch_path_makes_one_engine_call_per_batch(
 
 async def test_async_equals_sync_and_runs_off_the_event_loop(
     embedder: Qwen3Embedder,
-    calls: list[tuple[str, int, int]],
+    calls: list[tuple[str, int]],
+    model_threads: list[int],
     corpus: list[str],
     queries: list[str],
 ) -> None:
@@ -126,8 +141,8 @@ async def test_async_equals_sync_and_runs_off_the_event_loop(
     finally:
         ticking.cancel()
     assert ticks > 1  # the loop kept running while the engine worked
-    assert len(calls) == 5 and all(thread != loop_thread for *_, thread in calls)
-    assert sorted(n for kind, n, _ in calls if kind == "documents") == [1, 2, 8, 8]
+    assert len(calls) == 5 and sorted(n for kind, n in calls if kind == "documents") == [1, 2, 8, 8]
+    assert model_threads and all(thread != loop_thread for thread in model_threads)
     np.testing.assert_allclose(query, model.get_query_embedding(queries[0]), atol=1e-6, rtol=0)
     np.testing.assert_allclose(text, model.get_text_embedding(corpus[0]), atol=1e-6, rtol=0)
     np.testing.assert_allclose(batch, model.get_text_embedding_batch(corpus), atol=1e-6, rtol=0)
@@ -138,7 +153,7 @@ def test_ready_engine_fills_the_fields(embedder: Qwen3Embedder) -> None:
     assert model.engine is embedder and model.engine_loaded
     assert model.model_name == str(embedder.model_path)
     assert model.backend == embedder.options
-    assert model.backend == TransformersOptions(device="cpu", dtype="float32")
+    assert model.backend == on_cpu()
     assert (model.dimensions, model.max_length) == (None, embedder.max_length)
     assert model.query_instruction == embedder.instruction
     # The adapter's own instruction is used per call, whatever the engine's.

@@ -20,7 +20,7 @@ from qwen3_core import (
     TransformersOptions,
 )
 from qwen3_core.testing import ModelPaths
-from tests.options import CPU
+from tests.options import CPU, on_cpu
 
 QUERY = "什么是重力？"
 
@@ -158,7 +158,7 @@ def test_ready_engine_fills_the_fields(reranker: Qwen3Reranker, embedder: Qwen3E
     rr = Qwen3Rerank(engine=reranker, top_n=2)
     assert rr.engine is reranker and rr.engine_loaded
     assert (rr.model, rr.backend) == (str(reranker.model_path), reranker.options)
-    assert rr.backend == TransformersOptions(device="cpu", dtype="float32")
+    assert rr.backend == on_cpu(reranker=True)
     assert (rr.max_length, rr.instruction) == (reranker.max_length, reranker.instruction)
     with pytest.raises(ValueError, match="engine= was given together with backend"):
         Qwen3Rerank(engine=reranker, backend=TransformersOptions(device="cuda"))

@@ -40,7 +40,7 @@ def test_shared_prefix_equals_whole_prompts(
         backend=TransformersOptions(device="cpu", max_batch_tokens=max_batch_tokens),
     )
     assert whole_prompts.options == on_cpu(share_prefix=False)
-    assert shared.options == on_cpu(max_batch_tokens=max_batch_tokens)
+    assert shared.options == on_cpu(reranker=True, max_batch_tokens=max_batch_tokens)
     docs = _mixed_documents(corpus)
     for query in queries:
         np.testing.assert_allclose(

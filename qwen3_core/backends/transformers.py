@@ -346,8 +346,8 @@ def open_model(
         # Checked before the model is loaded, not after.
         raise ValueError("share_prefix applies to the reranker, not to an embedding model")
     loaded = load_model(model, kind, options, hub=hub)
-    resolved = replace(options, **loaded.resolved)
     share_prefix = options.share_prefix
-    if share_prefix is None:
+    if share_prefix is None and kind == "reranker":
         share_prefix = default_share_prefix(loaded.device.type)
-    return LocalModel(loaded, resolved, share_prefix)
+    resolved = replace(options, share_prefix=share_prefix, **loaded.resolved)
+    return LocalModel(loaded, resolved, bool(share_prefix))
