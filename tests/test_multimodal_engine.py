@@ -367,6 +367,12 @@ def test_bad_arguments_are_named(
         vl_embedder.embed_documents([{"video": ["a.png"]}])
     with pytest.raises(ValueError, match="transformers backend"):
         Qwen3VLEmbedder(vl_models.embedding, backend="openvino")
+    with pytest.raises(ValueError, match="quantization='int8' is not available"):
+        Qwen3VLEmbedder(vl_models.embedding, backend=TransformersOptions(quantization="int8"))
+    with Qwen3VLReranker(vl_models.reranker, backend=CPU) as closing:
+        assert closing.score("q", ["d"]).shape == (1,)
+    with pytest.raises(RuntimeError, match="closed"):
+        closing.score("q", ["d"])
     with pytest.raises(ValueError, match="dimensions must be between 1 and 64"):
         Qwen3VLEmbedder(vl_models.embedding, backend=CPU, dimensions=65)
 
