@@ -1,5 +1,6 @@
-"""``Qwen3CrossEncoder``: Qwen3-Reranker behind LangChain's cross-encoder interface, for
-``CrossEncoderReranker`` and anything else that takes a ``BaseCrossEncoder``."""
+"""Internal (import its public names from ``langchain_qwen3``): ``Qwen3CrossEncoder``:
+Qwen3-Reranker behind LangChain's cross-encoder interface, for ``CrossEncoderReranker`` and
+anything else that takes a ``BaseCrossEncoder``."""
 
 from __future__ import annotations
 

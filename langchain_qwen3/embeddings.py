@@ -1,4 +1,5 @@
-"""``Qwen3Embeddings``: Qwen3-Embedding as a LangChain ``Embeddings``."""
+"""Internal (import its public names from ``langchain_qwen3``): ``Qwen3Embeddings``:
+Qwen3-Embedding as a LangChain ``Embeddings``."""
 
 from __future__ import annotations
 

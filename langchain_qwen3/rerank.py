@@ -1,4 +1,5 @@
-"""``Qwen3Rerank``: Qwen3-Reranker as a LangChain document compressor."""
+"""Internal (import its public names from ``langchain_qwen3``): ``Qwen3Rerank``: Qwen3-Reranker
+as a LangChain document compressor."""
 
 from __future__ import annotations
 

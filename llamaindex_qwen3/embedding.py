@@ -1,4 +1,5 @@
-"""``Qwen3Embedding``: Qwen3-Embedding as a LlamaIndex ``BaseEmbedding``."""
+"""Internal (import its public names from ``llamaindex_qwen3``): ``Qwen3Embedding``:
+Qwen3-Embedding as a LlamaIndex ``BaseEmbedding``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``Qwen3Rerank``: Qwen3-Reranker as a LlamaIndex node postprocessor."""
+"""Internal (import its public names from ``llamaindex_qwen3``): ``Qwen3Rerank``: Qwen3-Reranker
+as a LlamaIndex node postprocessor."""
 
 from __future__ import annotations
 

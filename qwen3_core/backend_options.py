@@ -1,4 +1,5 @@
-"""Each backend's own settings, as one typed object passed as ``backend=``.
+"""Internal (import its public names from ``qwen3_core``): Each backend's own settings, as one
+typed object passed as ``backend=``.
 
 A setting exists only on the backend that uses it, so a wrong combination cannot be written:
 ``TransformersOptions(device="cuda")``, ``OpenVINOOptions(cache_folder=...)``,

@@ -1,4 +1,5 @@
-"""``Qwen3Embedder``: Qwen3-Embedding as a function from texts to unit vectors."""
+"""Internal (import its public names from ``qwen3_core``): ``Qwen3Embedder``: Qwen3-Embedding as
+a function from texts to unit vectors."""
 
 from __future__ import annotations
 

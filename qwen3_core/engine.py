@@ -1,5 +1,5 @@
-"""What the two engine classes share: what they say about the opened model, output checks,
-closing."""
+"""Internal: what the two engine classes share: what they say about the opened model, output
+checks, closing."""
 
 from __future__ import annotations
 

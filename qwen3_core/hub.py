@@ -17,6 +17,14 @@ from typing import Any, Literal
 from qwen3_core.errors import ModelNotFoundError, first_line
 from qwen3_core.extras import install_command
 
+__all__ = [
+    "USE_MODELSCOPE_VARIABLE",
+    "HubOptions",
+    "ModelSource",
+    "import_names",
+    "resolve_model_folder",
+]
+
 ModelSource = Literal["huggingface", "modelscope"]
 SOURCES: tuple[ModelSource, ...] = ("huggingface", "modelscope")
 USE_MODELSCOPE_VARIABLE = "QWEN3_RAG_USE_MODELSCOPE"

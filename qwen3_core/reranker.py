@@ -1,5 +1,6 @@
-"""``Qwen3Reranker``: Qwen3-Reranker's yes/no judgement as a relevance score P(yes), and its
-log-odds logit("yes") - logit("no"), which ranks."""
+"""Internal (import its public names from ``qwen3_core``): ``Qwen3Reranker``: Qwen3-Reranker's
+yes/no judgement as a relevance score P(yes), and its log-odds logit("yes") - logit("no"), which
+ranks."""
 
 from __future__ import annotations
 

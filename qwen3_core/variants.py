@@ -34,6 +34,8 @@ from qwen3_core.errors import ModelKindError
 from qwen3_core.json_files import read_json
 from qwen3_core.safetensors_index import weight_files
 
+__all__ = ["Variant", "base_tensor_shapes", "read_config", "recognise", "tensor_shapes"]
+
 Architecture = Literal["base", "causal_lm", "seq_cls"]
 
 _LOADER = {"embedding": "Qwen3Embedder", "reranker": "Qwen3Reranker"}

@@ -1,4 +1,4 @@
-"""A checkpoint's safetensors tensors, read one at a time with plain file reads.
+"""Internal: a checkpoint's safetensors tensors, read one at a time with plain file reads.
 
 The loader streams each decoder weight into a reused buffer, packs it for its kernel and moves
 on, so nothing of the file stays beside the packed copy. The token embedding table is read a

@@ -1,11 +1,13 @@
 """The API reference (docs/api/, built by ``make docs``) covers every public name: each name
 in the ``__all__`` of a documented package has its own ``::: package.name`` block, or the
 page renders the whole package. A name added to ``__all__`` without one fails here, with the
-block to add."""
+block to add. The public modules are the ones docs/architecture.md names, each with an
+``__all__`` of names it binds."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -16,15 +18,23 @@ PACKAGES = [
     "qwen3_core",
     "qwen3_core.batch",
     "qwen3_core.evaluation",
+    "qwen3_core.serve",
     "qwen3_core.testing",
+    "qwen3_core.hub",
+    "qwen3_core.variants",
     "langchain_qwen3",
     "llamaindex_qwen3",
 ]
 
 
+def _source(package: str) -> Path:
+    path = ROOT / package.replace(".", "/")
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
 def public_names(package: str) -> list[str]:
     """``__all__`` read from the source: importing would pull torch and the frameworks."""
-    path = ROOT / package.replace(".", "/") / "__init__.py"
+    path = _source(package)
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
         targets = node.targets if isinstance(node, ast.Assign) else []
         if isinstance(node, ast.AnnAssign):
@@ -66,3 +76,28 @@ def test_every_public_name_is_in_the_api_reference(package: str) -> None:
         + ", ".join(f"'::: {package}.{name}'" for name in missing)
         + " to the fitting section of its page in docs/api/"
     )
+
+
+def test_the_public_modules_are_those_architecture_md_names() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("## The public line", 1)[1].split("\n## ", 1)[0]
+    listed = section.strip().split("\n\n")[1]  # the paragraph after the first one
+    assert sorted(re.findall(r"`([a-z_.0-9]+)`", listed)) == sorted(PACKAGES)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_each_public_name_is_bound_in_its_module(package: str) -> None:
+    """Every name in ``__all__`` is defined, imported or lazily exported by the module: a
+    stale entry would break ``from package import *`` and the API reference."""
+    tree = ast.parse(_source(package).read_text(encoding="utf-8"))
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            bound.update(t.id for t in targets if isinstance(t, ast.Name))
+    unbound = [name for name in public_names(package) if name not in bound]
+    assert unbound == [], f"{package}.__all__ names what the module does not bind"

@@ -1,5 +1,5 @@
-"""The transformers/torch backend (CPU or GPU): a Qwen3 base model in this process, either
-qwen3-rag's own decoder (CPU, ``qwen3_core.decoder``) or transformers' ``Qwen3Model``.
+"""Internal: the transformers/torch backend (CPU or GPU): a Qwen3 base model in this process,
+either qwen3-rag's own decoder (CPU, ``qwen3_core.decoder``) or transformers' ``Qwen3Model``.
 
 Batches are right-padded and run without an attention mask: under the causal mask no real
 token can see the padding that follows it, so each sequence's result does not depend on its

@@ -1,5 +1,5 @@
-"""Swapping the decoder layers' linear layers for another implementation of the same map
-(oneDNN float32, int8): the one walk over the model that both use."""
+"""Internal: swapping the decoder layers' linear layers for another implementation of the same
+map (oneDNN float32, int8): the one walk over the model that both use."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The opt-in int8 CPU path: the decoder's linear layers in int8 on a dynamic kernel (the
-input quantized on each call). Faster, not exact: see docs/performance.md.
+"""Internal: the opt-in int8 CPU path: the decoder's linear layers in int8 on a dynamic kernel
+(the input quantized on each call). Faster, not exact: see docs/performance.md.
 
 Two kernels compute the same quantized GEMM, and the faster one for the CPU is picked at run
 time:

@@ -1,4 +1,4 @@
-"""The CPU float32 linear layers on oneDNN, with weights packed once at load.
+"""Internal: the CPU float32 linear layers on oneDNN, with weights packed once at load.
 
 torch's ``nn.Linear`` calls its BLAS (MKL in the CPU wheels), which on some x86 CPUs runs far
 below the hardware's rate: on a 2-core AMD EPYC with AVX-512, ``torch.mm`` reaches 190-230 GFLOP/s

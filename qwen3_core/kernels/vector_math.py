@@ -1,4 +1,4 @@
-"""torch's vector math set up on one thread before a model's first forward pass.
+"""Internal: torch's vector math set up on one thread before a model's first forward pass.
 
 torch's x86 CPU wheels evaluate several float functions (``cos``, ``sin``, ``exp``, ``erf``,
 ...) with MKL's vector math library, each thread of the op on its own chunk of 2048 elements.
