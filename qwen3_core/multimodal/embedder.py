@@ -1,5 +1,6 @@
-"""``Qwen3VLEmbedder``: Qwen3-VL-Embedding as a function from texts, images and both
-together to unit vectors in one space."""
+"""Internal (import its public names from ``qwen3_core``): ``Qwen3VLEmbedder``:
+Qwen3-VL-Embedding as a function from texts, images and both together to unit vectors in one
+space."""
 
 from __future__ import annotations
 

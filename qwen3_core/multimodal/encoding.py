@@ -1,4 +1,4 @@
-"""Prompts to model inputs: token ids with each image's tokens in place, and the images'
+"""Internal: prompts to model inputs: token ids with each image's tokens in place, and the images'
 patches, as the official processor builds them (without torchvision)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the two Qwen3-VL engines share: opening the model, the options they take, and
+"""Internal: what the two Qwen3-VL engines share: opening the model, the options they take, and
 turning inputs into model inputs chunk by chunk (so that images are decoded a few at a
 time, never all at once)."""
 

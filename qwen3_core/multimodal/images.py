@@ -1,4 +1,4 @@
-"""Opening images safely and sizing them as the official Qwen3-VL code does.
+"""Internal: opening images safely and sizing them as the official Qwen3-VL code does.
 
 Each image is decoded with Pillow's own checks kept on (a truncated file is an error, not a
 half-grey picture), refused before decoding when its header declares more than

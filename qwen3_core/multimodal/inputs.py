@@ -1,4 +1,4 @@
-"""What a multimodal input may be, checked before any model work.
+"""Internal: what a multimodal input may be, checked before any model work.
 
 - A ``str`` is text (never a path or an address: text from documents must not open files).
 - An image is a ``PIL.Image.Image`` or a ``pathlib.Path``.

@@ -1,4 +1,4 @@
-"""Recognising a Qwen3-VL checkpoint before loading it, and loading it once per process.
+"""Internal: recognising a Qwen3-VL checkpoint before loading it, and loading it once per process.
 
 Recognised: the official layout (a ``Qwen3VLForConditionalGeneration`` config.json over
 ``model.language_model.*`` and ``model.visual.*`` tensors, or a bare ``Qwen3VLModel`` save

@@ -1,4 +1,4 @@
-"""The official Qwen3-VL-Embedding and Qwen3-VL-Reranker prompts, as token segments.
+"""Internal: the official Qwen3-VL-Embedding and Qwen3-VL-Reranker prompts, as token segments.
 
 A prompt is a list of segments: a special token (by its text), an image slot, or text. The
 text between two special tokens is tokenised as one piece, exactly as the checkpoint's chat

@@ -1,5 +1,6 @@
-"""``Qwen3VLReranker``: Qwen3-VL-Reranker's yes/no judgement of any input against any other
-(text, images, both), as P(yes) and its log-odds."""
+"""Internal (import its public names from ``qwen3_core``): ``Qwen3VLReranker``:
+Qwen3-VL-Reranker's yes/no judgement of any input against any other (text, images, both), as
+P(yes) and its log-odds."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Running a ``Qwen3VLModel`` on encoded prompts, in batches of a token budget.
+"""Internal: running a ``Qwen3VLModel`` on encoded prompts, in batches of a token budget.
 
 A batch is right-padded with an attention mask; the model's own forward runs the vision
 tower, puts the image features in place, adds the deepstack features to the first decoder
