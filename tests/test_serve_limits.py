@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -20,6 +25,7 @@ import pytest
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
 from qwen3_core.cli.main import main
 from qwen3_core.serve import ServeSettings, create_app
+from qwen3_core.testing import free_port
 from tests.serving import RunningServer
 
 QUERY = "What is the capital of China?"
@@ -304,3 +310,42 @@ def test_command_line_refuses_an_open_address_without_a_key(
     assert "--max-documents must be a positive int" in capsys.readouterr().err
     assert main(["serve"]) == 2
     assert "nothing to serve" in capsys.readouterr().err
+
+
+def test_command_line_serves_until_terminated(tmp_path: Path) -> None:
+    """``qwen3-rag serve --tiny``: the key from the environment, a request; SIGTERM shuts it
+    down cleanly (and, as uvicorn does, the process then ends by that signal); the key is in
+    none of its output."""
+    port = free_port()
+    env = {**os.environ, "QWEN3_RAG_API_KEY": KEY}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "qwen3_core.cli", "serve", "--tiny", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while True:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the server did not start"
+                try:
+                    if httpx.get(url + "/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            headers = {"Authorization": f"Bearer {KEY}"}
+            body = {"query": QUERY, "documents": ["a", "b"]}
+            assert httpx.post(url + "/v2/rerank", json=body, headers=headers).status_code == 200
+            assert httpx.post(url + "/v2/rerank", json=body).status_code == 401
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(60)
+    output = log.read_text()
+    assert code == -signal.SIGTERM, output
+    assert "Application shutdown complete" in output
+    assert f"Serving on http://127.0.0.1:{port} (with an API key)" in output
+    assert KEY not in output
