@@ -66,7 +66,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         "applications",
-        ("qwen3_core.cli", "qwen3_core.demo", "qwen3_core.evaluation", "qwen3_core.batch"),
+        (
+            "qwen3_core.cli",
+            "qwen3_core.demo",
+            "qwen3_core.evaluation",
+            "qwen3_core.batch",
+            "qwen3_core.serve",
+        ),
     ),
     (
         "adapters",
