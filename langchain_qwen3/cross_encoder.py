@@ -35,5 +35,5 @@ class Qwen3CrossEncoder(RerankerSettings, BaseCrossEncoder):
         pairs = check_pairs("text_pairs", text_pairs)  # checked before anything is loaded
         if not pairs:
             return []
-        scores: list[float] = self.engine.score_pairs(pairs, **self._call_settings()).tolist()
+        scores: list[float] = self.engine.score_pairs(pairs, **self.call_settings()).tolist()
         return scores

@@ -46,7 +46,7 @@ class Qwen3Embeddings(EmbedderSettings, Embeddings):
     def embed_query(self, text: str) -> list[float]:
         """The unit vector of ``Instruct: {query_instruction}\\nQuery:{text}``."""
         check_text("text", text)
-        vector: list[float] = self.engine.embed_queries([text], **self._call_settings())[0].tolist()
+        vector: list[float] = self.engine.embed_queries([text], **self.call_settings())[0].tolist()
         return vector
 
     # The engine's async methods: on the server backend they await the network; locally
@@ -64,6 +64,6 @@ class Qwen3Embeddings(EmbedderSettings, Embeddings):
         """``embed_query`` without blocking the event loop."""
         check_text("text", text)
         engine = await self._engine.aget()
-        vectors = await engine.aembed_queries([text], **self._call_settings())
+        vectors = await engine.aembed_queries([text], **self.call_settings())
         vector: list[float] = vectors[0].tolist()
         return vector

@@ -61,7 +61,7 @@ class Qwen3Rerank(RerankerSettings, BaseDocumentCompressor):
         check_text("query", query)
         if not texts:
             return []
-        hits = self.engine.rerank(query, texts, top_n=self.top_n, **self._call_settings())
+        hits = self.engine.rerank(query, texts, top_n=self.top_n, **self.call_settings())
         return self._kept(documents, hits)
 
     async def acompress_documents(
@@ -77,7 +77,7 @@ class Qwen3Rerank(RerankerSettings, BaseDocumentCompressor):
         if not texts:
             return []
         engine = await self._engine.aget()
-        hits = await engine.arerank(query, texts, top_n=self.top_n, **self._call_settings())
+        hits = await engine.arerank(query, texts, top_n=self.top_n, **self.call_settings())
         return self._kept(documents, hits)
 
     def _kept(self, documents: Sequence[Document], hits: list[RerankResult]) -> list[Document]:

@@ -76,7 +76,7 @@ class Qwen3Embedding(NamedEmbedderSettings, KeywordChecks, BaseEmbedding):
         return await super().aget_text_embedding_batch(checked, show_progress, **kwargs)
 
     def _get_query_embedding(self, query: str) -> Embedding:
-        vectors = self.engine.embed_queries([query], **self._call_settings())
+        vectors = self.engine.embed_queries([query], **self.call_settings())
         vector: Embedding = vectors[0].tolist()
         return vector
 
@@ -94,7 +94,7 @@ class Qwen3Embedding(NamedEmbedderSettings, KeywordChecks, BaseEmbedding):
     # event loop keeps serving meanwhile.
     async def _aget_query_embedding(self, query: str) -> Embedding:
         engine = await self._engine.aget()
-        vectors = await engine.aembed_queries([query], **self._call_settings())
+        vectors = await engine.aembed_queries([query], **self.call_settings())
         vector: Embedding = vectors[0].tolist()
         return vector
 

@@ -92,7 +92,7 @@ class Qwen3Rerank(RerankerSettings, KeywordChecks, BaseNodePostprocessor):
             return []
         with self._reranking(nodes, query_bundle) as finish:  # type: ignore[arg-type]
             return finish(
-                self.engine.rerank(query, texts, top_n=self.top_n, **self._call_settings())
+                self.engine.rerank(query, texts, top_n=self.top_n, **self.call_settings())
             )
 
     @dispatcher.span  # LlamaIndex wraps only the sync method in a span by itself
@@ -109,7 +109,7 @@ class Qwen3Rerank(RerankerSettings, KeywordChecks, BaseNodePostprocessor):
         engine = await self._engine.aget()
         with self._reranking(nodes, query_bundle) as finish:  # type: ignore[arg-type]
             return finish(
-                await engine.arerank(query, texts, top_n=self.top_n, **self._call_settings())
+                await engine.arerank(query, texts, top_n=self.top_n, **self.call_settings())
             )
 
     def _checked(

@@ -223,8 +223,9 @@ class EngineSettings(BaseModel, Generic[EngineT]):
         )
         return built
 
-    def _call_settings(self) -> dict[str, Any]:
-        """The settings each engine call takes from the adapter, by engine keyword."""
+    def call_settings(self) -> dict[str, Any]:
+        """The per-call settings this adapter passes to each engine call, by the engine's
+        keyword (for a reranker, those of ``RerankCall``)."""
         return {
             keyword: getattr(self, name)
             for name, keyword in self._SETTINGS.items()

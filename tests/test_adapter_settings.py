@@ -138,9 +138,9 @@ def test_beside_a_ready_engine_fixed_settings_are_refused_and_per_call_ones_kept
             # given as None, it is the engine's.
             kept = adapter_class(engine=ready, **{name: given})
             assert getattr(kept, name) == given != spec.read(ready, keyword)
-            assert kept._call_settings()[keyword] == given
+            assert kept.call_settings()[keyword] == given
             engines = adapter_class(engine=ready, **{name: None})
-            assert engines._call_settings()[keyword] == spec.read(ready, keyword)
+            assert engines.call_settings()[keyword] == spec.read(ready, keyword)
 
 
 @pytest.mark.parametrize("engine", ENGINES, ids=IDS)

@@ -20,6 +20,7 @@ import pytest
 import torch
 from langchain_core.documents import Document
 from llama_index.core.schema import NodeWithScore, TextNode
+from tokenizers import Tokenizer
 
 from langchain_qwen3 import Qwen3CrossEncoder, Qwen3Embeddings
 from langchain_qwen3 import Qwen3Rerank as LangChainRerank
@@ -685,29 +686,50 @@ HUGE_TEXTS: dict[str, Callable[[], str]] = {
 }
 
 
+class _RecordingTokenizer:
+    """A ``tokenizers.Tokenizer`` that notes the longest text of each ``encode_batch`` call
+    and is otherwise the real one, for a ``LiteralTokenizer`` built on it."""
+
+    real: Tokenizer
+    longest: list[int]
+
+    def __init__(self, real: Tokenizer) -> None:
+        object.__setattr__(self, "real", real)
+        object.__setattr__(self, "longest", [])
+
+    def encode_batch(self, texts: list[str], **kwargs: Any) -> Any:
+        self.longest.append(max(map(len, texts), default=0))
+        return self.real.encode_batch(texts, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.real, name, value)
+
+
 @pytest.mark.parametrize("name", list(HUGE_TEXTS))
 def test_ten_megabyte_text_is_cut_to_a_bounded_prefix(
-    embedder: Qwen3Embedder,
-    reranker: Qwen3Reranker,
-    monkeypatch: pytest.MonkeyPatch,
-    name: str,
+    embedder: Qwen3Embedder, reranker: Qwen3Reranker, name: str
 ) -> None:
     """At the default max_length (8192), a 10 MB text, even one unbroken word, is cut to its
     first tokens: only a bounded prefix ever reaches the tokenizer (8193 tokens of at most
     128 characters each, plus two 8192-character lookaheads), so its cost does not grow
-    with the text. Tokenising the whole word took ~40 s for the CJK run before that bound."""
-    longest: list[int] = []
-    encode_batch = LiteralTokenizer._encode_batch
-
-    def recording(self: LiteralTokenizer, texts: list[str]) -> Any:
-        longest.append(max(map(len, texts), default=0))
-        return encode_batch(self, texts)
-
-    monkeypatch.setattr(LiteralTokenizer, "_encode_batch", recording)
+    with the text. Tokenising the whole word took ~40 s for the CJK run before that bound.
+    What reaches the tokenizer is watched on a ``LiteralTokenizer`` over a recording
+    ``tokenizers.Tokenizer``, asked what the engines ask of theirs."""
     text = HUGE_TEXTS[name]()
     (ids,) = embedder.tokenize_documents([text])
     (prompt,) = reranker.tokenize(QUERY, [text])
     assert len(ids) == len(prompt) == 8192  # both cut to max_length
+    recording = _RecordingTokenizer(
+        Tokenizer.from_file(str(embedder.model_path / "tokenizer.json"))
+    )
+    literal = LiteralTokenizer(recording)  # type: ignore[arg-type]
+    (cut,) = literal.encode_literal([text], max_tokens=8192)
+    ((with_offsets, _),) = literal.encode_literal_offsets([text], max_tokens=8192)
+    assert len(cut) >= 8192 and np.array_equal(cut, with_offsets)
+    longest = recording.longest
     assert longest and max(longest) <= 8193 * 128 + 2 * 8192 < len(text) // 9
 
 

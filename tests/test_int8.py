@@ -32,7 +32,7 @@ from qwen3_core import (
 )
 from qwen3_core.decoder import Qwen3Decoder
 from qwen3_core.kernels import int8
-from qwen3_core.kernels.int8 import Int8Linear, _quantize_weight, int8_kernel
+from qwen3_core.kernels.int8 import Int8Linear, int8_kernel, quantize_weight
 from qwen3_core.loading import load_model
 from qwen3_core.testing import ModelPaths
 from qwen3_core.variants import tensor_shapes
@@ -195,7 +195,7 @@ def test_weights_are_quantized_as_torch_quantizes_them(shape: tuple[int, int]) -
         want = torch.quantize_per_channel(
             weight, scales, torch.zeros(shape[0], dtype=torch.long), 0, torch.qint8
         )
-    got = _quantize_weight(weight)
+    got = quantize_weight(weight)
     assert torch.equal(got.int_repr(), want.int_repr())
     assert torch.equal(got.q_per_channel_scales(), want.q_per_channel_scales())
     assert int(got.int_repr().abs().max()) == 127

@@ -5,12 +5,10 @@ to torch's kernel with one warning and the same results."""
 
 from __future__ import annotations
 
-import logging
-import shutil
-from collections.abc import Callable, Iterator
+import json
+import subprocess
+import sys
 from dataclasses import replace
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -18,13 +16,10 @@ import pytest
 import torch
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker
-from qwen3_core.kernels import onednn_linear
-from qwen3_core.kernels.onednn_linear import OneDnnLinear, use_onednn_linears
+from qwen3_core.kernels.onednn_linear import OneDnnLinear
 from qwen3_core.testing import ModelPaths
-from tests.faulty_models import link_or_copy
 from tests.options import CPU
 
-REAL_OPS = torch.ops.mkldnn
 TORCH_LINEARS = replace(CPU, cpu_linear="torch")
 
 
@@ -109,160 +104,137 @@ def test_cpu_linear_settings_are_checked(settings: dict[str, Any], message: str)
 
 # --- Fallback to torch's kernel -------------------------------------------------------------
 
+# Each case runs in a process of its own: the probe's verdict and a failure hold for the whole
+# process, as they do for a user's. torch's oneDNN op namespace is replaced there, before the
+# first model (the probe meets the broken ops) or after the engines are built (a failure while
+# running); the engines on oneDNN are compared with engines on torch's kernel in that process.
+_FALLBACK = """
+import json, sys
+from types import SimpleNamespace
 
-@pytest.fixture
-def fresh_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The module's once-per-process probe and failure record, as in a new process; the
-    session's real state (and the shared engines on oneDNN) come back afterwards."""
-    monkeypatch.setattr(onednn_linear, "_health", onednn_linear._Health())
-    yield
+import torch
 
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
+from qwen3_core.kernels.onednn_linear import OneDnnLinear, use_onednn_linears
 
-@pytest.fixture
-def own_models(test_models: ModelPaths, tmp_path: Path) -> ModelPaths:
-    """Links to the tiny models under new paths: the loading cache gives engines made from them
-    models of their own, never the session's shared ones."""
-    for source, target in ((test_models.embedding, "embedding"), (test_models.reranker, "rr")):
-        shutil.copytree(source, tmp_path / target, copy_function=link_or_copy)
-    return ModelPaths(embedding=tmp_path / "embedding", reranker=tmp_path / "rr")
-
-
-@pytest.fixture(scope="module")
-def torch_results(test_models: ModelPaths, corpus: list[str], queries: list[str]) -> Results:
-    """The engines' results on torch's own kernel (``cpu_linear="torch"``)."""
-    engines = (
-        Qwen3Embedder(test_models.embedding, backend=TORCH_LINEARS),
-        Qwen3Reranker(test_models.reranker, backend=TORCH_LINEARS),
-    )
-    assert all(type(m) is torch.nn.Linear for e in engines for m in _decoder_linears(e))
-    return _results(*engines, corpus, queries)
+case, embedding, reranker = sys.argv[1:4]
+corpus, queries = json.loads(sys.argv[4]), json.loads(sys.argv[5])
+real = torch.ops.mkldnn
 
 
-Results = tuple[np.ndarray, np.ndarray, list[list[float]]]
+def wrong(*args):
+    return real._linear_pointwise(*args) + 1e-3
 
 
-def _results(
-    embedder: Qwen3Embedder, reranker: Qwen3Reranker, corpus: list[str], queries: list[str]
-) -> Results:
-    return (
-        embedder.embed_documents(corpus),
-        embedder.embed_queries(queries),
-        [list(reranker.score(query, corpus)) for query in queries],
-    )
+def raising(*args):
+    raise RuntimeError("could not create a primitive descriptor\\nfor the linear")
 
 
-def _assert_same(got: Results, expected: Results) -> None:
-    # Both ran torch's kernel on the same weights: equal, not merely close.
-    for a, b in zip(got, expected, strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
-
-def _fallback_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "qwen3_core" and "torch's own kernel" in r.getMessage()
-    ]
-
-
-def _wrong_linear(*args: Any) -> torch.Tensor:
-    out: torch.Tensor = REAL_OPS._linear_pointwise(*args)
-    return out + 1e-3
-
-
-def _raising_linear(*args: Any) -> torch.Tensor:
-    raise RuntimeError("could not create a primitive descriptor\nfor the linear")
-
-
-BROKEN_OPS: dict[str, tuple[Callable[[], object], str]] = {
-    # A torch build without the op: the lookup itself fails.
-    "missing": (
-        lambda: SimpleNamespace(_reorder_linear_weight=REAL_OPS._reorder_linear_weight),
-        "AttributeError",
-    ),
-    "wrong numbers": (
-        lambda: SimpleNamespace(
-            _reorder_linear_weight=REAL_OPS._reorder_linear_weight, _linear_pointwise=_wrong_linear
-        ),
-        "differs from torch.nn.functional.linear",
-    ),
-    "raises": (
-        lambda: SimpleNamespace(
-            _reorder_linear_weight=REAL_OPS._reorder_linear_weight,
-            _linear_pointwise=_raising_linear,
-        ),
-        "RuntimeError: could not create a primitive descriptor",
-    ),
+pack = real._reorder_linear_weight
+broken = {
+    "missing": SimpleNamespace(_reorder_linear_weight=pack),  # a torch build without the op
+    "wrong numbers": SimpleNamespace(_reorder_linear_weight=pack, _linear_pointwise=wrong),
+    "raises": SimpleNamespace(_reorder_linear_weight=pack, _linear_pointwise=raising),
 }
 
 
-@pytest.mark.parametrize("broken", list(BROKEN_OPS))
+def linears(engine):
+    found = engine.loaded_model.layers.modules()
+    return [m for m in found if isinstance(m, torch.nn.Linear | OneDnnLinear)]
+
+
+def kernels(engines):
+    return sorted({getattr(m, "kernel", type(m).__name__) for e in engines for m in linears(e)})
+
+
+def results(embedder, reranker):
+    return [
+        embedder.embed_documents(corpus).tolist(),
+        embedder.embed_queries(queries).tolist(),
+        [list(map(float, reranker.score(query, corpus))) for query in queries],
+    ]
+
+
+plain = TransformersOptions(device="cpu", cpu_linear="torch")
+want = results(Qwen3Embedder(embedding, backend=plain), Qwen3Reranker(reranker, backend=plain))
+if case != "running":
+    torch.ops.mkldnn = broken[case]
+cpu = TransformersOptions(device="cpu")
+engines = (Qwen3Embedder(embedding, backend=cpu), Qwen3Reranker(reranker, backend=cpu))
+loaded = kernels(engines)
+if case == "running":
+    torch.ops.mkldnn = broken["raises"]
+got, again = results(*engines), results(*engines)
+later = torch.nn.Sequential()
+later.layers = torch.nn.ModuleList([torch.nn.Linear(8, 4)])
+use_onednn_linears(later)
+print(json.dumps({
+    "loaded": loaded,
+    "options": [e.options.cpu_linear for e in engines],
+    "after": kernels(engines),
+    "same": got == want and again == want,
+    "later": type(later.layers[0]).__name__,
+}))
+"""
+
+
+def _fallback(case: str, test_models: ModelPaths, corpus: list[str], queries: list[str]) -> Any:
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _FALLBACK,
+            case,
+            str(test_models.embedding),
+            str(test_models.reranker),
+            json.dumps(corpus),
+            json.dumps(queries),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stderr.splitlines() if "torch's own kernel" in line]
+    return json.loads(run.stdout.strip().splitlines()[-1]), lines
+
+
+@pytest.mark.parametrize(
+    ("broken", "reason"),
+    [
+        ("missing", "AttributeError"),
+        ("wrong numbers", "differs from torch.nn.functional.linear"),
+        ("raises", "RuntimeError: could not create a primitive descriptor"),
+    ],
+)
 def test_failed_probe_keeps_torch_linears(
-    broken: str,
-    fresh_process_state: None,
-    own_models: ModelPaths,
-    torch_results: Results,
-    corpus: list[str],
-    queries: list[str],
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    broken: str, reason: str, test_models: ModelPaths, corpus: list[str], queries: list[str]
 ) -> None:
-    make_ops, reason = BROKEN_OPS[broken]
-    monkeypatch.setattr(onednn_linear, "_mkldnn_ops", make_ops())
-    with caplog.at_level(logging.INFO, logger="qwen3_core"):
-        engines = (
-            Qwen3Embedder(own_models.embedding, backend=CPU),
-            Qwen3Reranker(own_models.reranker, backend=CPU),
-        )
-        results = _results(*engines, corpus, queries)
-    assert all(type(m) is torch.nn.Linear for e in engines for m in _decoder_linears(e))
-    _assert_same(results, torch_results)
-    (line,) = _fallback_lines(caplog)
-    assert reason in line and "unavailable" in line and "\n" not in line
+    """Broken before any model: the probe fails, models keep ``nn.Linear`` (and their options
+    say so), the results are torch's, and one warning line says why."""
+    report, lines = _fallback(broken, test_models, corpus, queries)
+    assert report["loaded"] == report["after"] == ["Linear"]
+    assert report["options"] == ["torch", "torch"] and report["same"]
+    (line,) = lines
+    assert reason in line and "unavailable" in line
 
 
 def test_failure_while_running_falls_back_to_torch(
-    fresh_process_state: None,
-    own_models: ModelPaths,
-    torch_results: Results,
-    corpus: list[str],
-    queries: list[str],
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    test_models: ModelPaths, corpus: list[str], queries: list[str]
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="qwen3_core"):
-        engines = (
-            Qwen3Embedder(own_models.embedding, backend=CPU),
-            Qwen3Reranker(own_models.reranker, backend=CPU),
-        )
-        linears = [m for e in engines for m in _decoder_linears(e)]
-        assert linears and all(isinstance(m, OneDnnLinear) for m in linears)
-        # oneDNN breaks after the load: every call of its linear raises from now on.
-        monkeypatch.setattr(onednn_linear, "_mkldnn_ops", BROKEN_OPS["raises"][0]())
-        results = _results(*engines, corpus, queries)
-        again = _results(*engines, corpus, queries)
-    _assert_same(results, torch_results)
-    _assert_same(again, torch_results)
-    (line,) = _fallback_lines(caplog)
-    assert "RuntimeError: could not create a primitive descriptor" in line and "\n" not in line
-    # Each layer now holds its plain weight instead of the packed one: still one copy.
-    for module in linears:
-        assert isinstance(module, OneDnnLinear)
-        assert module._packed is None and module._weight is not None
-        assert module._weight.shape == (module.out_features, module.in_features)
-    # Models loaded after the failure are not swapped at all.
-    model = _LayeredModel()
-    assert use_onednn_linears(model) is model and type(model.layers[0]) is torch.nn.Linear
+    """Broken after the load: every layer turns to torch's kernel at its next call (holding
+    its plain weight instead of the packed one), the results are torch's, twice, one warning
+    line says why, and models loaded afterwards are not swapped at all."""
+    report, lines = _fallback("running", test_models, corpus, queries)
+    assert report["loaded"] == ["onednn"] and report["options"] == ["onednn", "onednn"]
+    assert report["after"] == ["torch"] and report["same"]
+    (line,) = lines
+    assert "RuntimeError: could not create a primitive descriptor" in line
+    assert report["later"] == "Linear"
 
 
-class _LayeredModel(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.layers = torch.nn.ModuleList([torch.nn.Linear(8, 4)])
-
-
-def test_bad_input_raises_torch_error_and_keeps_onednn(fresh_process_state: None) -> None:
+def test_bad_input_raises_torch_error_and_keeps_onednn() -> None:
     layer = OneDnnLinear(torch.nn.Linear(8, 4))
     with pytest.raises(RuntimeError, match="cannot be multiplied"):
         layer(torch.randn(2, 5))
-    assert layer._packed is not None and onednn_linear._health.failure is None
+    assert layer.kernel == "onednn"  # the input was at fault, not oneDNN

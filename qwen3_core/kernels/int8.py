@@ -83,7 +83,7 @@ class _QuantizedEngine:
 _engine = _QuantizedEngine()
 
 
-def _quantize_weight(weight: torch.Tensor) -> torch.Tensor:
+def quantize_weight(weight: torch.Tensor) -> torch.Tensor:
     """Symmetric int8, one scale per output row: the integers ``quantize_per_channel`` gives
     (times the float32 inverse of the scale, rounded half to even), 5-10x faster.
 
@@ -182,7 +182,7 @@ class Int8Linear(torch.nn.Module):
         self.reduce_range, self.kernel = reduce_range, kernel
         # The bias is added after the per-row rescaling, in float32.
         self.bias = None if linear.bias is None else linear.bias.detach().float().clone()
-        quantized = _quantize_weight(linear.weight.detach().float())
+        quantized = quantize_weight(linear.weight.detach().float())
         self._packed = _prepack(quantized, None, kernel)
         if kernel == "onednn":
             # oneDNN's packed weight keeps the int8 tensor it was packed from, for unpacking
@@ -236,7 +236,7 @@ def _onednn_failure() -> str | None:
     if "onednn" not in torch.backends.quantized.supported_engines:
         return "this torch has no oneDNN quantized engine"
     generator = torch.Generator().manual_seed(0)
-    weight = _quantize_weight(torch.randn(72, 96, generator=generator))
+    weight = quantize_weight(torch.randn(72, 96, generator=generator))
     x = torch.randn(5, 96, generator=generator)
     largest = x.abs().amax(dim=1, keepdim=True)
     reduce_range = not has_vnni()

@@ -27,19 +27,21 @@ from qwen3_core.kernels.decoder_linears import swap_decoder_linears
 
 logger = logging.getLogger("qwen3_core")
 
-_mkldnn_ops: Any = torch.ops.mkldnn
-"""Where the private ops are looked up, at each call: a torch without them fails there, not at
-import."""
+
+def _mkldnn_ops() -> Any:
+    """torch's private oneDNN ops, looked up at each call: a torch without them fails there,
+    not at import."""
+    return torch.ops.mkldnn
 
 
 def _pack(weight: torch.Tensor) -> torch.Tensor:
     # No batch-size hint: measured, the layout it picks is as fast for 1..2048 rows.
-    packed: torch.Tensor = _mkldnn_ops._reorder_linear_weight(weight)
+    packed: torch.Tensor = _mkldnn_ops()._reorder_linear_weight(weight)
     return packed
 
 
 def _onednn_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> Any:
-    return _mkldnn_ops._linear_pointwise(x, packed, bias, "none", [], "")
+    return _mkldnn_ops()._linear_pointwise(x, packed, bias, "none", [], "")
 
 
 def _unpack(packed: torch.Tensor) -> torch.Tensor:
@@ -159,9 +161,15 @@ class OneDnnLinear(torch.nn.Module):
             if self._weight is None:
                 self._weight, self._packed = weight, None
 
+    @property
+    def kernel(self) -> CpuLinear:
+        """The kernel the layer's next call runs: ``"onednn"`` while it holds its weight
+        packed for oneDNN and oneDNN works in this process; ``"torch"`` once oneDNN has failed
+        (the layer then holds the plain weight in place of the packed one)."""
+        return "onednn" if self._packed is not None and _health.failure is None else "torch"
+
     def extra_repr(self) -> str:
-        kernel = "torch" if self._packed is None else "oneDNN"
-        return f"in_features={self.in_features}, out_features={self.out_features}, {kernel}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self.kernel}"
 
 
 def onednn_linear_wanted(choice: CpuLinear | None = None) -> bool:
