@@ -453,3 +453,19 @@ def test_every_way_to_give_an_image_is_the_same_image(
     ]
     vectors = vl_embedder.embed_documents(ways)
     assert np.abs(vectors - vectors[0]).max() < 1e-6
+
+
+def test_weights_saved_again_are_loaded_again(tmp_path: Path) -> None:
+    from qwen3_core.testing.vl_models import build_vl_embedding_model
+
+    folder = build_vl_embedding_model(tmp_path / "model", seed=20)
+    before = Qwen3VLEmbedder(folder, backend=CPU)
+    texts = ["a text"]
+    first = before.embed_documents(texts)
+    build_vl_embedding_model(tmp_path / "model", seed=21)  # a fine-tuning loop saving again
+    after = Qwen3VLEmbedder(folder, backend=CPU)
+    assert after.loaded_model is not before.loaded_model
+    assert np.abs(after.embed_documents(texts) - first).max() > 0.01
+    assert (
+        np.abs(before.embed_documents(texts) - first).max() == 0
+    )  # the old engine keeps its model

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 
 from qwen3_core.backend_options import TransformersOptions
+from qwen3_core.checkpoints import FolderFiles, is_current
 from qwen3_core.devices import resolve_device, resolve_dtype
 from qwen3_core.errors import ModelKindError, first_line
 from qwen3_core.hub import HubOptions, import_names, resolve_model_folder
@@ -214,6 +215,9 @@ class LoadedVLModel:
     model: torch.nn.Module
     device: torch.device
     dtype: torch.dtype
+    files: FolderFiles | None = None
+    """The folder's files as they were before the model was read: it is shared only while
+    they are unchanged."""
     _rows: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, repr=False)
 
     def score_direction(self, *, yes_id: int, no_id: int) -> torch.Tensor:
@@ -244,7 +248,8 @@ def load_vl_model(
     model: str | Path, kind: VLKind, options: TransformersOptions, hub: HubOptions
 ) -> LoadedVLModel:
     """The checkpoint recognised, then loaded (shared by engines asking for the same folder,
-    kind, device, dtype and model_kwargs).
+    kind, device, dtype and model_kwargs while its files are unchanged: weights saved into
+    the folder again are loaded anew).
 
     Raises:
         ModelKindError: See ``recognise``; also a load that leaves tensors uninitialised.
@@ -261,6 +266,7 @@ def load_vl_model(
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
     folder = resolve_model_folder(model, hub)
+    files = FolderFiles.of(folder)  # first: a change while it is read shows next time
     checkpoint = recognise(folder, kind)
     key = (
         str(folder.resolve()),
@@ -271,9 +277,10 @@ def load_vl_model(
     )
     with _lock:
         hit = _cache.get(key)
-        if hit is not None:
+        if hit is not None and is_current(hit.files):
             return hit
-        loaded = LoadedVLModel(checkpoint, _load(folder, device, dtype, options), device, dtype)
+        torch_model = _load(folder, device, dtype, options)
+        loaded = LoadedVLModel(checkpoint, torch_model, device, dtype, files)
         _cache[key] = loaded
         return loaded
 
