@@ -18,8 +18,10 @@ from qwen3_core import (
     Qwen3Reranker,
     TransformersOptions,
 )
-from qwen3_core.testing import ModelPaths
-from tests.options import on_cpu
+from qwen3_core.testing import ModelPaths, VariantPaths
+from qwen3_core.weights import SafetensorsFolder
+from tests.faulty_models import link_or_copy
+from tests.options import CPU, on_cpu
 
 
 def test_missing_folder_names_the_path(tmp_path: Path) -> None:
@@ -114,3 +116,23 @@ def test_only_the_embedding_rows_looked_up_are_read(
     assert table.nbytes > 30 * 2**20
     stored = load_file(str(folder / "model.safetensors"))["model.embed_tokens.weight"]
     assert torch.equal(model.state_dict()["embed_tokens.weight"], stored)
+
+
+@pytest.mark.parametrize(
+    "index",
+    [{"metadata": {}}, {"weight_map": ["a"]}, {"weight_map": {"lm_head.weight": 3}}, []],
+    ids=["no-map", "map-not-an-object", "file-not-a-name", "not-an-object"],
+)
+def test_a_broken_shard_index_is_named(
+    index: object, test_variants: VariantPaths, tmp_path: Path
+) -> None:
+    """The one reader of model.safetensors.index.json refuses an index without a map of
+    tensor names to file names, naming the file, for the engine and the loader alike."""
+    folder = tmp_path / "sharded"
+    shutil.copytree(test_variants.rerankers["sharded-bf16"], folder, copy_function=link_or_copy)
+    (folder / "model.safetensors.index.json").unlink()  # maybe a link: never write through
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(ModelKindError, match=r"model\.safetensors\.index\.json' has no weight_map"):
+        Qwen3Reranker(folder, backend=CPU)
+    with pytest.raises(ModelKindError, match="has no weight_map"):
+        SafetensorsFolder.open(folder)
