@@ -469,3 +469,18 @@ def test_weights_saved_again_are_loaded_again(tmp_path: Path) -> None:
     assert (
         np.abs(before.embed_documents(texts) - first).max() == 0
     )  # the old engine keeps its model
+
+
+def test_threads_share_one_engine(
+    vl_embedder: Qwen3VLEmbedder, vl_reranker: Qwen3VLReranker, inputs: list[Any]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    chosen = inputs[:6] + inputs[7:]
+    expected = vl_embedder.embed_documents(chosen)
+    expected_scores = vl_reranker.logits(inputs[1], chosen)
+    with ThreadPoolExecutor(4) as pool:
+        vectors = list(pool.map(lambda _: vl_embedder.embed_documents(chosen), range(4)))
+        scores = list(pool.map(lambda _: vl_reranker.logits(inputs[1], chosen), range(4)))
+    assert all(np.abs(v - expected).max() < 1e-6 for v in vectors)
+    assert all(np.abs(s - expected_scores).max() < 1e-5 for s in scores)
