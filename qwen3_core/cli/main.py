@@ -35,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Only once the arguments and the dataset's files are known to be usable is the
             # engine loaded.
             return run_eval(check_eval_arguments(args))
+        if args.images is not None:
+            from qwen3_core.demo.images import run_image_demo
+
+            return run_image_demo(args)
         request = check_demo_arguments(args, stdin_is_terminal=_stdin_is_terminal())
         # Only now, with the arguments and the corpus known to be usable, is the engine loaded.
         return run_demo(request)

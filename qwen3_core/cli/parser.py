@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         "record number",
     )
     demo.add_argument(
+        "--images",
+        metavar="DIR",
+        help="search a folder of images (.png, .jpg, .webp, ...) and text files (.txt, .md) "
+        "instead, with the Qwen3-VL models (default: Qwen/Qwen3-VL-Embedding-2B and "
+        "Qwen/Qwen3-VL-Reranker-2B); needs --query",
+    )
+    demo.add_argument(
         "--query",
         action="append",
         metavar="TEXT",
