@@ -123,6 +123,10 @@ def _check_bool(name: str, value: Any) -> None:
 class TransformersOptions:
     """Run the model in this process with transformers and torch (the default backend).
 
+    An engine's ``options`` show what runs: the device, dtype, decoder and kernel it
+    resolved (``cpu_linear`` only on CPU in float32, ``int8_kernel`` only with int8), and a
+    reranker's ``share_prefix``.
+
     Args:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (or a ``torch.device``);
             None: CUDA when available, else MPS, else CPU.
@@ -151,10 +155,6 @@ class TransformersOptions:
         int8_kernel: With ``quantization="int8"``: ``"fbgemm"`` or ``"onednn"``. None:
             oneDNN's where the CPU has AMX int8 tiles (and it passes its check against
             fbgemm's), else fbgemm's.
-
-    An engine's ``options`` show what runs: the device, dtype, decoder and kernel it
-    resolved (``cpu_linear`` only on CPU in float32, ``int8_kernel`` only with int8), and a
-    reranker's ``share_prefix``.
 
     Raises:
         ValueError: A setting is out of range or misspelt (the device is only checked to

@@ -186,12 +186,15 @@ def test_configs_it_does_not_cover_go_to_transformers(
     assert DecoderConfig.from_config(config) is None
     if "head_dim" in change:
         return  # transformers would assume another head size than the files hold
+    own = replace(CPU, decoder="qwen3-rag")
+    with pytest.raises(ValueError, match="decoder='qwen3-rag' does not cover"):
+        Qwen3Embedder(folder, backend=own)  # asked for first: refused before any load
     engine = Qwen3Embedder(folder, backend=CPU)
     assert type(engine.loaded_model).__name__ == "Qwen3Model"
     assert engine.options.decoder == "transformers"
     assert np.isfinite(engine.embed_queries([QUERY])).all()
     with pytest.raises(ValueError, match="decoder='qwen3-rag' does not cover"):
-        Qwen3Embedder(folder, backend=replace(CPU, decoder="qwen3-rag"))
+        Qwen3Embedder(folder, backend=own)  # and after the default loaded transformers'
 
 
 def test_safetensors_reader_matches_safetensors(test_variants: VariantPaths) -> None:

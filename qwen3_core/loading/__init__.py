@@ -107,11 +107,15 @@ def load_model(
 
     loaded = _by_name.get_or_build(requested, by_folder)
     if plan.decoder == "qwen3-rag" and loaded.resolved["decoder"] != "qwen3-rag":
-        raise ValueError(
-            f"decoder='qwen3-rag' does not cover '{loaded.checkpoint.folder}' (its config or "
-            "its weights' dtypes): leave decoder unset to load it with transformers"
-        )
+        raise _not_covered(loaded.checkpoint.folder)  # loaded by an ask that left it unset
     return loaded
+
+
+def _not_covered(folder: Path) -> ValueError:
+    return ValueError(
+        f"decoder='qwen3-rag' does not cover '{folder}' (its config or its weights' dtypes): "
+        "leave decoder unset to load it with transformers"
+    )
 
 
 def _load(folder: Path, kind: ModelKind, plan: LoadPlan) -> LoadedModel:
@@ -123,6 +127,8 @@ def _load(folder: Path, kind: ModelKind, plan: LoadPlan) -> LoadedModel:
     if plan.decoder != "transformers":
         fuse = plan.int8_kernel is not None
         model = own_decoder(folder, checkpoint.config, plan.dtype, plan.make_linear(), fuse=fuse)
+        if model is None and plan.decoder == "qwen3-rag":
+            raise _not_covered(folder)
     decoder: Decoder = "transformers" if model is None else "qwen3-rag"
     if model is None:
         model = transformers_decoder(folder, plan.device, plan.dtype, plan.model_kwargs)
