@@ -17,6 +17,7 @@ from qwen3_core.backend_options import (
     without_progress_bars,
 )
 from qwen3_core.cli.checks import backend_options, check_model_arguments
+from qwen3_core.demo.images import VL_EMBEDDING_MODEL, VL_RERANKER_MODEL
 from qwen3_core.errors import UsageError
 from qwen3_core.evaluation.beir import BeirDataset, load_beir
 from qwen3_core.evaluation.cache import check_cache_folder, default_cache_folder
@@ -105,8 +106,11 @@ def check_eval_arguments(args: argparse.Namespace) -> EvalRequest:
         dataset=dataset,
         candidates=candidates,
         tiny=bool(args.tiny),
-        embedding_model=args.embedding_model or defaults.DEFAULT_EMBEDDING_MODEL,
-        reranker_model=args.reranker_model or defaults.DEFAULT_RERANKER_MODEL,
+        # A corpus with images needs the Qwen3-VL models (qwen3_core.cli.eval_models).
+        embedding_model=args.embedding_model
+        or (VL_EMBEDDING_MODEL if dataset.images else defaults.DEFAULT_EMBEDDING_MODEL),
+        reranker_model=args.reranker_model
+        or (VL_RERANKER_MODEL if dataset.images else defaults.DEFAULT_RERANKER_MODEL),
         instruction=instruction,
         dimensions=args.dimensions,
         max_length=args.max_length,

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from qwen3_core.cli.eval_checks import EvalRequest, check_eval_models
+from qwen3_core.cli.eval_checks import EvalRequest
 
 
 def run_eval(request: EvalRequest) -> int:
-    from qwen3_core.cli.models import load_engines
+    from qwen3_core.cli.eval_models import load_eval_engines
     from qwen3_core.evaluation.run import evaluate
 
     dataset = request.dataset
@@ -25,21 +25,12 @@ def run_eval(request: EvalRequest) -> int:
             f"in {dataset.qrels_file.name} and {'is' if unjudged == 1 else 'are'} left out)"
         )
     judged = len(dataset.query_ids)
+    images = f" ({dataset.images} with an image)" if dataset.images else ""
     print(
-        f"Dataset {dataset.name}: {len(dataset.documents)} documents, {judged} "
+        f"Dataset {dataset.name}: {len(dataset.documents)} documents{images}, {judged} "
         f"{'query' if judged == 1 else 'queries'} judged in the {dataset.split} split{note}."
     )
-    checkpoints = check_eval_models(request)
-    embedder, reranker = load_engines(
-        request.embedding_model,
-        request.reranker_model,
-        tiny=request.tiny,
-        backend=request.backend,
-        instruction=request.instruction,
-        dimensions=request.dimensions,
-        max_length=request.max_length,
-    )
-    del checkpoints  # kept while the engines loaded: they shared its tokenizers
+    embedder, reranker = load_eval_engines(request)
     result = evaluate(
         dataset,
         embedder,

@@ -17,10 +17,10 @@ from qwen3_core import prompts
 from qwen3_core.backend_options import TransformersOptions
 from qwen3_core.cli.checks import backend_options, check_model_arguments, check_query
 from qwen3_core.demo.corpus import Corpus
-from qwen3_core.demo.search import SearchHit, SearchOutcome
 from qwen3_core.errors import CorpusError, UsageError
 
 if TYPE_CHECKING:  # the engines import torch
+    from qwen3_core.demo.search import SearchOutcome
     from qwen3_core.multimodal.embedder import Qwen3VLEmbedder
     from qwen3_core.multimodal.reranker import Qwen3VLReranker
 
@@ -30,7 +30,11 @@ TEXT_SUFFIXES = frozenset({".txt", ".md"})
 """Files searched as texts (UTF-8)."""
 
 VL_EMBEDDING_MODEL = "Qwen/Qwen3-VL-Embedding-2B"
+"""The embedding model of ``--images`` (and of ``qwen3-rag eval`` on a corpus with images)
+when none is named."""
 VL_RERANKER_MODEL = "Qwen/Qwen3-VL-Reranker-2B"
+"""The reranker of ``--images`` (and of ``qwen3-rag eval`` on a corpus with images) when none
+is named."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,8 @@ class MultimodalSearch:
         return time.perf_counter() - start
 
     def search(self, query: str, top_k: int = 8, top_n: int = 3) -> SearchOutcome:
+        from qwen3_core.demo.search import SearchHit, SearchOutcome
+
         start = time.perf_counter()
         # Unit vectors: the dot product is the cosine similarity.
         similarity = self._vectors @ self.embedder.embed_queries([query])[0]

@@ -56,6 +56,37 @@ class BeirDataset:
     """The judgements file read."""
     unjudged_queries: int
     """Queries of the queries file with no judgement in this split (not evaluated)."""
+    document_images: tuple[Path | None, ...] = ()
+    """Per document: the image file its record names (``"image"``), or None; empty when no
+    record names one."""
+
+    @property
+    def images(self) -> int:
+        """How many documents are (or hold) an image."""
+        return sum(image is not None for image in self.document_images)
+
+    def document_inputs(self) -> list[str | Path | dict[str, object]]:
+        """Each document as the engines take it: its text; or, for a record with an image,
+        the image file (``Path``) when the record has no text, else ``{"image": file,
+        "text": text}`` (the Qwen3-VL engines read the image, then the text)."""
+        if not self.images:
+            return list(self.documents)
+        inputs: list[str | Path | dict[str, object]] = []
+        for text, image in zip(self.documents, self.document_images, strict=True):
+            if image is None:
+                inputs.append(text)
+            elif text:
+                inputs.append({"image": image, "text": text})
+            else:
+                inputs.append(image)
+        return inputs
+
+    def document_keys(self) -> list[object]:
+        """Per document, what makes two documents the same input (their text, and their
+        image file): equal keys get equal vectors and scores."""
+        if not self.images:
+            return list(self.documents)
+        return list(zip(self.documents, map(str, self.document_images), strict=True))
 
 
 def document_text(title: str, text: str) -> str:
@@ -84,7 +115,9 @@ def load_beir(
     """Read and check a BEIR-format dataset.
 
     ``corpus.jsonl`` has one JSON object per line with ``_id``, ``text`` and an optional
-    ``title``; ``queries.jsonl`` has ``_id`` and ``text``; ``qrels/<split>.tsv`` has
+    ``title``; a record may instead (or as well) name an image file, ``"image":
+    "pages/3.png"``, relative to the corpus file's folder (ViDoRe-style sets: the Qwen3-VL
+    models read it); ``queries.jsonl`` has ``_id`` and ``text``; ``qrels/<split>.tsv`` has
     ``query-id``, ``corpus-id`` and an integer ``score`` (from -1000 to 1000;
     0 or below: not relevant) per line, tab-separated, after an optional header line (a first
     line whose score is not a number and whose query id is no query's). Only the queries the
@@ -104,7 +137,7 @@ def load_beir(
     Raises:
         DatasetError: A file is missing, empty, not UTF-8, malformed (with its line), has a
             repeated id, a grade out of range, or a judgement names a query or document the
-            other files lack.
+            other files lack, or a record's image file does not exist.
     """
     root = _dataset_folder(folder, corpus_file, queries_file, qrels_file)
     if not split or not split.strip() or any(sep in split for sep in ("/", "\\")):
@@ -116,15 +149,25 @@ def load_beir(
     digest = hashlib.sha256()
     document_ids: list[str] = []
     documents: list[str] = []
+    images: list[Path | None] = []
     first_line: dict[str, int] = {}
     for number, record in _jsonl_records(corpus_path, digest):
         doc_id = _record_id(corpus_path, number, record, first_line)
-        text = _string_field(corpus_path, number, record, "text", required=True)
+        image = _image_field(corpus_path, number, record)
+        text = _string_field(corpus_path, number, record, "text", required=image is None)
         title = _string_field(corpus_path, number, record, "title", required=False)
         document_ids.append(doc_id)
         documents.append(document_text(title, text))
+        images.append(image)
     if not documents:
         raise DatasetError(f"corpus file '{corpus_path}' has no documents")
+    if any(image is not None for image in images):
+        # The vectors kept for this corpus must change when an image file does.
+        for image in images:
+            if image is not None:
+                digest.update(_image_digest(image))
+    else:
+        images = []
 
     all_queries: dict[str, str] = {}
     first_query_line: dict[str, int] = {}
@@ -149,7 +192,38 @@ def load_beir(
         queries_file=queries_path,
         qrels_file=qrels_path,
         unjudged_queries=len(all_queries) - len(query_ids),
+        document_images=tuple(images),
     )
+
+
+def _image_field(path: Path, number: int, record: dict[str, Any]) -> Path | None:
+    """The image file a corpus record names (relative to the corpus file's folder), checked
+    to be a file; None when the record names none."""
+    value = record.get("image")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise DatasetError(
+            f'{path}:{number}: "image" must be the path of an image file, relative to the '
+            f"corpus file's folder"
+        )
+    _check_unicode(path, number, "image", value)
+    image = path.parent / Path(value).expanduser()
+    if not image.is_file():
+        what = "is not a file" if image.exists() else "does not exist"
+        raise DatasetError(f"{path}:{number}: the image file '{image}' {what}")
+    return image
+
+
+def _image_digest(image: Path) -> bytes:
+    digest = hashlib.sha256()  # the record names the file: its bytes are what can change
+    try:
+        with image.open("rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise DatasetError(f"image file '{image}' cannot be read ({exc.strerror or exc})") from exc
+    return digest.digest()
 
 
 def _dataset_folder(

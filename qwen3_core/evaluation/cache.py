@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from qwen3_core.embedder import Qwen3Embedder
+    from qwen3_core.multimodal.embedder import Qwen3VLEmbedder
 
 CACHE_FORMAT = 2
 """Bumped when the file layout or the way documents are built from records changes."""
@@ -91,7 +92,9 @@ class VectorCache:
             Path(folder).expanduser() if folder is not None else default_cache_folder()
         )
 
-    def key(self, embedder: Qwen3Embedder, corpus_sha256: str, documents: int) -> dict[str, Any]:
+    def key(
+        self, embedder: Qwen3Embedder | Qwen3VLEmbedder, corpus_sha256: str, documents: int
+    ) -> dict[str, Any]:
         """What the corpus vectors of ``embedder`` depend on.
 
         Args:
@@ -106,7 +109,8 @@ class VectorCache:
         return {
             "format": CACHE_FORMAT,
             "model_files": self.model_files(embedder.model_path),
-            "document_prompt": embedder.document_prompt,
+            # A Qwen3-VL embedder's document prompt is fixed (its model files tell it apart).
+            "document_prompt": getattr(embedder, "document_prompt", None),
             "dimension": embedder.dimension,
             "max_length": embedder.max_length,
             "backend": embedder.backend,

@@ -7,10 +7,10 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -25,7 +25,12 @@ from qwen3_core.evaluation.search import import_faiss, top_documents, uses_faiss
 
 if TYPE_CHECKING:  # the engines import torch; an evaluation is handed them
     from qwen3_core.embedder import Qwen3Embedder
+    from qwen3_core.multimodal.embedder import Qwen3VLEmbedder
+    from qwen3_core.multimodal.reranker import Qwen3VLReranker
     from qwen3_core.reranker import Qwen3Reranker
+
+    Embedder = Qwen3Embedder | Qwen3VLEmbedder
+    Reranker = Qwen3Reranker | Qwen3VLReranker
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +50,8 @@ class _CorpusVectors:
 
 def evaluate(
     dataset: BeirDataset,
-    embedder: Qwen3Embedder,
-    reranker: Qwen3Reranker,
+    embedder: Embedder,
+    reranker: Reranker,
     *,
     candidates: Sequence[int] = DEFAULT_CANDIDATES,
     instruction: str | None = None,
@@ -68,10 +73,13 @@ def evaluate(
     the candidates, the most any reranker could reach. Stage 1 and the reranking are timed
     after one untimed call of their engine, so start-up costs do not count as per-query time.
 
+    A corpus whose records name images (``dataset.images``) needs the Qwen3-VL engines,
+    which read each document's image and text.
+
     Args:
         dataset: The dataset (``load_beir``).
-        embedder: The embedding engine (stage 1).
-        reranker: The reranker (stage 2).
+        embedder: The embedding engine (stage 1): ``Qwen3Embedder``, or ``Qwen3VLEmbedder``.
+        reranker: The reranker (stage 2): ``Qwen3Reranker``, or ``Qwen3VLReranker``.
         candidates: The counts of stage-1 candidates to rerank; distinct, each at least 1.
         instruction: The task for the queries and the reranker; None: each engine's own.
         cache: Read the corpus vectors from the cache, and write them there when missing (a
@@ -85,10 +93,13 @@ def evaluate(
 
     Raises:
         ValueError: ``candidates`` is empty, repeats a count or has one below 1, ``index``
-            is unknown, or ``cache_folder`` is not a folder.
+            is unknown, ``cache_folder`` is not a folder, or the corpus has images and an
+            engine is a text one.
         ImportError: ir-measures (or, for a large corpus, faiss) is not installed.
     """
     counts = _check_candidates(candidates)
+    if dataset.images:
+        _check_reads_images(embedder, reranker, dataset.images)
     # A missing library or an unknown index fails before the corpus is embedded.
     import_ir_measures()
     if uses_faiss(len(dataset.documents), index):
@@ -135,6 +146,18 @@ def evaluate(
     )
 
 
+def _check_reads_images(embedder: object, reranker: object, images: int) -> None:
+    from qwen3_core.multimodal.embedder import Qwen3VLEmbedder
+    from qwen3_core.multimodal.reranker import Qwen3VLReranker
+
+    for engine, wanted in ((embedder, Qwen3VLEmbedder), (reranker, Qwen3VLReranker)):
+        if not isinstance(engine, wanted):
+            raise ValueError(
+                f"the corpus has {images} document(s) with an image: {type(engine).__name__} "
+                f"reads text only; use {wanted.__name__}"
+            )
+
+
 def _check_candidates(candidates: Sequence[int]) -> list[int]:
     counts = list(candidates)
     if not counts:
@@ -149,7 +172,7 @@ def _check_candidates(candidates: Sequence[int]) -> list[int]:
 
 def _corpus_vectors(
     dataset: BeirDataset,
-    embedder: Qwen3Embedder,
+    embedder: Embedder,
     cache: bool,
     cache_folder: str | os.PathLike[str] | None,
     show: bool,
@@ -162,7 +185,13 @@ def _corpus_vectors(
         if vectors is not None:
             return _CorpusVectors(vectors, time.perf_counter() - start, 0, store.path(key))
     start = time.perf_counter()
-    vectors = _embed(embedder.embed_documents, dataset.documents, show, "embedding the corpus")
+    vectors = _embed(
+        embedder.embed_documents,
+        dataset.document_inputs(),
+        show,
+        "embedding the corpus",
+        keys=dataset.document_keys(),
+    )
     seconds = time.perf_counter() - start
     written: Path | None = None
     if store is not None and key is not None:
@@ -179,18 +208,24 @@ def _corpus_vectors(
 
 
 def _embed(
-    embed: Callable[[list[str]], np.ndarray], texts: Sequence[str], show: bool, description: str
+    embed: Callable[[list[Any]], np.ndarray],
+    texts: Sequence[Any],
+    show: bool,
+    description: str,
+    keys: Sequence[Hashable] | None = None,
 ) -> np.ndarray:
     """``embed`` over ``texts`` with a bar: each distinct text once (a corpus may repeat a
     document under two ids: both then get the same vector), in chunks of similar lengths
-    (less padding)."""
-    distinct, inverse = unique_with_inverse(texts)
-    order = np.argsort([-len(text) for text in distinct], kind="stable")
+    (less padding). ``keys`` (default: the texts) say which inputs are the same."""
+    distinct, inverse = unique_with_inverse(list(texts if keys is None else keys))
+    first = np.zeros(len(distinct), dtype=np.int64)
+    first[inverse] = np.arange(len(texts))  # an input of each key (they are all the same)
+    order = np.argsort([-len(str(key)) for key in distinct], kind="stable")
     out: np.ndarray | None = None
     with tqdm(total=len(texts), desc=description, unit="text", disable=not show) as bar:
         for start in range(0, len(distinct), _EMBED_CHUNK):
             rows = order[start : start + _EMBED_CHUNK]
-            vectors = embed([distinct[i] for i in rows])
+            vectors = embed([texts[first[i]] for i in rows])
             if out is None:
                 out = np.empty((len(distinct), vectors.shape[1]), dtype=np.float32)
             out[rows] = vectors
@@ -203,7 +238,7 @@ def _embed(
 
 def _rerank_rows(
     dataset: BeirDataset,
-    reranker: Qwen3Reranker,
+    reranker: Reranker,
     found: np.ndarray,
     counts: list[int],
     instruction: str | None,
@@ -213,15 +248,16 @@ def _rerank_rows(
     (each step: the ranks between two counts, for every query), so no pair is scored twice
     and each count's time is the time its own candidates took."""
     documents = len(dataset.documents)
+    inputs = dataset.document_inputs()
     depths = sorted({min(count, documents) for count in counts})
     # Untimed: two documents of one query, the shape every timed call has (the query's part
     # of the prompt shared by its documents).
     reranker.score_pairs(
-        [(dataset.queries[0], dataset.documents[i]) for i in found[0, :2]],
+        [(dataset.queries[0], inputs[i]) for i in found[0, :2]],
         instruction=instruction,
     )
     scores = np.empty((len(found), depths[-1]), dtype=np.float32)
-    copies = _Copies(dataset.documents)
+    copies = _Copies(dataset.document_keys())
     rows: dict[int, StageResult] = {}
     elapsed = 0.0
     shallower = 0
@@ -232,9 +268,7 @@ def _rerank_rows(
             start = time.perf_counter()
             for chunk in _pair_chunks(len(found), shallower, depth):
                 fresh = [(q, rank) for q, rank in chunk if not copies.fill(scores, found, q, rank)]
-                pairs = [
-                    (dataset.queries[q], dataset.documents[found[q, rank]]) for q, rank in fresh
-                ]
+                pairs = [(dataset.queries[q], inputs[found[q, rank]]) for q, rank in fresh]
                 values: Sequence[float] = (
                     reranker.score_pairs(pairs, instruction=instruction).tolist() if pairs else []
                 )
@@ -248,7 +282,13 @@ def _rerank_rows(
                 query_id: [
                     dataset.document_ids[found[q, i]]
                     for i in _rerank_order(
-                        reranker, dataset, q, found[q, :depth], scores[q, :depth], instruction
+                        reranker,
+                        dataset,
+                        inputs,
+                        q,
+                        found[q, :depth],
+                        scores[q, :depth],
+                        instruction,
                     )
                 ]
                 for q, query_id in enumerate(dataset.query_ids)
@@ -265,7 +305,7 @@ class _Copies:
     met in a later step takes the score its twin got, so the two tie exactly, as they do
     when ``Qwen3Reranker.rerank`` scores them in one call."""
 
-    def __init__(self, documents: Sequence[str]) -> None:
+    def __init__(self, documents: Sequence[Hashable]) -> None:
         _, first = unique_with_inverse(documents)
         repeated = np.bincount(first) > 1
         self._text = {int(row): int(text) for row, text in enumerate(first) if repeated[int(text)]}
@@ -287,8 +327,9 @@ class _Copies:
 
 
 def _rerank_order(
-    reranker: Qwen3Reranker,
+    reranker: Reranker,
     dataset: BeirDataset,
+    inputs: Sequence[Any],
     query: int,
     candidates: np.ndarray,
     scores: np.ndarray,
@@ -309,7 +350,7 @@ def _rerank_order(
             tied = sorted(order[start:end])
             ranked = reranker.rerank(
                 dataset.queries[query],
-                [dataset.documents[candidates[i]] for i in tied],
+                [inputs[candidates[i]] for i in tied],
                 instruction=instruction,
             )
             order[start:end] = [tied[result.index] for result in ranked]
