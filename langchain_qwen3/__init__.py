@@ -10,6 +10,13 @@ require_extra("langchain_qwen3", "langchain")
 
 from langchain_qwen3.cross_encoder import Qwen3CrossEncoder  # noqa: E402
 from langchain_qwen3.embeddings import Qwen3Embeddings  # noqa: E402
+from langchain_qwen3.multimodal import Qwen3VLEmbeddings, Qwen3VLRerank  # noqa: E402
 from langchain_qwen3.rerank import Qwen3Rerank  # noqa: E402
 
-__all__ = ["Qwen3CrossEncoder", "Qwen3Embeddings", "Qwen3Rerank"]
+__all__ = [
+    "Qwen3CrossEncoder",
+    "Qwen3Embeddings",
+    "Qwen3Rerank",
+    "Qwen3VLEmbeddings",
+    "Qwen3VLRerank",
+]

@@ -7,6 +7,7 @@ from qwen3_core.extras import require_extra
 require_extra("llamaindex_qwen3", "llamaindex")
 
 from llamaindex_qwen3.embedding import Qwen3Embedding  # noqa: E402
+from llamaindex_qwen3.multimodal import Qwen3VLEmbedding, Qwen3VLRerank  # noqa: E402
 from llamaindex_qwen3.rerank import Qwen3Rerank  # noqa: E402
 
-__all__ = ["Qwen3Embedding", "Qwen3Rerank"]
+__all__ = ["Qwen3Embedding", "Qwen3Rerank", "Qwen3VLEmbedding", "Qwen3VLRerank"]

@@ -28,6 +28,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     PrivateAttr,
+    field_validator,
     model_validator,
 )
 from typing_extensions import Self
@@ -49,10 +50,17 @@ from qwen3_core.defaults import (
 from qwen3_core.document_windows import DocumentBudget, LongDocuments
 from qwen3_core.embedder import Qwen3Embedder
 from qwen3_core.lazy import LazyEngine
+from qwen3_core.multimodal.prompts import CLOSING_TOKENS, RERANK_INSTRUCTION
 from qwen3_core.prompts import DEFAULT_INSTRUCTION
 from qwen3_core.reranker import Qwen3Reranker, RerankCall
 
-EngineT = TypeVar("EngineT", bound="Qwen3Embedder | Qwen3Reranker")
+if TYPE_CHECKING:
+    from qwen3_core.multimodal.embedder import Qwen3VLEmbedder
+    from qwen3_core.multimodal.reranker import Qwen3VLReranker
+
+EngineT = TypeVar(
+    "EngineT", bound="Qwen3Embedder | Qwen3Reranker | Qwen3VLEmbedder | Qwen3VLReranker"
+)
 
 
 def _path_as_str(value: Any) -> Any:
@@ -80,10 +88,22 @@ class EngineSpec(Generic[EngineT]):
     adapter gives them). ``renamed`` maps an adapter's name for a setting to the engine's
     keyword where the two differ."""
 
-    engine: type[EngineT]
+    engine_class: type[EngineT] | str
+    """The engine class, or its name in ``qwen3_core`` to import on first use (the Qwen3-VL
+    engines import torch, which adapters of the text models on a server backend do without)."""
     fixed: tuple[str, ...]
     per_call: tuple[str, ...]
     renamed: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def engine(self) -> type[EngineT]:
+        """The engine class."""
+        if isinstance(self.engine_class, str):
+            import qwen3_core
+
+            found: type[EngineT] = getattr(qwen3_core, self.engine_class)
+            return found
+        return self.engine_class
 
     @property
     def settings(self) -> tuple[str, ...]:
@@ -119,6 +139,34 @@ RERANKER: EngineSpec[Qwen3Reranker] = EngineSpec(
 EMBEDDER: EngineSpec[Qwen3Embedder] = EngineSpec(
     Qwen3Embedder,
     fixed=("model", "backend", "dimensions", "max_length"),
+    per_call=("instruction",),
+    renamed={"model_name": "model", "query_instruction": "instruction"},
+)
+# The Qwen3-VL engines, by name: they import torch, so only building or checking one imports
+# them.
+VL_RERANKER: EngineSpec[Qwen3VLReranker] = EngineSpec(
+    "Qwen3VLReranker",
+    fixed=(
+        "model",
+        "backend",
+        "max_length",
+        "allow_remote_images",
+        "remote_image_max_bytes",
+        "remote_image_timeout",
+    ),
+    per_call=("instruction",),
+)
+VL_EMBEDDER: EngineSpec[Qwen3VLEmbedder] = EngineSpec(
+    "Qwen3VLEmbedder",
+    fixed=(
+        "model",
+        "backend",
+        "dimensions",
+        "max_length",
+        "allow_remote_images",
+        "remote_image_max_bytes",
+        "remote_image_timeout",
+    ),
     per_call=("instruction",),
     renamed={"model_name": "model", "query_instruction": "instruction"},
 )
@@ -364,4 +412,110 @@ class NamedEmbedderSettings(_EmbedderSettingsBase):
 
     model_name: ModelId = Field(default=DEFAULT_EMBEDDING_MODEL, alias="model")
     """Hugging Face hub id or local folder of a Qwen3-Embedding checkpoint. A ready
+    ``engine=`` fixes it."""
+
+
+# The Qwen3-VL engines' defaults, here so that the adapters' fields need not import the
+# engines (and torch); the adapters' tests check them against the engines' signatures.
+DEFAULT_VL_EMBEDDING_MODEL = "Qwen/Qwen3-VL-Embedding-2B"
+DEFAULT_VL_RERANKER_MODEL = "Qwen/Qwen3-VL-Reranker-2B"
+VL_EMBEDDING_MAX_LENGTH = 8192
+VL_RERANKER_MAX_LENGTH = 10240
+REMOTE_IMAGE_MAX_BYTES = 20 * 1024 * 1024
+REMOTE_IMAGE_TIMEOUT = 10.0
+
+
+class _VLSettings(EngineSettings[Any]):
+    """What both Qwen3-VL engines take beside the model: the backend and the remote-image
+    settings. The engine field is checked against the spec's class only when an engine is
+    given (which has imported the engines already)."""
+
+    ready_engine: Any = Field(default=None, alias="engine", exclude=True, repr=False)
+    """The ready engine given as ``engine=``, used instead of building one from the settings;
+    a pickled adapter leaves it behind."""
+    backend: BackendField = "transformers"
+    """Where the model runs: ``"transformers"`` or ``TransformersOptions(device=...,
+    dtype=..., max_batch_tokens=...)`` (the Qwen3-VL engines run in this process only). A
+    ready ``engine=`` fixes it (as the options it resolved)."""
+    allow_remote_images: bool = False
+    """Fetch images given as ``http(s)://`` addresses. Off by default: a library that
+    fetches addresses found in documents can be made to reach internal services. A ready
+    ``engine=`` fixes it."""
+    remote_image_max_bytes: int = Field(default=REMOTE_IMAGE_MAX_BYTES, ge=1)
+    """The largest image download, in bytes. A ready ``engine=`` fixes it."""
+    remote_image_timeout: float = Field(default=REMOTE_IMAGE_TIMEOUT, gt=0)
+    """Seconds for connecting and for each read of an image download. A ready ``engine=``
+    fixes it."""
+
+    @field_validator("ready_engine")
+    @classmethod
+    def _engine_of_the_spec(cls, engine: Any) -> Any:
+        kind = cls._SPEC.engine if engine is not None else None
+        if kind is not None and not isinstance(engine, kind):
+            raise ValueError(f"engine must be a {kind.__name__}, got {type(engine).__name__}")
+        return engine
+
+
+class VLRerankerSettings(_VLSettings):
+    """A Qwen3-VL-Reranker engine (``qwen3_core.Qwen3VLReranker``), built on first use.
+
+    Constructing loads nothing and touches no network; a bad model id or folder raises the
+    engine's error on first use. ``engine=Qwen3VLReranker(...)`` uses a ready engine: the
+    settings it fixes then describe it, and giving any of them as well is an error;
+    ``instruction`` is the engine's unless given.
+    """
+
+    _SPEC: ClassVar[EngineSpec[Any]] = VL_RERANKER
+
+    model: ModelId = DEFAULT_VL_RERANKER_MODEL
+    """Hugging Face hub id or local folder of a Qwen3-VL-Reranker checkpoint. A ready
+    ``engine=`` fixes it."""
+    instruction: str = RERANK_INSTRUCTION
+    """The task the reranker judges relevance for; with ``engine=``, the engine's unless
+    given."""
+    max_length: int = Field(default=VL_RERANKER_MAX_LENGTH, ge=1)
+    """Longest prompt in tokens before its closing five; a longer pair's text is cut (images
+    and the prompt's frame are kept). A ready ``engine=`` fixes it."""
+
+
+class _VLEmbedderSettingsBase(_VLSettings):
+    """The settings of a Qwen3-VL-Embedding engine but the model's, whose field name
+    differs between frameworks (the subclasses add it, with the spec)."""
+
+    query_instruction: str | None = None
+    """The task given to text queries (documents and images get the official "Represent the
+    user's input."); None: the engine's, "Retrieve images or text relevant to the user's
+    query.". With ``engine=``, the engine's unless given."""
+    dimensions: int | None = Field(default=None, ge=1)
+    """Keep the first N dimensions (Matryoshka) before normalising; None: all of them. A
+    ready ``engine=`` fixes it."""
+    max_length: int = Field(default=VL_EMBEDDING_MAX_LENGTH, ge=CLOSING_TOKENS)
+    """Longest prompt in tokens before its closing five; a longer input's text is cut (its
+    images are kept). A ready ``engine=`` fixes it."""
+
+
+class VLEmbedderSettings(_VLEmbedderSettingsBase):
+    """A Qwen3-VL-Embedding engine (``qwen3_core.Qwen3VLEmbedder``), built on first use.
+
+    Constructing loads nothing and touches no network; a bad model id or folder raises the
+    engine's error on first use. ``engine=Qwen3VLEmbedder(...)`` uses a ready engine: the
+    settings it fixes then describe it, and giving any of them as well is an error;
+    ``query_instruction`` is the engine's unless given.
+    """
+
+    _SPEC: ClassVar[EngineSpec[Any]] = VL_EMBEDDER
+
+    model: ModelId = DEFAULT_VL_EMBEDDING_MODEL
+    """Hugging Face hub id or local folder of a Qwen3-VL-Embedding checkpoint. A ready
+    ``engine=`` fixes it."""
+
+
+class NamedVLEmbedderSettings(_VLEmbedderSettingsBase):
+    """``VLEmbedderSettings`` with the model in ``model_name`` (``model=`` its alias), for
+    LlamaIndex's ``BaseEmbedding``."""
+
+    _SPEC: ClassVar[EngineSpec[Any]] = VL_EMBEDDER
+
+    model_name: ModelId = Field(default=DEFAULT_VL_EMBEDDING_MODEL, alias="model")
+    """Hugging Face hub id or local folder of a Qwen3-VL-Embedding checkpoint. A ready
     ``engine=`` fixes it."""

@@ -50,7 +50,9 @@ def test_imports_and_runs_without_langchain(test_models: ModelPaths) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "ok ['Qwen3Embedding', 'Qwen3Rerank']"
+    assert result.stdout.strip() == (
+        "ok ['Qwen3Embedding', 'Qwen3Rerank', 'Qwen3VLEmbedding', 'Qwen3VLRerank']"
+    )
 
 
 def test_without_llama_index_core_the_error_says_what_to_install() -> None:

@@ -84,6 +84,16 @@ class VLEngineBase(EngineBase[VLRuntime]):
         """Whether ``http(s)://`` images are fetched."""
         return self._encoder.remote.allowed
 
+    @property
+    def remote_image_max_bytes(self) -> int:
+        """The largest image download, in bytes."""
+        return self._encoder.remote.max_bytes
+
+    @property
+    def remote_image_timeout(self) -> float:
+        """Seconds for connecting and for each read of an image download."""
+        return self._encoder.remote.timeout
+
     def _chunks(
         self,
         count: int,
