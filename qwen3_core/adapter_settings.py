@@ -1,6 +1,7 @@
 """The engine settings of the LangChain and LlamaIndex adapters, declared once per engine.
 
-``RerankerSettings`` and ``EmbedderSettings`` are pydantic mixins: every adapter of an engine
+``RerankerSettings`` and ``EmbedderSettings`` (``VLRerankerSettings`` and ``VLEmbedderSettings``
+for the Qwen3-VL engines) are pydantic mixins: every adapter of an engine
 inherits their fields (checks, defaults and docstrings) and the generic code that builds the
 engine from them on first use, takes a ready ``engine=`` and reads its settings back into
 the fields, and passes the per-call settings to each call. Each mixin's ``EngineSpec`` says,

@@ -1,8 +1,9 @@
 """The LangChain adapters of the Qwen3-VL engines, on the tiny random Qwen3-VL models:
-``Qwen3VLEmbeddings`` (texts, queries, ``embed_image``) and ``Qwen3VLRerank`` (documents
-carrying images by the metadata convention) give the engine's own numbers; a round trip
-through Chroma finds images by text and by image, and texts by image, in the engine's order
-(the tiny models' rankings are random, so the engine's ranking is the reference)."""
+``Qwen3VLEmbeddings`` (texts, queries, ``embed_image``; LangChain's standard suites) and
+``Qwen3VLRerank`` (documents carrying images by the metadata convention) give the engine's
+own numbers; a round trip through Chroma finds images by text and by image, and texts by
+image, in the engine's order (the tiny models' rankings are random, so the engine's ranking
+is the reference)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 from langchain_core.documents import Document
+from langchain_tests.integration_tests import EmbeddingsIntegrationTests
+from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 from langchain_qwen3 import Qwen3VLEmbeddings, Qwen3VLRerank
 from qwen3_core import ImageInputError, Qwen3VLEmbedder, Qwen3VLReranker
 from qwen3_core.adapter_settings import VL_EMBEDDER, VL_RERANKER
-from qwen3_core.testing.vl_models import VLModelPaths
+from qwen3_core.testing.vl_models import VLModelPaths, build_vl_test_models
 from tests import multimodal_adapters as shared
 from tests.multimodal_adapters import (
     assert_close,
@@ -214,3 +217,28 @@ def test_chroma_finds_images_by_text_and_by_image_and_texts_by_image(
     hits = vl_reranker.rerank(QUERY, inputs)
     assert [d.metadata["n"] for d in reranked] == [by_text[h.index].metadata["n"] for h in hits]
     assert_close([d.metadata["relevance_score"] for d in reranked], [h.score for h in hits])
+
+
+@pytest.mark.disable_socket  # LangChain runs unit suites offline: construction must not connect
+class TestQwen3VLEmbeddingsUnit(EmbeddingsUnitTests):
+    @property
+    def embeddings_class(self) -> type[Qwen3VLEmbeddings]:
+        return Qwen3VLEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, Any]:
+        # The real hub id, not the tiny folder: constructing loads nothing and fetches nothing.
+        return {"model": "Qwen/Qwen3-VL-Embedding-2B", "dimensions": 256, "max_length": 512}
+
+
+# The session engine holds the tiny weights, so each test's fresh adapter finds them in the
+# engine's cache instead of loading them again.
+@pytest.mark.usefixtures("vl_embedder")
+class TestQwen3VLEmbeddingsIntegration(EmbeddingsIntegrationTests):
+    @property
+    def embeddings_class(self) -> type[Qwen3VLEmbeddings]:
+        return Qwen3VLEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, Any]:
+        return {"model": str(build_vl_test_models().embedding), "backend": CPU}
