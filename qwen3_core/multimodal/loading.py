@@ -11,8 +11,6 @@ any weight is read.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +24,8 @@ from qwen3_core.errors import ModelKindError, first_line
 from qwen3_core.hub import HubOptions, import_names, resolve_model_folder
 from qwen3_core.json_files import read_json
 from qwen3_core.loading import quiet_transformers
+from qwen3_core.safetensors_index import SINGLE_FILE, weight_map
+from qwen3_core.sharing import SharedCache
 from qwen3_core.variants import tensor_shapes
 
 VLKind = Literal["embedding", "reranker"]
@@ -230,8 +230,8 @@ class LoadedVLModel:
             head = self.checkpoint.head
             assert head is not None
             folder = self.checkpoint.folder
-            index = folder / "model.safetensors.index.json"
-            file = read_json(index)["weight_map"][head] if index.is_file() else "model.safetensors"
+            mapping = weight_map(folder)
+            file = SINGLE_FILE if mapping is None else mapping[head]
             with safe_open(str(folder / file), framework="pt") as handle:
                 tensor = handle.get_slice(head)
                 rows = torch.cat([tensor[i : i + 1] for i in (yes_id, no_id)])
@@ -240,8 +240,11 @@ class LoadedVLModel:
         return self._rows[key]
 
 
-_cache: weakref.WeakValueDictionary[tuple[str, ...], LoadedVLModel] = weakref.WeakValueDictionary()
-_lock = threading.Lock()
+def _current(loaded: LoadedVLModel) -> bool:
+    return is_current(loaded.files)
+
+
+_models: SharedCache[tuple[str, ...], LoadedVLModel] = SharedCache(_current)
 
 
 def load_vl_model(
@@ -266,8 +269,6 @@ def load_vl_model(
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
     folder = resolve_model_folder(model, hub)
-    files = FolderFiles.of(folder)  # first: a change while it is read shows next time
-    checkpoint = recognise(folder, kind)
     key = (
         str(folder.resolve()),
         kind,
@@ -275,14 +276,15 @@ def load_vl_model(
         str(dtype),
         repr(sorted(options.model_kwargs.items())),
     )
-    with _lock:
-        hit = _cache.get(key)
-        if hit is not None and is_current(hit.files):
-            return hit
-        torch_model = _load(folder, device, dtype, options)
-        loaded = LoadedVLModel(checkpoint, torch_model, device, dtype, files)
-        _cache[key] = loaded
-        return loaded
+
+    def build() -> LoadedVLModel:
+        files = FolderFiles.of(folder)  # first: a change while it is read shows next time
+        checkpoint = recognise(folder, kind)
+        return LoadedVLModel(
+            checkpoint, _load(folder, device, dtype, options), device, dtype, files
+        )
+
+    return _models.get_or_build(key, build)
 
 
 def _load(
