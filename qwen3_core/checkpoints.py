@@ -136,7 +136,7 @@ def open_folder(folder: Path, kind: ModelKind, *, weights: bool = True) -> Check
     """Check the checkpoint in ``folder`` (its weights' names and shapes too, unless
     ``weights`` is False) and read its tokenizer."""
     files = FolderFiles.of(folder)  # first: a change while it is read shows next time
-    config = read_config(folder)
+    config = read_config(folder, kind)
     variant = recognise(folder, kind, weights=weights, config=config)
     return Checkpoint(folder, kind, config, _tokenizer(folder), variant, files)
 

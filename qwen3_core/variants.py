@@ -39,6 +39,7 @@ __all__ = ["Variant", "base_tensor_shapes", "read_config", "recognise", "tensor_
 Architecture = Literal["base", "causal_lm", "seq_cls"]
 
 _LOADER = {"embedding": "Qwen3Embedder", "reranker": "Qwen3Reranker"}
+VL_LOADER = {"embedding": "Qwen3VLEmbedder", "reranker": "Qwen3VLReranker"}
 
 
 def _other_kind(reason: str, holds: ModelKind, *, what: str = "it") -> ModelKindError:
@@ -78,18 +79,24 @@ class Variant:
 # Reading the folder
 
 
-def read_config(folder: Path) -> dict[str, Any]:
-    """config.json, checked to be a Qwen3 decoder's.
+def read_config(
+    folder: Path, kind: ModelKind | None = None, *, vision: bool = False
+) -> dict[str, Any]:
+    """config.json, checked to be a text Qwen3 decoder's (``vision``: a Qwen3-VL model's).
 
     Args:
         folder: The model folder.
+        kind: The model the caller asks for, if known: a model of the other family is
+            refused naming the class that loads this kind of it (else both classes).
+        vision: Expect a Qwen3-VL model (``model_type`` ``"qwen3_vl"``).
 
     Returns:
         The config as a dict.
 
     Raises:
         ModelKindError: The folder has no config.json, it is not a JSON object, or its
-            ``model_type`` is not ``"qwen3"``.
+            ``model_type`` is not ``"qwen3"`` (with ``vision``: ``"qwen3_vl"``); a model of
+            the other family is named as such, with the class to load it with.
     """
     path = folder / "config.json"
     if not path.is_file():
@@ -100,10 +107,18 @@ def read_config(folder: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ModelKindError(f"'{path}' does not hold a JSON object")
     model_type = config.get("model_type")
-    if model_type != "qwen3":
+    wanted, other = ("qwen3_vl", "qwen3") if vision else ("qwen3", "qwen3_vl")
+    if model_type == other:
+        family, loaders = ("a text Qwen3", _LOADER) if vision else ("a Qwen3-VL", VL_LOADER)
+        use = loaders[kind] if kind is not None else " or ".join(loaders.values())
         raise ModelKindError(
-            f"'{folder}' is not a Qwen3 model: its config.json says model_type={model_type!r} "
-            f"(expected 'qwen3')"
+            f"'{folder}' is {family} model (model_type={model_type!r}), not "
+            f"{'a Qwen3-VL' if vision else 'a text Qwen3'} model: load it with {use}"
+        )
+    if model_type != wanted:
+        raise ModelKindError(
+            f"'{folder}' is not a {'Qwen3-VL' if vision else 'Qwen3'} model: its config.json "
+            f"says model_type={model_type!r} (expected {wanted!r})"
         )
     return config
 

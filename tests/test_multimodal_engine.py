@@ -26,6 +26,7 @@ from PIL import Image
 from qwen3_core import (
     ModelKindError,
     Qwen3Embedder,
+    Qwen3Reranker,
     Qwen3VLEmbedder,
     Qwen3VLReranker,
     TransformersOptions,
@@ -33,6 +34,7 @@ from qwen3_core import (
 from qwen3_core.loading import quiet_transformers
 from qwen3_core.testing import ModelPaths
 from qwen3_core.testing.vl_models import VLModelPaths, build_vl_test_models
+from qwen3_core.variants import read_config
 from tests.options import CPU
 
 TOLERANCE = 1e-4
@@ -306,8 +308,16 @@ def test_text_models_are_refused_by_name(test_models: ModelPaths, vl_models: VLM
         Qwen3VLEmbedder(test_models.embedding, backend=CPU)
     with pytest.raises(ModelKindError, match=r"text Qwen3 model.*Qwen3Reranker"):
         Qwen3VLReranker(test_models.reranker, backend=CPU)
-    with pytest.raises(ModelKindError, match="qwen3_vl"):
+
+
+def test_vl_models_given_to_text_classes_name_the_vl_class(vl_models: VLModelPaths) -> None:
+    vl = r"is a Qwen3-VL model \(model_type='qwen3_vl'\), not a text Qwen3 model: load it with "
+    with pytest.raises(ModelKindError, match=vl + "Qwen3VLEmbedder$"):
         Qwen3Embedder(vl_models.embedding, backend=CPU)
+    with pytest.raises(ModelKindError, match=vl + "Qwen3VLReranker$"):
+        Qwen3Reranker(vl_models.reranker, backend=CPU)
+    with pytest.raises(ModelKindError, match=vl + "Qwen3VLEmbedder or Qwen3VLReranker$"):
+        read_config(vl_models.embedding)  # no kind asked for: both classes
 
 
 def _linked_copy(source: Path, target: Path) -> Path:

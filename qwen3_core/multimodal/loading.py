@@ -26,11 +26,9 @@ from qwen3_core.json_files import read_json
 from qwen3_core.loading import quiet_transformers
 from qwen3_core.safetensors_index import SINGLE_FILE, weight_map
 from qwen3_core.sharing import SharedCache
-from qwen3_core.variants import tensor_shapes
+from qwen3_core.variants import VL_LOADER, read_config, tensor_shapes
 
 VLKind = Literal["embedding", "reranker"]
-_CLASS = {"embedding": "Qwen3VLEmbedder", "reranker": "Qwen3VLReranker"}
-_TEXT_CLASS = {"embedding": "Qwen3Embedder", "reranker": "Qwen3Reranker"}
 # The token ids the released models' configs give (and the tokenizer must agree with).
 VISION_TOKENS = {
     "image_token_id": "<|image_pad|>",
@@ -60,13 +58,6 @@ class VLCheckpoint:
     @property
     def hidden_size(self) -> int:
         return int(self.config["text_config"]["hidden_size"])
-
-
-def _refuse_text_model(folder: Path, kind: VLKind, model_type: Any) -> ModelKindError:
-    return ModelKindError(
-        f"'{folder}' is a text Qwen3 model (model_type={model_type!r}), not a Qwen3-VL "
-        f"model: load it with {_TEXT_CLASS[kind]}"
-    )
 
 
 def _st_layout(folder: Path, kind: VLKind) -> tuple[str, tuple[int, int] | None]:
@@ -140,25 +131,10 @@ def recognise(folder: Path, kind: VLKind) -> VLCheckpoint:
         ModelKindError: It is a text Qwen3 model, another model, a layout that cannot be
             reproduced exactly, or tensors are missing; the message says which.
     """
-    path = folder / "config.json"
-    if not path.is_file():
-        raise ModelKindError(
-            f"'{folder}' has no config.json: it is not a Hugging Face model folder"
-        )
-    config = read_json(path)
-    if not isinstance(config, dict):
-        raise ModelKindError(f"'{path}' does not hold a JSON object")
-    model_type = config.get("model_type")
-    if model_type == "qwen3":
-        raise _refuse_text_model(folder, kind, model_type)
-    if model_type != "qwen3_vl":
-        raise ModelKindError(
-            f"'{folder}' is not a Qwen3-VL model: its config.json says "
-            f"model_type={model_type!r} (expected 'qwen3_vl')"
-        )
+    config = read_config(folder, kind, vision=True)
     for part in ("text_config", "vision_config"):
         if not isinstance(config.get(part), dict):
-            raise ModelKindError(f"'{path}' has no {part}")
+            raise ModelKindError(f"'{folder / 'config.json'}' has no {part}")
     layout, score_ids = _st_layout(folder, kind)
     shapes = tensor_shapes(folder)
     if shapes is None:
@@ -261,11 +237,11 @@ def load_vl_model(
     """
     if options.quantization is not None:
         raise ValueError(
-            f"quantization={options.quantization!r} is not available for {_CLASS[kind]}: "
+            f"quantization={options.quantization!r} is not available for {VL_LOADER[kind]}: "
             "leave it unset"
         )
     if options.share_prefix is not None:
-        raise ValueError(f"share_prefix applies to Qwen3Reranker, not to {_CLASS[kind]}")
+        raise ValueError(f"share_prefix applies to Qwen3Reranker, not to {VL_LOADER[kind]}")
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
     folder = resolve_model_folder(model, hub)
