@@ -4,33 +4,23 @@ Qwen3-VL-Reranker as a node postprocessor for text and image nodes together."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from io import BytesIO
 from typing import Any
 
 from llama_index.core.base.embeddings.base import Embedding
 from llama_index.core.bridge.pydantic import Field
-from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.embeddings import MultiModalEmbedding
-from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
-from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
-from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import ImageNode, ImageType, MetadataMode, NodeWithScore, QueryBundle
 
 from llamaindex_qwen3._common import KeywordChecks
+from llamaindex_qwen3.embedding import TextEmbedding
+from llamaindex_qwen3.rerank import NodeRerank, check_nodes
 from qwen3_core.adapter_settings import NamedVLEmbedderSettings, VLRerankerSettings
-from qwen3_core.defaults import EMBED_BATCH_SIZE, MAX_EMBED_BATCH_SIZE, MIN_TOP_N, TOP_N
+from qwen3_core.defaults import EMBED_BATCH_SIZE, MAX_EMBED_BATCH_SIZE
 from qwen3_core.multimodal.documents import document_input
 from qwen3_core.multimodal.inputs import MultimodalInput
-from qwen3_core.validation import check_text, check_texts
-
-# (The type: ignore above: llama_index re-exports get_dispatcher without marking it public.)
-dispatcher = get_dispatcher(__name__)
-
-# The metadata keys of Qwen3Rerank (and of the LangChain adapters).
-RETRIEVAL_SCORE_KEY = "retrieval_score"
-RELEVANCE_LOGIT_KEY = "relevance_logit"
+from qwen3_core.validation import check_text
 
 
 def _image_input(image: Any, label: str) -> MultimodalInput:
@@ -56,7 +46,7 @@ def _image_inputs(images: Any, name: str) -> list[MultimodalInput]:
     return [_image_input(image, f"{name}[{index}]") for index, image in enumerate(images)]
 
 
-class Qwen3VLEmbedding(NamedVLEmbedderSettings, KeywordChecks, MultiModalEmbedding):
+class Qwen3VLEmbedding(NamedVLEmbedderSettings, KeywordChecks, TextEmbedding, MultiModalEmbedding):
     """Qwen3-VL-Embedding through ``qwen3_core.Qwen3VLEmbedder``, as a LlamaIndex
     ``MultiModalEmbedding``: texts and images in one space, so a text query finds images
     and an image finds texts. Texts (nodes) and images get the official "Represent the
@@ -93,32 +83,7 @@ class Qwen3VLEmbedding(NamedVLEmbedderSettings, KeywordChecks, MultiModalEmbeddi
     def class_name(cls) -> str:
         return "Qwen3VLEmbedding"
 
-    # The public entry points check their input first: before the engine is built and
-    # before LlamaIndex batches a list (its batches would renumber the items).
-    def get_query_embedding(self, query: str) -> Embedding:
-        return super().get_query_embedding(check_text("query", query))
-
-    async def aget_query_embedding(self, query: str) -> Embedding:
-        return await super().aget_query_embedding(check_text("query", query))
-
-    def get_text_embedding(self, text: str) -> Embedding:
-        return super().get_text_embedding(check_text("text", text))
-
-    async def aget_text_embedding(self, text: str) -> Embedding:
-        return await super().aget_text_embedding(check_text("text", text))
-
-    def get_text_embedding_batch(
-        self, texts: list[str], show_progress: bool = False, **kwargs: Any
-    ) -> list[Embedding]:
-        checked = check_texts("texts", texts)
-        return super().get_text_embedding_batch(checked, show_progress, **kwargs)
-
-    async def aget_text_embedding_batch(
-        self, texts: list[str], show_progress: bool = False, **kwargs: Any
-    ) -> list[Embedding]:
-        checked = check_texts("texts", texts)
-        return await super().aget_text_embedding_batch(checked, show_progress, **kwargs)
-
+    # Texts and queries as Qwen3Embedding takes them (TextEmbedding); images here.
     def get_image_embedding(self, img_file_path: ImageType) -> Embedding:
         _image_input(img_file_path, "img_file_path")
         return super().get_image_embedding(img_file_path)
@@ -139,40 +104,12 @@ class Qwen3VLEmbedding(NamedVLEmbedderSettings, KeywordChecks, MultiModalEmbeddi
         _image_inputs(img_file_paths, "img_file_paths")
         return await super().aget_image_embedding_batch(img_file_paths, show_progress)
 
-    def _get_query_embedding(self, query: str) -> Embedding:
-        vectors = self.engine.embed_queries([query], **self.call_settings())
-        vector: Embedding = vectors[0].tolist()
-        return vector
-
-    def _get_text_embedding(self, text: str) -> Embedding:
-        return self._get_text_embeddings([text])[0]
-
-    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        vectors: list[Embedding] = self.engine.embed_documents(texts).tolist()
-        return vectors
-
     def _get_image_embedding(self, img_file_path: ImageType) -> Embedding:
         return self._get_image_embeddings([img_file_path])[0]
 
     def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
         inputs = _image_inputs(img_file_paths, "img_file_paths")
         vectors: list[Embedding] = self.engine.embed_documents(inputs).tolist()
-        return vectors
-
-    # Locally the model (and a first build, which loads weights) runs in a worker thread, so
-    # the event loop keeps serving meanwhile.
-    async def _aget_query_embedding(self, query: str) -> Embedding:
-        engine = await self._engine.aget()
-        vectors = await engine.aembed_queries([query], **self.call_settings())
-        vector: Embedding = vectors[0].tolist()
-        return vector
-
-    async def _aget_text_embedding(self, text: str) -> Embedding:
-        return (await self._aget_text_embeddings([text]))[0]
-
-    async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        engine = await self._engine.aget()
-        vectors: list[Embedding] = (await engine.aembed_documents(texts)).tolist()
         return vectors
 
     async def _aget_image_embedding(self, img_file_path: ImageType) -> Embedding:
@@ -190,13 +127,10 @@ def node_inputs(nodes: Any) -> list[MultimodalInput]:
     (``get_content(metadata_mode=MetadataMode.EMBED)``); an ``ImageNode``'s image (its
     ``image`` (base64), else ``image_path``, else ``image_url``, the order of
     ``ImageNode.resolve_image``), followed by that text when the node has a text."""
-    if isinstance(nodes, (str, bytes)) or not isinstance(nodes, Sequence):
-        raise TypeError(f"nodes must be a list of NodeWithScore, got {type(nodes).__name__}")
+    check_nodes(nodes)
     inputs: list[MultimodalInput] = []
     for index, scored in enumerate(nodes):
         label = f"nodes[{index}]"
-        if not isinstance(scored, NodeWithScore):
-            raise TypeError(f"{label} must be a NodeWithScore, got {type(scored).__name__}")
         node = scored.node
         text = check_text(label, node.get_content(metadata_mode=MetadataMode.EMBED))
         if not isinstance(node, ImageNode):
@@ -216,7 +150,7 @@ def node_inputs(nodes: Any) -> list[MultimodalInput]:
     return inputs
 
 
-class Qwen3VLRerank(VLRerankerSettings, KeywordChecks, BaseNodePostprocessor):
+class Qwen3VLRerank(VLRerankerSettings, KeywordChecks, NodeRerank):
     """Reranks retrieved text and image nodes together with ``qwen3_core.Qwen3VLReranker``,
     keeping ``Qwen3Rerank``'s conventions: each returned node's score is P(yes), its
     ``metadata["relevance_logit"]`` the log-odds, of which P(yes) is the sigmoid; best first
@@ -249,54 +183,15 @@ class Qwen3VLRerank(VLRerankerSettings, KeywordChecks, BaseNodePostprocessor):
     ``instruction`` is the engine's unless given.
     """
 
-    top_n: int = Field(default=TOP_N, ge=MIN_TOP_N)
-    """Most nodes to return."""
-    keep_retrieval_score: bool = False
-    """Keep the retriever's score in the returned node's ``metadata["retrieval_score"]`` (on a
-    copy of the node: the input node is not changed)."""
-
     @classmethod
     def class_name(cls) -> str:
         return "Qwen3VLRerank"
 
-    def _postprocess_nodes(
-        self,
-        nodes: list[NodeWithScore],
-        query_bundle: QueryBundle | None = None,
-    ) -> list[NodeWithScore]:
-        query, inputs = self._checked(nodes, query_bundle)
-        if not nodes:
-            return []
-        with self._reranking(nodes, query_bundle) as finish:  # type: ignore[arg-type]
-            return finish(
-                self.engine.rerank(query, inputs, top_n=self.top_n, **self.call_settings())
-            )
-
-    @dispatcher.span  # LlamaIndex wraps only the sync method in a span by itself
-    async def _apostprocess_nodes(
-        self,
-        nodes: list[NodeWithScore],
-        query_bundle: QueryBundle | None = None,
-    ) -> list[NodeWithScore]:
-        query, inputs = self._checked(nodes, query_bundle)
-        if not nodes:
-            return []
-        engine = await self._engine.aget()
-        with self._reranking(nodes, query_bundle) as finish:  # type: ignore[arg-type]
-            return finish(
-                await engine.arerank(query, inputs, top_n=self.top_n, **self.call_settings())
-            )
-
     def _checked(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
     ) -> tuple[MultimodalInput, list[MultimodalInput]]:
-        """The query and the nodes as engine inputs, checked before the engine is built and
-        before LlamaIndex's events see the input."""
         if query_bundle is None:
-            raise ValueError(
-                "Qwen3VLRerank needs a query: call postprocess_nodes(nodes, query_str=...) or "
-                "pass query_bundle=QueryBundle(...)"
-            )
+            raise self._no_query()
         inputs = node_inputs(nodes)
         text = check_text("query_str", query_bundle.query_str)
         query: MultimodalInput = text
@@ -305,47 +200,3 @@ class Qwen3VLRerank(VLRerankerSettings, KeywordChecks, BaseNodePostprocessor):
                 text or None, image_path=query_bundle.image_path, label="query_bundle"
             )
         return query, inputs
-
-    @contextmanager
-    def _reranking(
-        self, nodes: list[NodeWithScore], query_bundle: QueryBundle
-    ) -> Iterator[Callable[[list[Any]], list[NodeWithScore]]]:
-        """LlamaIndex's rerank events around one call, as ``Qwen3Rerank`` emits them."""
-        dispatcher.event(
-            ReRankStartEvent(
-                query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model
-            )
-        )
-        reranked: list[NodeWithScore] = []
-        with self.callback_manager.event(
-            CBEventType.RERANKING,
-            payload={
-                EventPayload.NODES: nodes,
-                EventPayload.MODEL_NAME: self.model,
-                EventPayload.QUERY_STR: query_bundle.query_str,
-                EventPayload.TOP_K: self.top_n,
-            },
-        ) as event:
-
-            def finish(hits: list[Any]) -> list[NodeWithScore]:
-                reranked.extend(self._with_score(nodes[hit.index], hit) for hit in hits)
-                event.on_end(payload={EventPayload.NODES: reranked})
-                return reranked
-
-            yield finish
-        dispatcher.event(ReRankEndEvent(nodes=reranked))
-
-    def _with_score(self, retrieved: NodeWithScore, hit: Any) -> NodeWithScore:
-        node = retrieved.node
-        # On a copy: writing into the caller's node would also change its EMBED text, and so
-        # its score, the next time the same node is reranked.
-        metadata: dict[str, Any] = {**node.metadata, RELEVANCE_LOGIT_KEY: hit.logit}
-        if self.keep_retrieval_score:
-            metadata[RETRIEVAL_SCORE_KEY] = retrieved.score
-        # The log-odds are for the caller, not text for the embedding model or LLM.
-        update: dict[str, Any] = {"metadata": metadata}
-        for excluded in ("excluded_embed_metadata_keys", "excluded_llm_metadata_keys"):
-            keys: list[str] = getattr(node, excluded)
-            if RELEVANCE_LOGIT_KEY not in keys:
-                update[excluded] = [*keys, RELEVANCE_LOGIT_KEY]
-        return NodeWithScore(node=node.model_copy(update=update), score=hit.score)
