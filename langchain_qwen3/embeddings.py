@@ -3,13 +3,65 @@ Qwen3-Embedding as a LangChain ``Embeddings``."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from langchain_core.embeddings import Embeddings
 
 from qwen3_core.adapter_settings import EmbedderSettings
 from qwen3_core.validation import check_text, check_texts
 
+if TYPE_CHECKING:
+    from qwen3_core.lazy import LazyEngine
 
-class Qwen3Embeddings(EmbedderSettings, Embeddings):
+
+class TextEmbeddings(Embeddings):
+    """What ``Qwen3Embeddings`` and ``Qwen3VLEmbeddings`` share: texts checked before
+    anything is loaded, documents and queries embedded, sync and async. Its settings mixin
+    gives the engine."""
+
+    if TYPE_CHECKING:  # given by the adapter's settings mixin (qwen3_core.adapter_settings)
+        _engine: LazyEngine[Any]
+
+        @property
+        def engine(self) -> Any: ...
+
+        def call_settings(self) -> dict[str, Any]: ...
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """One unit vector per text, in input order."""
+        checked = check_texts("texts", texts)  # before anything is loaded
+        if not checked:
+            return []
+        vectors: list[list[float]] = self.engine.embed_documents(checked).tolist()
+        return vectors
+
+    def embed_query(self, text: str) -> list[float]:
+        """The unit vector of the query ``text``, with ``query_instruction``."""
+        check_text("text", text)
+        vector: list[float] = self.engine.embed_queries([text], **self.call_settings())[0].tolist()
+        return vector
+
+    # The engine's async methods: on the server backend they await the network; locally
+    # they run the model in a worker thread, so the event loop keeps serving meanwhile.
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """``embed_documents`` without blocking the event loop."""
+        checked = check_texts("texts", texts)
+        if not checked:
+            return []
+        engine = await self._engine.aget()
+        vectors: list[list[float]] = (await engine.aembed_documents(checked)).tolist()
+        return vectors
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """``embed_query`` without blocking the event loop."""
+        check_text("text", text)
+        engine = await self._engine.aget()
+        vectors = await engine.aembed_queries([text], **self.call_settings())
+        vector: list[float] = vectors[0].tolist()
+        return vector
+
+
+class Qwen3Embeddings(EmbedderSettings, TextEmbeddings):
     """Qwen3-Embedding through ``qwen3_core.Qwen3Embedder``: documents are embedded as they
     are, queries as ``Instruct: {query_instruction}\\nQuery:{query}``; vectors are unit length.
 
@@ -34,36 +86,3 @@ class Qwen3Embeddings(EmbedderSettings, Embeddings):
     is an error; ``query_instruction`` is the engine's unless given. ``engine`` is the
     engine, built on first access.
     """
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """One unit vector per text, in input order."""
-        checked = check_texts("texts", texts)  # before anything is loaded
-        if not checked:
-            return []
-        vectors: list[list[float]] = self.engine.embed_documents(checked).tolist()
-        return vectors
-
-    def embed_query(self, text: str) -> list[float]:
-        """The unit vector of ``Instruct: {query_instruction}\\nQuery:{text}``."""
-        check_text("text", text)
-        vector: list[float] = self.engine.embed_queries([text], **self.call_settings())[0].tolist()
-        return vector
-
-    # The engine's async methods: on the server backend they await the network; locally
-    # they run the model in a worker thread, so the event loop keeps serving meanwhile.
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        """``embed_documents`` without blocking the event loop."""
-        checked = check_texts("texts", texts)
-        if not checked:
-            return []
-        engine = await self._engine.aget()
-        vectors: list[list[float]] = (await engine.aembed_documents(checked)).tolist()
-        return vectors
-
-    async def aembed_query(self, text: str) -> list[float]:
-        """``embed_query`` without blocking the event loop."""
-        check_text("text", text)
-        engine = await self._engine.aget()
-        vectors = await engine.aembed_queries([text], **self.call_settings())
-        vector: list[float] = vectors[0].tolist()
-        return vector

@@ -7,16 +7,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.callbacks import Callbacks
-from langchain_core.documents import BaseDocumentCompressor, Document
-from langchain_core.embeddings import Embeddings
-from pydantic import Field
+from langchain_core.documents import Document
 
+from langchain_qwen3._common import page_contents
+from langchain_qwen3.embeddings import TextEmbeddings
+from langchain_qwen3.rerank import DocumentRerank
 from qwen3_core.adapter_settings import VLEmbedderSettings, VLRerankerSettings
-from qwen3_core.defaults import MIN_TOP_N, TOP_N
 from qwen3_core.multimodal.documents import decode_base64, document_input
 from qwen3_core.multimodal.inputs import MultimodalInput
-from qwen3_core.validation import check_text, check_texts
+from qwen3_core.validation import check_text
 
 IMAGE_KEY = "image"
 """``metadata["image"]``: the document's image in base64 (or a ``data:`` address)."""
@@ -34,13 +33,10 @@ def document_inputs(documents: Any) -> list[MultimodalInput]:
     """The engine input of each document: its image (see ``Qwen3VLRerank``) with its
     ``page_content`` as text, or its ``page_content`` alone. Errors name
     ``documents[i]``."""
-    if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
-        raise TypeError(f"documents must be a list of Document, got {type(documents).__name__}")
+    page_contents(documents)  # a TypeError names the first item that is not a Document
     inputs: list[MultimodalInput] = []
     for index, document in enumerate(documents):
         label = f"documents[{index}]"
-        if not isinstance(document, Document):
-            raise TypeError(f"{label} must be a Document, got {type(document).__name__}")
         metadata = document.metadata
         if metadata.get(PAGE_CONTENT_IS_IMAGE_KEY):
             image = decode_base64(document.page_content, f"{label}.page_content")
@@ -75,11 +71,12 @@ def image_inputs(uris: Any) -> list[MultimodalInput]:
     ]
 
 
-class Qwen3VLEmbeddings(VLEmbedderSettings, Embeddings):
+class Qwen3VLEmbeddings(VLEmbedderSettings, TextEmbeddings):
     """Qwen3-VL-Embedding through ``qwen3_core.Qwen3VLEmbedder``: texts and images in one
     space, so a text query finds images and an image finds texts. Documents (texts and
     images) get the official "Represent the user's input."; text queries get
-    ``query_instruction``. Vectors are unit length.
+    ``query_instruction``. Vectors are unit length. A str given to ``embed_documents`` is
+    always text, never a file.
 
     ``embed_image(uris)`` is the method ``OpenCLIPEmbeddings`` has, which vector stores call
     for images: Chroma's ``add_images`` and ``similarity_search_by_image`` use it.
@@ -98,21 +95,6 @@ class Qwen3VLEmbeddings(VLEmbedderSettings, Embeddings):
     is an error; ``query_instruction`` is the engine's unless given.
     """
 
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """One unit vector per text, in input order (a str is always text, never a file)."""
-        checked = check_texts("texts", texts)  # before anything is loaded
-        if not checked:
-            return []
-        vectors: list[list[float]] = self.engine.embed_documents(checked).tolist()
-        return vectors
-
-    def embed_query(self, text: str) -> list[float]:
-        """The unit vector of the text query, with ``query_instruction``."""
-        check_text("text", text)
-        vectors = self.engine.embed_queries([text], **self.call_settings())
-        vector: list[float] = vectors[0].tolist()
-        return vector
-
     def embed_image(self, uris: list[str]) -> list[list[float]]:
         """One unit vector per image, in input order, embedded as documents are. Each uri is
         a file path, a base64 ``data:`` address, or an ``http(s)://`` address (fetched only
@@ -128,25 +110,8 @@ class Qwen3VLEmbeddings(VLEmbedderSettings, Embeddings):
         vectors: list[list[float]] = self.engine.embed_documents(inputs).tolist()
         return vectors
 
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        """``embed_documents``; the model runs in a worker thread."""
-        checked = check_texts("texts", texts)
-        if not checked:
-            return []
-        engine = await self._engine.aget()
-        vectors: list[list[float]] = (await engine.aembed_documents(checked)).tolist()
-        return vectors
 
-    async def aembed_query(self, text: str) -> list[float]:
-        """``embed_query``; the model runs in a worker thread."""
-        check_text("text", text)
-        engine = await self._engine.aget()
-        vectors = await engine.aembed_queries([text], **self.call_settings())
-        vector: list[float] = vectors[0].tolist()
-        return vector
-
-
-class Qwen3VLRerank(VLRerankerSettings, BaseDocumentCompressor):
+class Qwen3VLRerank(VLRerankerSettings, DocumentRerank):
     """Reorders retrieved documents, texts and images together, by Qwen3-VL-Reranker's
     judgement, best first.
 
@@ -175,52 +140,5 @@ class Qwen3VLRerank(VLRerankerSettings, BaseDocumentCompressor):
     unless given.
     """
 
-    top_n: int | None = Field(default=TOP_N, ge=MIN_TOP_N)
-    """Most documents to return; None: all of them."""
-    score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    """Drop documents whose P(yes) is below this; None: keep every score."""
-
-    def compress_documents(
-        self,
-        documents: Sequence[Document],
-        query: str,
-        callbacks: Callbacks | None = None,
-    ) -> Sequence[Document]:
-        """``documents`` best first with their scores, at most ``top_n``, none under
-        ``score_threshold``."""
-        inputs = document_inputs(documents)  # checked before anything is loaded
-        check_text("query", query)
-        if not inputs:
-            return []
-        hits = self.engine.rerank(query, inputs, top_n=self.top_n, **self.call_settings())
-        return self._kept(documents, hits)
-
-    async def acompress_documents(
-        self,
-        documents: Sequence[Document],
-        query: str,
-        callbacks: Callbacks | None = None,
-    ) -> Sequence[Document]:
-        """``compress_documents``; the model runs in a worker thread."""
-        inputs = document_inputs(documents)
-        check_text("query", query)
-        if not inputs:
-            return []
-        engine = await self._engine.aget()
-        hits = await engine.arerank(query, inputs, top_n=self.top_n, **self.call_settings())
-        return self._kept(documents, hits)
-
-    def _kept(self, documents: Sequence[Document], hits: list[Any]) -> list[Document]:
-        threshold = self.score_threshold
-        kept = []
-        for hit in hits:
-            if threshold is not None and hit.score < threshold:
-                continue
-            document = documents[hit.index]
-            metadata = {
-                **document.metadata,
-                "relevance_score": hit.score,
-                "relevance_logit": hit.logit,
-            }
-            kept.append(document.model_copy(update={"metadata": metadata}))
-        return kept
+    def _inputs(self, documents: Sequence[Document]) -> list[Any]:
+        return document_inputs(documents)
