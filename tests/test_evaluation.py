@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from qwen3_core import Qwen3Embedder, Qwen3Reranker
+from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
 from qwen3_core.cli.main import main
 from qwen3_core.evaluation import (
     METRICS,
@@ -888,3 +888,30 @@ def test_dataset_error_is_a_value_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="give the dataset folder, or all three files"):
         load_beir(None, corpus_file=tmp_path / "corpus.jsonl")
     assert issubclass(DatasetError, ValueError)
+
+
+def test_settings_that_change_the_vectors_change_the_cache_key(
+    test_models: ModelPaths, dataset_folder: Path, tmp_path: Path
+) -> None:
+    """Another decoder, kernel, quantization or transformers argument gives other vectors
+    (from 1e-6 on): each has a key of its own. A batch size changes only the speed."""
+    store = VectorCache(tmp_path)
+    dataset = load_beir(dataset_folder)
+    settings: dict[str, dict[str, Any]] = {
+        "defaults": {},
+        "decoder": {"decoder": "transformers"},
+        "kernel": {"cpu_linear": "torch"},
+        "int8": {"quantization": "int8"},
+        "model_kwargs": {"model_kwargs": {"attn_implementation": "eager"}},
+        "batch size": {"max_batch_tokens": 64},
+    }
+    paths = {}
+    for name, given in settings.items():
+        with Qwen3Embedder(
+            test_models.embedding, backend=TransformersOptions(device="cpu", **given)
+        ) as engine:
+            key = store.key(engine, dataset.corpus_sha256, len(dataset.documents))
+            paths[name] = store.path(key)
+    assert paths["batch size"] == paths["defaults"]
+    del paths["batch size"]
+    assert len(set(paths.values())) == len(paths), paths

@@ -4,9 +4,10 @@ A second evaluation of the same corpus with the same model reads the vectors bac
 embedding every document again. The key holds everything the vectors depend on: the model's
 files (their content hashes, read in full each run, so a re-downloaded or moved model still
 matches and a changed one does not, whatever its size and modification time), the document
-prompt, the dimensions, the longest input, the backend and its precision, and the corpus
-file's content hash. The query instruction is not part of it: documents are embedded without
-it, so trying another instruction reuses the vectors.
+prompt, the dimensions, the longest input, the backend with the device type, precision,
+decoder, kernels and free-form arguments it runs with, and the corpus file's content hash.
+The query instruction is not part of it: documents are embedded without it, so trying
+another instruction reuses the vectors.
 
 Each file also holds the SHA-256 of the vectors written. A file that cannot be read, holds
 another key, vectors of another shape or type, vectors that differ from what was written, or
@@ -22,7 +23,7 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +107,7 @@ class VectorCache:
             The key, as JSON-ready data.
         """
         options = embedder.options
+        device, dtype = embedder.device, embedder.dtype  # as the engine resolved them
         return {
             "format": CACHE_FORMAT,
             "model_files": self.model_files(embedder.model_path),
@@ -114,9 +116,11 @@ class VectorCache:
             "dimension": embedder.dimension,
             "max_length": embedder.max_length,
             "backend": embedder.backend,
-            # The same weights in bfloat16 give other vectors than in float32.
-            "dtype": getattr(options, "dtype", None),
-            "quantization": getattr(options, "quantization", None),
+            # The same weights on another device, in bfloat16 rather than float32, or through
+            # another decoder or kernel give other vectors (from 1e-6 on).
+            "device": None if device is None else device.type,
+            "dtype": None if dtype is None else str(dtype).removeprefix("torch."),
+            **{name: _setting(getattr(options, name, None)) for name in _RESULT_SETTINGS},
             "corpus_sha256": corpus_sha256,
             "documents": documents,
         }
@@ -258,6 +262,28 @@ def _sha256(file: Path) -> str:
         while chunk := stream.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_RESULT_SETTINGS = (
+    "quantization",
+    "decoder",
+    "cpu_linear",
+    "int8_kernel",
+    "model_kwargs",
+    "config",
+    "engine_args",
+)
+"""The backend options (as the engine resolved them) that change the vectors, the backends'
+free-form arguments included; those that only change how fast they come (batch size,
+progress) are left out."""
+
+
+def _setting(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        # By digest: the key is written into the file, and these may hold anything.
+        text = repr(sorted((str(name), repr(item)) for name, item in value.items()))
+        return hashlib.sha256(text.encode()).hexdigest() if value else None
+    return value
 
 
 def _canonical(key: dict[str, Any]) -> bytes:
