@@ -1,5 +1,5 @@
-"""What the adapters share beyond their settings (``qwen3_core.adapter_settings``): the
-documents in and out. No model logic lives here; everything about the models is in
+"""Internal: what the adapters share beyond their settings (``qwen3_core.adapter_settings``):
+the documents in and out. No model logic lives here; everything about the models is in
 ``qwen3_core``."""
 
 from __future__ import annotations

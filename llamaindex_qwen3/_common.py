@@ -1,5 +1,5 @@
-"""What both adapters share beyond their settings (``qwen3_core.adapter_settings``): the
-checks that make a wrong keyword a ``TypeError``, as for LlamaIndex's own classes. No model
+"""Internal: what both adapters share beyond their settings (``qwen3_core.adapter_settings``):
+the checks that make a wrong keyword a ``TypeError``, as for LlamaIndex's own classes. No model
 logic lives here; everything about the models is in ``qwen3_core``."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The engine settings of the LangChain and LlamaIndex adapters, declared once per engine.
+"""Internal: the engine settings of the LangChain and LlamaIndex adapters, declared once per
+engine.
 
 ``RerankerSettings`` and ``EmbedderSettings`` (``VLRerankerSettings`` and ``VLEmbedderSettings``
 for the Qwen3-VL engines) are pydantic mixins: every adapter of an engine

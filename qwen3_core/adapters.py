@@ -1,5 +1,5 @@
-"""What the LangChain and LlamaIndex adapters share, framework-free (no model logic): the
-``backend`` setting and the ``engine=`` rule."""
+"""Internal: what the LangChain and LlamaIndex adapters share, framework-free (no model logic):
+the ``backend`` setting and the ``engine=`` rule."""
 
 from __future__ import annotations
 

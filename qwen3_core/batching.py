@@ -1,4 +1,5 @@
-"""Token-budget batching: sort by length, cut batches by padded tokens, restore input order.
+"""Internal: token-budget batching: sort by length, cut batches by padded tokens, restore input
+order.
 
 An allocation failure halves the batch and retries instead of failing the call.
 """

@@ -1,5 +1,5 @@
-"""Opening a Qwen3 checkpoint without its weights: the folder, its config, the variant it
-holds and its tokenizer. Torch-free, so a client of model servers needs no torch.
+"""Internal: opening a Qwen3 checkpoint without its weights: the folder, its config, the variant
+it holds and its tokenizer. Torch-free, so a client of model servers needs no torch.
 
 A model is a hub id (Hugging Face or ModelScope, see ``qwen3_core.hub``) or a local folder.
 Before any weights are read, ``qwen3_core.variants`` recognises which checkpoint variant the

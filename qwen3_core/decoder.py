@@ -1,5 +1,5 @@
-"""The Qwen3 decoder in plain torch: the same operations, in the same order, as transformers'
-``Qwen3Model`` with SDPA attention, without importing transformers.
+"""Internal: the Qwen3 decoder in plain torch: the same operations, in the same order, as
+transformers' ``Qwen3Model`` with SDPA attention, without importing transformers.
 
 Importing transformers' Qwen3 modelling code takes about 4.5 s (it pulls in torch._dynamo,
 torch.distributed and scipy), two thirds of a cold start on CPU; the model itself is a few

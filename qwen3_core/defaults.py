@@ -1,5 +1,5 @@
-"""The defaults and bounds of the settings the engines and both adapters share, in one place
-so that they cannot drift apart."""
+"""Internal: the defaults and bounds of the settings the engines and both adapters share, in one
+place so that they cannot drift apart."""
 
 from __future__ import annotations
 

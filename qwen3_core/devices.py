@@ -1,4 +1,4 @@
-"""Device and dtype defaults, read from the device itself.
+"""Internal: device and dtype defaults, read from the device itself.
 
 - ``device=None``: CUDA when there is a GPU, else Apple's MPS where available, else CPU.
 - ``dtype=None``: bfloat16 on GPUs with native bf16 (compute capability 8.0 and up), float16

@@ -1,6 +1,7 @@
-"""Long documents for the reranker: the document part of each prompt has a token budget, and a
-document over it is either cut to its first tokens or split into overlapping windows, each
-scored as a document of its own, the best window's score standing for the document.
+"""Internal: long documents for the reranker: the document part of each prompt has a token
+budget, and a document over it is either cut to its first tokens or split into overlapping
+windows, each scored as a document of its own, the best window's score standing for the
+document.
 
 A window is a span of the document's characters, and its tokens are that span's own: the
 tokens the span gets when scored alone (with the space the prompt puts before a document).

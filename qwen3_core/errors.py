@@ -1,4 +1,5 @@
-"""The errors qwen3-rag raises, in one place.
+"""Internal (import its public names from ``qwen3_core``): the errors qwen3-rag raises, in one
+place.
 
 Each subclasses ``Qwen3RagError`` and the builtin it is an instance of (a ``ModelKindError``
 is a ``ValueError``, a ``ModelNotFoundError`` an ``OSError``), so ``except Qwen3RagError``

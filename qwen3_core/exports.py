@@ -1,5 +1,5 @@
-"""Package names imported on first use (PEP 562): a light submodule, such as the command
-line checking its arguments, must not pay for importing what the package exports."""
+"""Internal: package names imported on first use (PEP 562): a light submodule, such as the
+command line checking its arguments, must not pay for importing what the package exports."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Which of qwen3-rag's optional packages are installed, found without importing them: the
-command lines check before they import the engine, so a missing package is one line saying
+"""Internal: which of qwen3-rag's optional packages are installed, found without importing them:
+the command lines check before they import the engine, so a missing package is one line saying
 what to install rather than an ImportError from deep inside an import."""
 
 from __future__ import annotations

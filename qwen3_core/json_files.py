@@ -1,4 +1,4 @@
-"""Reading a model folder's JSON files, with errors that name the file."""
+"""Internal: reading a model folder's JSON files, with errors that name the file."""
 
 from __future__ import annotations
 

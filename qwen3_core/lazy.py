@@ -1,5 +1,5 @@
-"""Engines built on first use: adapters must not touch the network or load weights when they
-are constructed (LangChain's unit-test template runs with sockets disabled)."""
+"""Internal: engines built on first use: adapters must not touch the network or load weights
+when they are constructed (LangChain's unit-test template runs with sockets disabled)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The one canonical Qwen3 prompt format, shared by every backend.
+"""Internal (import its public names from ``qwen3_core``): the one canonical Qwen3 prompt
+format, shared by every backend.
 
 Embedding queries become ``Instruct: {instruction}\\nQuery:{query}``; documents are embedded
 as they are. A reranker input is ``PREFIX + body + SUFFIX`` with the body

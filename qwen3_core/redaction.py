@@ -1,5 +1,6 @@
-"""Credentials kept out of everything shown to people: errors, warnings, log lines, reprs and
-dumps. Standard library only, so that reprs and warnings can use it without importing httpx.
+"""Internal: credentials kept out of everything shown to people: errors, warnings, log lines,
+reprs and dumps. Standard library only, so that reprs and warnings can use it without importing
+httpx.
 
 What is hidden: the user information of URLs (``http://user:pass@host`` reads
 ``http://***@host``), bearer and basic credentials, the values of ``Authorization``- and

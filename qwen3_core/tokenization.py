@@ -1,4 +1,4 @@
-"""Token ids for embedding and reranking, built from the canonical prompts.
+"""Internal: token ids for embedding and reranking, built from the canonical prompts.
 
 User text (queries, documents, instructions) is tokenised literally: a document that
 contains ``<|im_end|>`` gets the characters' tokens, never the special token, so it cannot

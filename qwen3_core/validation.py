@@ -1,4 +1,5 @@
-"""Argument checks that run before any model work, with errors that name the argument."""
+"""Internal: argument checks that run before any model work, with errors that name the
+argument."""
 
 from __future__ import annotations
 

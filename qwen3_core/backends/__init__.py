@@ -1,4 +1,5 @@
-"""Where the model runs: every backend gets the token ids built by ``qwen3_core.tokenization``.
+"""Internal: where the model runs: every backend gets the token ids built by
+``qwen3_core.tokenization``.
 
 Each backend is one module here that opens the model for its options
 (``qwen3_core.backend_options``) and returns what embeds or scores token ids;

@@ -1,4 +1,4 @@
-"""The two things a backend does; the engine classes do everything else."""
+"""Internal: the two things a backend does; the engine classes do everything else."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""HTTP to a fleet of model servers: round-robin over base URLs, retries, a concurrency limit.
+"""Internal: HTTP to a fleet of model servers: round-robin over base URLs, retries, a
+concurrency limit.
 
 One ``ServerPool`` holds one ``httpx.Client`` (connections reused across calls and threads)
 and one ``httpx.AsyncClient`` per event loop (an async client's connections belong to the

@@ -1,4 +1,4 @@
-"""Which module runs each backend, and the one call that opens a model on it.
+"""Internal: which module runs each backend, and the one call that opens a model on it.
 
 A backend is one module with ``open_model(model, kind, options, *, hub)``, which opens the
 checkpoint for its options (``qwen3_core.backend_options``) and returns an ``OpenedModel``:

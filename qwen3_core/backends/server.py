@@ -1,4 +1,5 @@
-"""The server backend: both models behind vLLM's OpenAI-compatible server, fed token ids.
+"""Internal: the server backend: both models behind vLLM's OpenAI-compatible server, fed token
+ids.
 
 - Embedding: ``POST /v1/embeddings`` with ``input`` as lists of token ids; the server runs
   last-token pooling (and normalises); the engine cuts to ``dimensions`` and normalises.

@@ -1,4 +1,5 @@
-"""The vLLM backend: both models on vLLM's pooling runner, fed the canonical token ids.
+"""Internal: the vLLM backend: both models on vLLM's pooling runner, fed the canonical token
+ids.
 
 - Embedding: last-token pooling with normalisation; the engine cuts to ``dimensions`` and
   re-normalises, which equals cutting the raw state first.

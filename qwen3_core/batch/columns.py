@@ -1,4 +1,4 @@
-"""Reading text columns out of an Arrow batch and writing result columns into it.
+"""Internal: reading text columns out of an Arrow batch and writing result columns into it.
 
 A worker sees one batch, never its offset in the dataset (Ray Data does not pass it), so a
 bad row is named by its column, its value and the row's other values, which is what a user

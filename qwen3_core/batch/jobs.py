@@ -1,4 +1,5 @@
-"""``embed_dataset`` and ``rerank_dataset``: the engines as Ray Data ``map_batches`` stages.
+"""Internal (import its public names from ``qwen3_core.batch``): ``embed_dataset`` and
+``rerank_dataset``: the engines as Ray Data ``map_batches`` stages.
 
 Both return a lazy ``ray.data.Dataset`` (nothing runs until it is written or iterated): every
 input column, unchanged, plus one result column. Arguments are checked here, at the driver,

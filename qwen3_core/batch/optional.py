@@ -1,4 +1,4 @@
-"""Ray Data is an optional extra: it is imported only when a batch job is built, so
+"""Internal: Ray Data is an optional extra: it is imported only when a batch job is built, so
 ``import qwen3_core`` (and ``qwen3_core.batch``) never pays for it or needs it."""
 
 from __future__ import annotations

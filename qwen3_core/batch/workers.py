@@ -1,5 +1,5 @@
-"""The callable classes that Ray Data runs as actors: each builds its engine once, in its
-constructor, and reuses it for every batch it is given (loading a model per batch would cost
+"""Internal: the callable classes that Ray Data runs as actors: each builds its engine once, in
+its constructor, and reuses it for every batch it is given (loading a model per batch would cost
 more than embedding it)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m qwen3_core.testing [DIR]``: write the offline test models."""
+"""Internal: ``python -m qwen3_core.testing [DIR]``: write the offline test models."""
 
 from __future__ import annotations
 

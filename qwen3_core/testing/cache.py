@@ -1,4 +1,5 @@
-"""Where the offline test models are kept, and how a folder there is built once.
+"""Internal (import its public names from ``qwen3_core.testing``): where the offline test models
+are kept, and how a folder there is built once.
 
 The test suite, ``qwen3-rag demo --tiny``, the example notebooks and the benchmarks all build
 into ``models_cache_folder()``, so each model is written once per machine and then reused.

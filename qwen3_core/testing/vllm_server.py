@@ -1,5 +1,6 @@
-"""vLLM's OpenAI-compatible server in a subprocess on 127.0.0.1, for tests and benchmarks of
-``backend="server"`` (needs vLLM; on CPU, its CPU build)."""
+"""Internal (import its public names from ``qwen3_core.testing``): vLLM's OpenAI-compatible
+server in a subprocess on 127.0.0.1, for tests and benchmarks of ``backend="server"`` (needs
+vLLM; on CPU, its CPU build)."""
 
 from __future__ import annotations
 
