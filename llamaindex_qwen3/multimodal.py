@@ -171,11 +171,8 @@ class Qwen3VLRerank(VLRerankerSettings, KeywordChecks, NodeRerank):
     best = rerank.postprocess_nodes(retriever.retrieve("revenue chart"), query_str="revenue chart")
     ```
 
-    The returned ``NodeWithScore`` objects are new, around copies of the nodes (the log-odds
-    kept out of the text the embedding model and the LLM see); the input list and its nodes
-    are left as they were. Like LlamaIndex's rerankers it emits the
-    ``CBEventType.RERANKING`` callback event and the ``ReRankStartEvent`` /
-    ``ReRankEndEvent`` instrumentation events.
+    The returned nodes are new, around copies of the given ones, which are left as they
+    were; the callback and instrumentation events are those ``Qwen3Rerank`` emits.
 
     It takes keyword arguments; any other name, or an engine of the wrong class, is a
     ``TypeError``. ``engine=Qwen3VLReranker(...)`` uses a ready engine: the settings it
