@@ -3,7 +3,6 @@ as a LlamaIndex node postprocessor."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -63,12 +62,13 @@ class NodeRerank(BaseNodePostprocessor):
     """Keep the retriever's score in the returned node's ``metadata["retrieval_score"]`` (on a
     copy of the node: the input node is not changed)."""
 
-    @abstractmethod
+    # Not an abstractmethod: LlamaIndex would wrap each implementation in a span of its own.
     def _checked(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
     ) -> tuple[Any, list[Any]]:
         """The query and the nodes as engine inputs, checked before the engine is built and
         before LlamaIndex's events see the input."""
+        raise NotImplementedError
 
     def _spans_kept(self) -> bool:
         """Whether the returned nodes keep the scored part's offsets in their metadata."""
