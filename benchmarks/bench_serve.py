@@ -141,8 +141,10 @@ async def _load(url: str, workload: str, requests: Sequence[Any], clients: int) 
     import httpx
 
     path = "/v2/rerank" if workload == "rerank" else "/v1/embeddings"
+    # At least one request per client: the list is repeated when there are more clients.
+    repeated = [requests[i % len(requests)] for i in range(max(len(requests), clients))]
     bodies = [
-        {"query": QUERY, "documents": r} if workload == "rerank" else {"input": r} for r in requests
+        {"query": QUERY, "documents": r} if workload == "rerank" else {"input": r} for r in repeated
     ]
     latencies: list[float] = []
     errors = 0
@@ -167,7 +169,7 @@ async def _load(url: str, workload: str, requests: Sequence[Any], clients: int) 
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
-        return time.perf_counter() - start, latencies, errors
+        return time.perf_counter() - start, latencies, errors, len(bodies)
 
 
 def _wait_healthy(url: str, process: multiprocessing.process.BaseProcess) -> None:
@@ -266,15 +268,18 @@ def main() -> None:
         for workload, requests in work.items():
             for clients in args.clients:
                 _reset_peak(server.pid)
-                seconds, latencies, errors = asyncio.run(_load(url, workload, requests, clients))
+                seconds, latencies, errors, sent = asyncio.run(
+                    _load(url, workload, requests, clients)
+                )
+                per_request = sum(tokens[workload]) / len(requests)
                 rows.append(
                     Row(
                         workload,
                         "HTTP",
                         clients,
-                        len(requests),
+                        sent,
                         seconds,
-                        sum(tokens[workload]),
+                        round(per_request * sent),
                         latencies,
                         errors,
                         _peak_rss(server.pid),
