@@ -65,7 +65,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         embedder = Qwen3Embedder(folders.embedding, backend=options)
 
         def call(i: int) -> None:
-            embedder.embed_query(f"{QUERY} ({i})")
+            embedder.embed_queries([f"{QUERY} ({i})"])
 
     for i in range(3):
         call(-i - 1)
