@@ -1,5 +1,6 @@
-"""``qwen3-rag serve``: its arguments, their checks, and the run. Parsing and checking import
-neither the engine nor the web stack; they are imported once the command line is known good.
+"""Internal: ``qwen3-rag serve``, its arguments, their checks, and the run. Parsing and
+checking import neither the engine nor the web stack; they are imported once the command
+line is known good.
 """
 
 from __future__ import annotations

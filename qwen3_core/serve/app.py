@@ -1,5 +1,5 @@
-"""The ASGI app: Qwen3-Embedding and Qwen3-Reranker behind the HTTP APIs clients already
-speak.
+"""Internal (import its public names from ``qwen3_core.serve``): the ASGI app,
+Qwen3-Embedding and Qwen3-Reranker behind the HTTP APIs clients already speak.
 
 ``create_app(...)`` returns a FastAPI app, so it runs under any ASGI server (``qwen3-rag
 serve`` runs it under uvicorn) and as a Ray Serve deployment (``ray_deployment``).

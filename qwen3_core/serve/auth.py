@@ -1,5 +1,5 @@
-"""Bearer keys: every request but ``GET /health`` carries ``Authorization: Bearer KEY`` when
-the server has a key; a missing or wrong one gets 401 before the body is read.
+"""Internal: Bearer keys. Every request but ``GET /health`` carries ``Authorization: Bearer
+KEY`` when the server has a key; a missing or wrong one gets 401 before the body is read.
 
 The key is compared in constant time and never written anywhere: not in a log line, not in an
 error message, not in a repr (``ServeSettings`` hides it; the command line takes it from

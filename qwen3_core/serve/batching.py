@@ -1,4 +1,4 @@
-"""Requests merged into engine calls, and what keeps the queue bounded.
+"""Internal: requests merged into engine calls, and what keeps the queue bounded.
 
 - ``BatchQueue``: one per model. While the engine computes one call, the requests that arrive
   wait; as soon as it is free, all of them (up to a token cap) go into the next call, where

@@ -1,5 +1,5 @@
-"""The server's Prometheus metrics, on a registry of its own (several apps in one process,
-as in tests or a Ray replica, each count their own).
+"""Internal: the server's Prometheus metrics, on a registry of its own (several apps in one
+process, as in tests or a Ray replica, each count their own).
 
 - ``qwen3_rag_requests_total{endpoint,status}`` and
   ``qwen3_rag_request_duration_seconds{endpoint}``: every answered request, refusals included.

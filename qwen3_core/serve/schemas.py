@@ -1,5 +1,5 @@
-"""Request bodies of the endpoints, in the schemas the clients already send, and what the
-answers hold.
+"""Internal: request bodies of the endpoints, in the schemas the clients already send, and
+what the answers hold.
 
 Fields a client does not know are ignored; ours come on top, under names no client uses:
 

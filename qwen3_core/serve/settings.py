@@ -1,5 +1,6 @@
-"""What a server is told at start-up: its limits and its key. Standard library only, so that
-the command line can check them before the web stack and the engine are imported."""
+"""Internal (import its public names from ``qwen3_core.serve``): what a server is told at
+start-up, its limits and its key. Standard library only, so that the command line can check
+them before the web stack and the engine are imported."""
 
 from __future__ import annotations
 
