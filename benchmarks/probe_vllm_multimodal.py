@@ -236,7 +236,7 @@ def main() -> None:
         for name, value in inputs.items():
             doc = check_input(value, "document")
 
-            def run(doc: Item = doc, value: Any = value) -> float:
+            def judge(doc: Item = doc, value: Any = value) -> float:
                 text = prompt_text(prompts.rerank_prompt(query, doc, prompts.RERANK_INSTRUCTION))
                 out = llm.classify(
                     [request(text, images_of(query, doc))],
@@ -247,7 +247,7 @@ def main() -> None:
                 want = float(ref_rr.logits("revenue chart for 2024", [value])[0])
                 return abs(got - want)
 
-            attempt(f"rerank query=text, document={name} (log-odds)", run)
+            attempt(f"rerank query=text, document={name} (log-odds)", judge)
         del llm
         gc.collect()
     ref_rr.close()
