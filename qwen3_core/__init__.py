@@ -5,6 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from qwen3_core.exports import lazy_exports
+from qwen3_core.threads import wait_passively_unless_set
+
+# First, before anything here can import torch, whose OpenMP runtime reads the wait policy once
+# as it loads: its threads then sleep while they wait instead of spinning, which on cores
+# shared with other work (any RAG service's) cost several times the time. A policy the user
+# set is kept, and a process that loaded torch first is left as it is (docs/performance.md).
+wait_passively_unless_set()
 
 if TYPE_CHECKING:
     from qwen3_core.backend_options import (

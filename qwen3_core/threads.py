@@ -1,4 +1,4 @@
-"""How torch's CPU threads wait for work, which a process can choose only before torch loads.
+"""Internal: how torch's CPU threads wait for work, chosen only before torch loads.
 
 torch's CPU kernels run on an OpenMP thread team (GNU libgomp in the Linux wheels). Between
 two parallel regions its threads spin, by default, for a while before they sleep. On a
@@ -8,8 +8,9 @@ with two busy processes beside it, a reranking call of two documents took severa
 long as with sleeping threads, and never less (docs/performance.md, "A busy machine").
 
 libgomp reads ``OMP_WAIT_POLICY`` once, when it loads with torch; nothing changes it
-afterwards. So only a program's entry point can set it (the ``qwen3-rag`` command does);
-a library imported after torch cannot.
+afterwards. So ``import qwen3_core`` sets it when torch is not loaded yet (the ``qwen3-rag``
+command and every program that imports qwen3-rag before torch); a process that imported torch
+first keeps torch's default.
 """
 
 from __future__ import annotations

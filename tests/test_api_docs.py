@@ -113,7 +113,6 @@ NOT_YET_MARKED = {
     *(f"qwen3_core/demo/{name}.py" for name in ("__init__", "corpus", "images", "search")),
     *(f"qwen3_core/evaluation/{name}.py" for name in ("beir", "cache", "defaults", "metrics")),
     *(f"qwen3_core/evaluation/{name}.py" for name in ("plot", "results", "run", "search")),
-    "qwen3_core/threads.py",
 }
 
 

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "qwen3_core.lazy",
             "qwen3_core.json_files",
             "qwen3_core.sharing",
+            "qwen3_core.threads",
         ),
     ),
     (

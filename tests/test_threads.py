@@ -71,3 +71,35 @@ def test_nothing_is_set_once_torch_is_loaded(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv(WAIT_POLICY, raising=False)
     assert wait_passively_unless_set() is False
     assert WAIT_POLICY not in os.environ
+
+
+def _settings_after(code: str, policy: str | None = None) -> dict[str, str]:
+    """What libgomp read as torch loaded in a fresh ``python -c code``."""
+    env = {k: v for k, v in os.environ.items() if k != WAIT_POLICY}
+    env["OMP_DISPLAY_ENV"] = "verbose"
+    if policy is not None:
+        env[WAIT_POLICY] = policy
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    settings = dict(re.findall(r"^\s+(\w+) = '([^']*)'$", result.stderr, re.M))
+    if "GOMP_SPINCOUNT" not in settings:
+        pytest.skip("torch's OpenMP runtime here is not GNU libgomp (nothing to read back)")
+    return settings
+
+
+@pytest.mark.parametrize("package", ["qwen3_core", "langchain_qwen3", "llamaindex_qwen3"])
+def test_importing_the_library_before_torch_waits_passively(package: str) -> None:
+    settings = _settings_after(f"import {package}, torch; torch.ones(64, 64) @ torch.ones(64, 64)")
+    assert settings["GOMP_SPINCOUNT"] == "0"
+
+
+def test_a_program_that_loaded_torch_first_keeps_its_default() -> None:
+    settings = _settings_after("import torch, qwen3_core; torch.ones(64, 64) @ torch.ones(64, 64)")
+    assert int(settings["GOMP_SPINCOUNT"]) > 0
+
+
+def test_a_policy_the_user_set_is_kept_by_the_library() -> None:
+    code = "import qwen3_core, torch; torch.ones(64, 64) @ torch.ones(64, 64)"
+    assert int(_settings_after(code, "ACTIVE")["GOMP_SPINCOUNT"]) > 0

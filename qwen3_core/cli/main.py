@@ -14,7 +14,6 @@ from qwen3_core.cli.output import print_legend, print_outcome
 from qwen3_core.cli.parser import build_parser
 from qwen3_core.cli.serve_command import run_serve
 from qwen3_core.errors import CorpusError, DatasetError, UsageError
-from qwen3_core.threads import wait_passively_unless_set
 
 if TYPE_CHECKING:
     from qwen3_core.demo.search import TwoStageSearch
@@ -23,10 +22,6 @@ QUIT_WORDS = {"quit", "exit", "q", "退出"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Before anything imports torch, whose OpenMP runtime reads it once as it loads: its
-    # threads then sleep while they wait instead of spinning, which on cores shared with
-    # other work cost several times the time (a setting of the user's own is kept).
-    wait_passively_unless_set()
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
