@@ -82,7 +82,7 @@ def load_eval_engines(
 
 
 def _load_vl(request: EvalRequest) -> tuple[Qwen3VLEmbedder, Qwen3VLReranker]:
-    from qwen3_core.demo.images import load_vl_engines
+    from qwen3_core.cli.models import load_vl_engines
 
     backend = request.backend
     if not isinstance(backend, TransformersOptions) or backend.quantization is not None:

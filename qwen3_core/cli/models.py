@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from qwen3_core.backend_options import BackendOptions
+from qwen3_core.backend_options import BackendOptions, TransformersOptions
 from qwen3_core.cli.checks import DemoRequest
 from qwen3_core.defaults import MAX_LENGTH
 from qwen3_core.errors import UsageError
@@ -15,6 +15,8 @@ from qwen3_core.extras import Extra, missing_message
 if TYPE_CHECKING:
     from qwen3_core.demo.search import TwoStageSearch
     from qwen3_core.embedder import Qwen3Embedder
+    from qwen3_core.multimodal.embedder import Qwen3VLEmbedder
+    from qwen3_core.multimodal.reranker import Qwen3VLReranker
     from qwen3_core.reranker import Qwen3Reranker
 
 
@@ -104,3 +106,51 @@ def _quiet_libraries() -> None:
         return
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+def load_vl_engines(
+    embedding_model: str,
+    reranker_model: str,
+    *,
+    tiny: bool,
+    backend: TransformersOptions,
+    instruction: str | None,
+    dimensions: int | None = None,
+    max_length: int | None = None,
+) -> tuple[Qwen3VLEmbedder, Qwen3VLReranker]:
+    """The two Qwen3-VL engines (the tiny random ones with ``tiny``); prints what it loads and
+    how long it took."""
+    check_installed(tiny=tiny, backend=backend)
+    start = time.perf_counter()
+    _quiet_libraries()
+    from qwen3_core.multimodal.embedder import VL_EMBEDDING_MAX_LENGTH, Qwen3VLEmbedder
+    from qwen3_core.multimodal.prompts import RERANK_INSTRUCTION
+    from qwen3_core.multimodal.reranker import VL_RERANKER_MAX_LENGTH, Qwen3VLReranker
+
+    if tiny:
+        from qwen3_core.testing import build_vl_test_models
+
+        print(
+            "Using tiny RANDOM offline Qwen3-VL models: the pipeline is real, the ranking is "
+            "random."
+        )
+        models = build_vl_test_models(on_build=_say_building)
+        embedding_model, reranker_model = str(models.embedding), str(models.reranker)
+    print(f"Loading the embedding model {embedding_model} ...")
+    embedder = Qwen3VLEmbedder(
+        embedding_model,
+        backend=backend,
+        instruction=instruction,
+        dimensions=dimensions,
+        max_length=max_length or VL_EMBEDDING_MAX_LENGTH,
+    )
+    print(f"Loading the reranker {reranker_model} ...")
+    reranker = Qwen3VLReranker(
+        reranker_model,
+        backend=backend,
+        instruction=instruction or RERANK_INSTRUCTION,
+        max_length=max_length or VL_RERANKER_MAX_LENGTH,
+    )
+    seconds = time.perf_counter() - start
+    print(f"Loaded the embedding and reranker models in {seconds:.1f} s.")
+    return embedder, reranker

@@ -231,62 +231,14 @@ def check_image_demo_arguments(args: argparse.Namespace) -> ImageDemoRequest:
     )
 
 
-def load_vl_engines(
-    embedding_model: str,
-    reranker_model: str,
-    *,
-    tiny: bool,
-    backend: TransformersOptions,
-    instruction: str | None,
-    dimensions: int | None = None,
-    max_length: int | None = None,
-) -> tuple[Qwen3VLEmbedder, Qwen3VLReranker]:
-    """The two Qwen3-VL engines (the tiny random ones with ``tiny``); prints what it loads and
-    how long it took."""
-    from qwen3_core.cli.models import _quiet_libraries, _say_building, check_installed
-
-    check_installed(tiny=tiny, backend=backend)
-    start = time.perf_counter()
-    _quiet_libraries()
-    from qwen3_core.multimodal.embedder import VL_EMBEDDING_MAX_LENGTH, Qwen3VLEmbedder
-    from qwen3_core.multimodal.prompts import RERANK_INSTRUCTION
-    from qwen3_core.multimodal.reranker import VL_RERANKER_MAX_LENGTH, Qwen3VLReranker
-
-    if tiny:
-        from qwen3_core.testing import build_vl_test_models
-
-        print(
-            "Using tiny RANDOM offline Qwen3-VL models: the pipeline is real, the ranking is "
-            "random."
-        )
-        models = build_vl_test_models(on_build=_say_building)
-        embedding_model, reranker_model = str(models.embedding), str(models.reranker)
-    print(f"Loading the embedding model {embedding_model} ...")
-    embedder = Qwen3VLEmbedder(
-        embedding_model,
-        backend=backend,
-        instruction=instruction,
-        dimensions=dimensions,
-        max_length=max_length or VL_EMBEDDING_MAX_LENGTH,
-    )
-    print(f"Loading the reranker {reranker_model} ...")
-    reranker = Qwen3VLReranker(
-        reranker_model,
-        backend=backend,
-        instruction=instruction or RERANK_INSTRUCTION,
-        max_length=max_length or VL_RERANKER_MAX_LENGTH,
-    )
-    seconds = time.perf_counter() - start
-    print(f"Loaded the embedding and reranker models in {seconds:.1f} s.")
-    return embedder, reranker
-
-
 def run_image_demo(args: argparse.Namespace) -> int:
     """``qwen3-rag demo --images DIR``: check, load, index, then print each query's results."""
     from qwen3_core.cli.output import print_outcome
 
     request = check_image_demo_arguments(args)
     folder = request.folder
+    from qwen3_core.cli.models import load_vl_engines
+
     embedder, reranker = load_vl_engines(
         request.embedding_model,
         request.reranker_model,
