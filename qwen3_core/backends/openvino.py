@@ -1,4 +1,4 @@
-"""The OpenVINO backend: qwen3-rag's CPU decoder (``qwen3_core.decoder``) converted to
+"""Internal: the OpenVINO backend: qwen3-rag's CPU decoder (``qwen3_core.decoder``) converted to
 OpenVINO and run by its CPU plugin in float32. It gets the same token ids and is read the same
 way as the transformers backend (right-padded batches, the hidden state at each last real
 position), so the two backends' results agree to float32 rounding.

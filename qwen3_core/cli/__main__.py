@@ -1,4 +1,4 @@
-"""``python -m qwen3_core.cli``: the ``qwen3-rag`` command."""
+"""Internal: ``python -m qwen3_core.cli``: the ``qwen3-rag`` command."""
 
 import sys
 

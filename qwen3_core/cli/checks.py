@@ -1,4 +1,4 @@
-"""Everything ``qwen3-rag demo`` can check before the engine is imported: the numbers, the
+"""Internal: everything ``qwen3-rag demo`` can check before the engine is imported: the numbers, the
 names, the queries and the corpus file. Each problem is a ``UsageError`` with one line."""
 
 from __future__ import annotations

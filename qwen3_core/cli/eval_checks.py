@@ -1,4 +1,4 @@
-"""Everything ``qwen3-rag eval`` can check before the engine is imported: the numbers, the
+"""Internal: everything ``qwen3-rag eval`` can check before the engine is imported: the numbers, the
 names, the files it will write, the libraries it needs, and the dataset's three files. Each
 problem is a ``UsageError`` (a ``DatasetError`` for the dataset) with one line."""
 

@@ -1,5 +1,5 @@
-"""``qwen3-rag eval``, once its arguments are checked: load the models, evaluate, print the
-table, and write the JSON and the plot asked for."""
+"""Internal: ``qwen3-rag eval``, once its arguments are checked: load the models, evaluate, print
+the table, and write the JSON and the plot asked for."""
 
 from __future__ import annotations
 

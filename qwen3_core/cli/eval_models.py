@@ -1,4 +1,4 @@
-"""The two models of ``qwen3-rag eval``: text Qwen3 models, or Qwen3-VL models, each
+"""Internal: the two models of ``qwen3-rag eval``: text Qwen3 models, or Qwen3-VL models, each
 recognised by its config.json (``model_type``). A corpus whose records name images needs the
 Qwen3-VL ones."""
 

@@ -1,5 +1,5 @@
-"""``qwen3-rag``'s entry point: check the command line, then run it; a failure is one line on
-stderr and exit status 2, never a traceback."""
+"""Internal: ``qwen3-rag``'s entry point: check the command line, then run it; a failure is one
+line on stderr and exit status 2, never a traceback."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Loading the two models, the one slow step of start-up: the engine is imported here only."""
+"""Internal: loading the two models, the one slow step of start-up: the engine is imported here
+only."""
 
 from __future__ import annotations
 

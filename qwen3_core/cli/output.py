@@ -1,4 +1,4 @@
-"""What ``qwen3-rag demo`` prints: the columns' legend and each query's results."""
+"""Internal: what ``qwen3-rag demo`` prints: the columns' legend and each query's results."""
 
 from __future__ import annotations
 

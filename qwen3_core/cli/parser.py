@@ -1,4 +1,5 @@
-"""The ``qwen3-rag`` arguments. Nothing here imports the engine: parsing must stay instant."""
+"""Internal: the ``qwen3-rag`` arguments. Nothing here imports the engine: parsing must stay
+instant."""
 
 from __future__ import annotations
 

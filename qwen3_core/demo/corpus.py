@@ -1,4 +1,4 @@
-"""The demo's corpora: the sample (18 short documents in Chinese and English and one long one)
+"""Internal: the demo's corpora: the sample (18 short documents in Chinese and English and one long one)
 with its two queries, and users' corpus files, each document with the name users know it by."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""``qwen3-rag demo --images DIR``: a folder of images and text files searched in two stages
-with the Qwen3-VL models (``Qwen3VLEmbedder`` top-k, then ``Qwen3VLReranker``)."""
+"""Internal: ``qwen3-rag demo --images DIR``: a folder of images and text files searched in two
+stages with the Qwen3-VL models (``Qwen3VLEmbedder`` top-k, then ``Qwen3VLReranker``)."""
 
 from __future__ import annotations
 

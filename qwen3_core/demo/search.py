@@ -1,4 +1,4 @@
-"""The two-stage search: embedding cosine top-k (coarse), then reranking (fine)."""
+"""Internal: the two-stage search: embedding cosine top-k (coarse), then reranking (fine)."""
 
 from __future__ import annotations
 

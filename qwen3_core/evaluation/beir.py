@@ -1,5 +1,5 @@
-"""BEIR-format datasets: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``, read
-and checked. Every problem is a ``DatasetError`` of one line that names the file and line."""
+"""Internal: BEIR-format datasets: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``,
+read and checked. Every problem is a ``DatasetError`` of one line that names the file and line."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Corpus vectors kept between runs: one file per (model, embedding settings, corpus content).
+"""Internal: corpus vectors kept between runs: one file per (model, embedding settings, corpus
+content).
 
 A second evaluation of the same corpus with the same model reads the vectors back instead of
 embedding every document again. The key holds everything the vectors depend on: the model's

@@ -1,5 +1,5 @@
-"""The evaluation's defaults, in a module that imports nothing: the command line reads them
-while it parses its arguments."""
+"""Internal: the evaluation's defaults, in a module that imports nothing: the command line reads
+them while it parses its arguments."""
 
 from __future__ import annotations
 

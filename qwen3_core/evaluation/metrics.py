@@ -1,4 +1,4 @@
-"""The retrieval metrics, computed by ir-measures: nDCG and recall by trec_eval's own code
+"""Internal: the retrieval metrics, computed by ir-measures: nDCG and recall by trec_eval's own code
 (pytrec_eval, what BEIR and MTEB report with, so the numbers compare with published ones),
 MRR@10 by the MS MARCO reference script (pytrec_eval's reciprocal rank has no cutoff)."""
 

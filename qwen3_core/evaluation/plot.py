@@ -1,5 +1,5 @@
-"""The trade-off of an evaluation as a PNG: nDCG@10 and the time per query against the number
-of candidates reranked, stage 1 alone drawn as a baseline."""
+"""Internal: the trade-off of an evaluation as a PNG: nDCG@10 and the time per query against the
+number of candidates reranked, stage 1 alone drawn as a baseline."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What an evaluation reports: the metrics and time of stage 1 alone and of each reranking
+"""Internal: what an evaluation reports: the metrics and time of stage 1 alone and of each reranking
 depth, as data (``to_dict``, for JSON) and as a table for the terminal (``table``)."""
 
 from __future__ import annotations

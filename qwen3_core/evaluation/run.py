@@ -1,5 +1,5 @@
-"""One evaluation of two-stage retrieval on a BEIR-format dataset: embed the corpus (or read
-its cached vectors), stage 1 alone, then reranking for each candidate count."""
+"""Internal: one evaluation of two-stage retrieval on a BEIR-format dataset: embed the corpus (or
+read its cached vectors), stage 1 alone, then reranking for each candidate count."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage 1: exact inner-product search of unit vectors (cosine similarity), by numpy for a
+"""Internal: stage 1: exact inner-product search of unit vectors (cosine similarity), by numpy for a
 small corpus and by faiss's flat index for a large one."""
 
 from __future__ import annotations
