@@ -19,12 +19,14 @@ import os
 import sys
 
 WAIT_POLICY = "OMP_WAIT_POLICY"
+SPIN_COUNT = "GOMP_SPINCOUNT"
 
 
 def wait_passively_unless_set() -> bool:
     """Set ``OMP_WAIT_POLICY=PASSIVE`` for this process if torch is not loaded yet and the
-    user has not set the variable; returns whether it was set. Child processes inherit it."""
-    if "torch" in sys.modules or WAIT_POLICY in os.environ:
+    user has chosen neither a policy nor a spin count (``GOMP_SPINCOUNT``); returns whether
+    it was set. Child processes inherit it."""
+    if "torch" in sys.modules or WAIT_POLICY in os.environ or SPIN_COUNT in os.environ:
         return False
     os.environ[WAIT_POLICY] = "PASSIVE"
     return True

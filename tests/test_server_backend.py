@@ -323,8 +323,8 @@ def test_bad_server_settings(test_models: ModelPaths) -> None:
 
 
 def test_serving_docs_start_the_reranker_as_the_client_expects() -> None:
-    """The compose file and docs/serving.md give the server the yes/no classifier overrides the
-    client's scores depend on (a server without them is refused, see above)."""
+    """The compose file and docs/server-client.md give the server the yes/no classifier
+    overrides the client's scores depend on (a server without them is refused, see above)."""
     import json
     from pathlib import Path
 
@@ -340,7 +340,8 @@ def test_serving_docs_start_the_reranker_as_the_client_expects() -> None:
         assert json.loads(overrides) == RERANKER_OVERRIDES
         assert "--runner=pooling" in flags
     assert "--runner=pooling" in compose["services"]["embedding-1"]["command"]
-    assert f"--hf-overrides '{json.dumps(RERANKER_OVERRIDES)}'" in (docs / "serving.md").read_text()
+    page = (docs / "server-client.md").read_text()
+    assert f"--hf-overrides '{json.dumps(RERANKER_OVERRIDES)}'" in page
 
 
 # --- answers checked, not trusted -------------------------------------------------------------

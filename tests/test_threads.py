@@ -103,3 +103,14 @@ def test_a_program_that_loaded_torch_first_keeps_its_default() -> None:
 def test_a_policy_the_user_set_is_kept_by_the_library() -> None:
     code = "import qwen3_core, torch; torch.ones(64, 64) @ torch.ones(64, 64)"
     assert int(_settings_after(code, "ACTIVE")["GOMP_SPINCOUNT"]) > 0
+
+
+def test_a_spin_count_the_user_set_is_kept_by_the_library(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GOMP_SPINCOUNT", "12345")
+    code = (
+        "import os, qwen3_core, torch; torch.ones(64, 64) @ torch.ones(64, 64); "
+        f"assert {WAIT_POLICY!r} not in os.environ, 'the library chose a policy'"
+    )
+    assert _settings_after(code)["GOMP_SPINCOUNT"] == "12345"
