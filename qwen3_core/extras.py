@@ -9,7 +9,16 @@ import importlib.util
 from typing import Literal
 
 Extra = Literal[
-    "torch", "testing", "openvino", "vllm", "langchain", "llamaindex", "eval", "ray", "modelscope"
+    "torch",
+    "testing",
+    "openvino",
+    "vllm",
+    "langchain",
+    "llamaindex",
+    "eval",
+    "ray",
+    "modelscope",
+    "multimodal",
 ]
 
 EXTRA_MODULES: dict[Extra, tuple[str, ...]] = {
@@ -22,6 +31,7 @@ EXTRA_MODULES: dict[Extra, tuple[str, ...]] = {
     "eval": ("ir_measures", "matplotlib", "faiss"),
     "ray": ("ray", "pyarrow"),
     "modelscope": ("modelscope",),
+    "multimodal": ("torch", "transformers", "PIL"),
 }
 """The top-level modules each extra of pyproject.toml installs and the code imports."""
 
@@ -32,6 +42,7 @@ _PIP_NAMES = {
     "llama_index.core": "llama-index-core",
     "ir_measures": "ir-measures",
     "faiss": "faiss-cpu",
+    "PIL": "pillow",
 }
 
 SHADOWING_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {"langchain_qwen3": ("langchain-qwen3",)}

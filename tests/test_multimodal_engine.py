@@ -494,3 +494,26 @@ def test_threads_share_one_engine(
         scores = list(pool.map(lambda _: vl_reranker.logits(inputs[1], chosen), range(4)))
     assert all(np.abs(v - expected).max() < 1e-6 for v in vectors)
     assert all(np.abs(s - expected_scores).max() < 1e-5 for s in scores)
+
+
+@pytest.mark.parametrize("engine", ["Qwen3VLEmbedder", "Qwen3VLReranker"])
+def test_without_pillow_the_engine_names_the_extra(engine: str, vl_models: VLModelPaths) -> None:
+    """Pillow comes with the multimodal extra: without it, the engine says what to install."""
+    import subprocess
+    import sys
+
+    folder = vl_models.embedding if engine == "Qwen3VLEmbedder" else vl_models.reranker
+    code = (
+        "import sys; sys.modules['PIL'] = None\n"  # what importing a missing package gives
+        f"from qwen3_core import {engine}\n"
+        "try:\n"
+        f"    {engine}({str(folder)!r})\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{engine} needs pillow, which is not installed" in result.stdout
+    assert '".[multimodal]"' in result.stdout

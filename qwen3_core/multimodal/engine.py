@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from qwen3_core.backend_options import BackendChoice, TransformersOptions, backend_options
 from qwen3_core.engine import EngineBase, logger
+from qwen3_core.extras import require_extra
 from qwen3_core.hub import HubOptions, ModelSource
 from qwen3_core.multimodal.encoding import Encoded, PromptEncoder
 from qwen3_core.multimodal.images import RemoteImages
@@ -55,6 +56,7 @@ class VLEngineBase(EngineBase[VLRuntime]):
         ],
     ) -> None:
         self._backend_or_none = None
+        require_extra(type(self).__name__, "multimodal")  # Pillow reads the images
         options = backend_options(backend)
         if not isinstance(options, TransformersOptions):
             raise ValueError(
