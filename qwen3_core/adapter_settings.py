@@ -45,9 +45,15 @@ from qwen3_core.defaults import (
     CHUNK_OVERLAP,
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_RERANKER_MODEL,
+    DEFAULT_VL_EMBEDDING_MODEL,
+    DEFAULT_VL_RERANKER_MODEL,
     MAX_CHUNKS_PER_DOCUMENT,
     MAX_LENGTH,
     MIN_MAX_LENGTH,
+    REMOTE_IMAGE_MAX_BYTES,
+    REMOTE_IMAGE_TIMEOUT,
+    VL_EMBEDDING_MAX_LENGTH,
+    VL_RERANKER_MAX_LENGTH,
 )
 from qwen3_core.document_windows import DocumentBudget, LongDocuments
 from qwen3_core.embedder import Qwen3Embedder
@@ -415,16 +421,6 @@ class NamedEmbedderSettings(_EmbedderSettingsBase):
     model_name: ModelId = Field(default=DEFAULT_EMBEDDING_MODEL, alias="model")
     """Hugging Face hub id or local folder of a Qwen3-Embedding checkpoint. A ready
     ``engine=`` fixes it."""
-
-
-# The Qwen3-VL engines' defaults, here so that the adapters' fields need not import the
-# engines (and torch); the adapters' tests check them against the engines' signatures.
-DEFAULT_VL_EMBEDDING_MODEL = "Qwen/Qwen3-VL-Embedding-2B"
-DEFAULT_VL_RERANKER_MODEL = "Qwen/Qwen3-VL-Reranker-2B"
-VL_EMBEDDING_MAX_LENGTH = 8192
-VL_RERANKER_MAX_LENGTH = 10240
-REMOTE_IMAGE_MAX_BYTES = 20 * 1024 * 1024
-REMOTE_IMAGE_TIMEOUT = 10.0
 
 
 class _VLSettings(EngineSettings[Any]):

@@ -33,3 +33,14 @@ window by window (``long_documents="chunk"``)."""
 MAX_CHUNKS_PER_DOCUMENT = 8
 """Most windows the reranker scores per document, by default: a bound on the cost of one
 very long document."""
+
+DEFAULT_VL_EMBEDDING_MODEL = "Qwen/Qwen3-VL-Embedding-2B"
+DEFAULT_VL_RERANKER_MODEL = "Qwen/Qwen3-VL-Reranker-2B"
+VL_EMBEDDING_MAX_LENGTH = 8192
+"""The Qwen3-VL embedder's longest input in tokens, image tokens included."""
+VL_RERANKER_MAX_LENGTH = 10240
+"""The Qwen3-VL reranker's longest prompt in tokens, image tokens included."""
+REMOTE_IMAGE_MAX_BYTES = 20 * 1024 * 1024
+"""The largest remote image downloaded, when remote images are allowed."""
+REMOTE_IMAGE_TIMEOUT = 10.0
+"""Seconds for a remote image's connection and for each read."""

@@ -124,9 +124,10 @@ def load_vl_engines(
     check_installed(tiny=tiny, backend=backend)
     start = time.perf_counter()
     _quiet_libraries()
-    from qwen3_core.multimodal.embedder import VL_EMBEDDING_MAX_LENGTH, Qwen3VLEmbedder
+    from qwen3_core.defaults import VL_EMBEDDING_MAX_LENGTH, VL_RERANKER_MAX_LENGTH
+    from qwen3_core.multimodal.embedder import Qwen3VLEmbedder
     from qwen3_core.multimodal.prompts import RERANK_INSTRUCTION
-    from qwen3_core.multimodal.reranker import VL_RERANKER_MAX_LENGTH, Qwen3VLReranker
+    from qwen3_core.multimodal.reranker import Qwen3VLReranker
 
     if tiny:
         from qwen3_core.testing import build_vl_test_models

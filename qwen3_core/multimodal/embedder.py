@@ -11,6 +11,12 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from qwen3_core.backend_options import BackendChoice
+from qwen3_core.defaults import (
+    DEFAULT_VL_EMBEDDING_MODEL,
+    REMOTE_IMAGE_MAX_BYTES,
+    REMOTE_IMAGE_TIMEOUT,
+    VL_EMBEDDING_MAX_LENGTH,
+)
 from qwen3_core.engine import check_finite
 from qwen3_core.hub import ModelSource
 from qwen3_core.multimodal import prompts
@@ -18,8 +24,6 @@ from qwen3_core.multimodal.engine import VLEngineBase, check_remote
 from qwen3_core.multimodal.inputs import Item, MultimodalInput, check_inputs
 from qwen3_core.validation import check_int, check_optional_int, check_text
 
-DEFAULT_VL_EMBEDDING_MODEL = "Qwen/Qwen3-VL-Embedding-2B"
-VL_EMBEDDING_MAX_LENGTH = 8192
 """The official embedder's longest prompt."""
 
 
@@ -85,8 +89,8 @@ class Qwen3VLEmbedder(VLEngineBase):
         dimensions: int | None = None,
         max_length: int = VL_EMBEDDING_MAX_LENGTH,
         allow_remote_images: bool = False,
-        remote_image_max_bytes: int = 20 * 1024 * 1024,
-        remote_image_timeout: float = 10.0,
+        remote_image_max_bytes: int = REMOTE_IMAGE_MAX_BYTES,
+        remote_image_timeout: float = REMOTE_IMAGE_TIMEOUT,
         revision: str | None = None,
         token: str | bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,

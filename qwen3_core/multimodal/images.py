@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qwen3_core.defaults import REMOTE_IMAGE_MAX_BYTES, REMOTE_IMAGE_TIMEOUT
 from qwen3_core.errors import ImageInputError, first_line
 
 if TYPE_CHECKING:
@@ -58,9 +59,9 @@ class RemoteImages:
     """
 
     allowed: bool = False
-    max_bytes: int = 20 * 1024 * 1024
+    max_bytes: int = REMOTE_IMAGE_MAX_BYTES
     """The largest download; a longer one is refused."""
-    timeout: float = 10.0
+    timeout: float = REMOTE_IMAGE_TIMEOUT
     """Seconds for the connection and for each read."""
 
 

@@ -13,6 +13,12 @@ from typing import Any
 import numpy as np
 
 from qwen3_core.backend_options import BackendChoice
+from qwen3_core.defaults import (
+    DEFAULT_VL_RERANKER_MODEL,
+    REMOTE_IMAGE_MAX_BYTES,
+    REMOTE_IMAGE_TIMEOUT,
+    VL_RERANKER_MAX_LENGTH,
+)
 from qwen3_core.engine import check_finite
 from qwen3_core.errors import ModelKindError
 from qwen3_core.hub import ModelSource
@@ -22,8 +28,6 @@ from qwen3_core.multimodal.inputs import Item, MultimodalInput, check_input, che
 from qwen3_core.reranker import p_yes
 from qwen3_core.validation import check_int, check_optional_int, check_text
 
-DEFAULT_VL_RERANKER_MODEL = "Qwen/Qwen3-VL-Reranker-2B"
-VL_RERANKER_MAX_LENGTH = 10240
 """The official reranker's longest prompt before its closing five tokens."""
 
 
@@ -93,8 +97,8 @@ class Qwen3VLReranker(VLEngineBase):
         instruction: str = prompts.RERANK_INSTRUCTION,
         max_length: int = VL_RERANKER_MAX_LENGTH,
         allow_remote_images: bool = False,
-        remote_image_max_bytes: int = 20 * 1024 * 1024,
-        remote_image_timeout: float = 10.0,
+        remote_image_max_bytes: int = REMOTE_IMAGE_MAX_BYTES,
+        remote_image_timeout: float = REMOTE_IMAGE_TIMEOUT,
         revision: str | None = None,
         token: str | bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
