@@ -22,16 +22,20 @@ from qwen3_core.tokenization import LiteralTokenizer
 logger = logging.getLogger("qwen3_core")
 
 
+Image = tuple[np.ndarray, np.ndarray]
+"""One image as the model takes it: float32 (patches, 3 * 2 * 16 * 16) and its int64 (t, h, w)
+grid in patches. The same objects stand for the same decoded image in every prompt that shows
+it, so the runtime can run each through the vision tower once."""
+
+
 @dataclass(frozen=True)
 class Encoded:
     """One prompt as the model takes it."""
 
     ids: np.ndarray
     """int64 token ids, each image's ``<|image_pad|>`` repeated once per image token."""
-    pixel_values: np.ndarray | None
-    """float32 (patches, 3 * 2 * 16 * 16): the images' patches in prompt order."""
-    grid: np.ndarray
-    """int64 (images, 3): each image's (t, h, w) in patches."""
+    images: tuple[Image, ...]
+    """The prompt's images in prompt order."""
     truncated: bool
 
 
@@ -39,8 +43,10 @@ class PromptEncoder:
     """Token ids and image patches for prompts, with the checkpoint's tokenizer and image
     processor settings and the official pixel bounds."""
 
-    def __init__(self, folder: Path, max_length: int, remote: RemoteImages) -> None:
-        self.tokenizer = LiteralTokenizer.from_folder(folder)
+    def __init__(
+        self, folder: Path, tokenizer: LiteralTokenizer, max_length: int, remote: RemoteImages
+    ) -> None:
+        self.tokenizer = tokenizer
         self.max_length = max_length
         self.remote = remote
         self._ids = {}
@@ -59,9 +65,9 @@ class PromptEncoder:
         self.pad_id = self.tokenizer.pad_token_id or 0
         self._processor = _image_processor(folder)
 
-    def images(self, items: Sequence[Item]) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    def images(self, items: Sequence[Item]) -> list[list[Image]]:
         """Each input's images as (patches, grid), loaded and resized once each."""
-        out: list[list[tuple[np.ndarray, np.ndarray]]] = []
+        out: list[list[Image]] = []
         for item in items:
             loaded = [
                 load_image(s, _image_label(item, i), self.remote) for i, s in enumerate(item.images)
@@ -80,7 +86,7 @@ class PromptEncoder:
     def encode(
         self,
         segments: list[prompts.Segment],
-        images: Sequence[list[tuple[np.ndarray, np.ndarray]]],
+        images: Sequence[list[Image]],
         label: str,
     ) -> Encoded:
         """The prompt's ids, cut as the official code cuts it: past ``max_length`` tokens
@@ -113,8 +119,7 @@ class PromptEncoder:
         encoded = self.tokenizer.encode_literal(runs, max_tokens=self.max_length)
         ids: list[np.ndarray] = []
         special: list[np.ndarray] = []
-        patches: list[np.ndarray] = []
-        grids: list[np.ndarray] = []
+        shown: list[Image] = []
         for kind, value in pieces:
             if kind == "text":
                 run = np.asarray(encoded[value], dtype=np.int64)
@@ -124,12 +129,10 @@ class PromptEncoder:
                 ids.append(np.array([value], dtype=np.int64))
                 special.append(np.ones(1, dtype=bool))
             else:
-                pixel, grid = value
-                count = int(grid.prod()) // (MERGE_SIZE * MERGE_SIZE)
+                count = int(value[1].prod()) // (MERGE_SIZE * MERGE_SIZE)
                 ids.append(np.full(count, self.image_pad_id, dtype=np.int64))
                 special.append(np.ones(count, dtype=bool))
-                patches.append(pixel)
-                grids.append(grid)
+                shown.append(value)
         all_ids = np.concatenate(ids)
         is_special = np.concatenate(special)
         closing = prompts.CLOSING_TOKENS
@@ -146,12 +149,7 @@ class PromptEncoder:
             keep = body_special | kept_text
             body = body[keep]
             truncated = True
-        return Encoded(
-            np.concatenate([body, all_ids[-closing:]]),
-            np.concatenate(patches) if patches else None,
-            np.stack(grids) if grids else np.zeros((0, 3), dtype=np.int64),
-            truncated,
-        )
+        return Encoded(np.concatenate([body, all_ids[-closing:]]), tuple(shown), truncated)
 
 
 def _image_label(item: Item, index: int) -> str:

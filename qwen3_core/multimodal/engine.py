@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from qwen3_core.backend_options import BackendChoice, TransformersOptions, backend_options
@@ -16,7 +17,7 @@ from qwen3_core.multimodal.encoding import Encoded, PromptEncoder
 from qwen3_core.multimodal.images import RemoteImages
 from qwen3_core.multimodal.inputs import Item
 from qwen3_core.multimodal.loading import LoadedVLModel, VLKind, load_vl_model
-from qwen3_core.multimodal.runtime import VLRuntime
+from qwen3_core.multimodal.runtime import SharedImages, VLRuntime
 from qwen3_core.validation import check_int
 from qwen3_core.variants import Variant
 
@@ -66,8 +67,8 @@ class VLEngineBase(EngineBase[VLRuntime]):
         loaded = load_vl_model(os.fspath(model), self._kind, options, HubOptions(*hub))
         self._loaded = loaded
         checkpoint = loaded.checkpoint
-        self._encoder = PromptEncoder(checkpoint.folder, max_length, remote)
-        self.options = options
+        self._encoder = PromptEncoder(checkpoint.folder, loaded.tokenizer, max_length, remote)
+        self.options = replace(options, **loaded.resolved)  # what runs: device, dtype, kernel
         self.backend = "transformers"
         self.device, self.dtype = loaded.device, loaded.dtype
         self.model_path = checkpoint.folder
@@ -101,12 +102,17 @@ class VLEngineBase(EngineBase[VLRuntime]):
         count: int,
         prompts_of: Callable[[range], Iterator[tuple[list[object], list[Item], str]]],
         shared: Sequence[Item] = (),
+        shared_images: SharedImages | None = None,
     ) -> Iterator[tuple[range, list[Encoded]]]:
         """Encoded prompts, CHUNK inputs at a time; ``prompts_of(indices)`` yields each
         prompt's segments, the items whose images its slots name, and its label. The images
-        of ``shared`` items (a query judged against every document) are decoded once."""
+        of ``shared`` items (a query judged against every document) are decoded once, and
+        named in ``shared_images`` so that the vision tower sees them once."""
         truncated = 0
         kept = {id(item): self._encoder.images([item])[0] for item in shared}
+        for image in (i for images in kept.values() for i in images):
+            if shared_images is not None:
+                shared_images.share(image)
         for start in range(0, count, CHUNK):
             indices = range(start, min(count, start + CHUNK))
             decoded = dict(kept)
@@ -130,6 +136,11 @@ class VLEngineBase(EngineBase[VLRuntime]):
             )
 
     def _run(
-        self, encoded: Sequence[Encoded], finish: Callable[..., object], width: int, what: str
+        self,
+        encoded: Sequence[Encoded],
+        finish: Callable[..., object],
+        width: int,
+        what: str,
+        shared_images: SharedImages | None = None,
     ) -> np.ndarray:
-        return self._backend.run(encoded, finish, width, what)
+        return self._backend.run(encoded, finish, width, what, shared_images)

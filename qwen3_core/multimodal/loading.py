@@ -7,10 +7,17 @@ without the ``model.`` prefix) and sentence-transformers' layout of the same fol
 for the embedder, or a logit-score module for the reranker). A text Qwen3 model is refused
 by name, naming the class that loads it. Every tensor is checked to be in the files before
 any weight is read.
+
+What runs is decided from the options first, as for the text models (``loading.plan``): the
+device, the dtype and, on CPU in float32, the linear kernel, which is put in place of every
+``nn.Linear`` of the decoder layers and of the vision tower (oneDNN's packed float32 GEMM
+where it passes its check; ``qwen3_core.kernels.onednn_linear``). A reranker's "yes" and "no"
+rows are read from the files at load, never the 151k-row lm_head.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,13 +26,16 @@ import torch
 
 from qwen3_core.backend_options import TransformersOptions
 from qwen3_core.checkpoints import FolderFiles, is_current
-from qwen3_core.devices import resolve_device, resolve_dtype
 from qwen3_core.errors import ModelKindError, first_line
 from qwen3_core.hub import HubOptions, import_names, resolve_model_folder
 from qwen3_core.json_files import read_json
+from qwen3_core.kernels.decoder_linears import swap_decoder_linears, swap_linears
+from qwen3_core.kernels.vector_math import prepare_vector_math
 from qwen3_core.loading import quiet_transformers
+from qwen3_core.loading.plan import LoadPlan, plan_load
 from qwen3_core.safetensors_index import SINGLE_FILE, weight_map
 from qwen3_core.sharing import SharedCache
+from qwen3_core.tokenization import LiteralTokenizer
 from qwen3_core.variants import VL_LOADER, read_config, tensor_shapes
 
 VLKind = Literal["embedding", "reranker"]
@@ -185,35 +195,58 @@ def _check_tokens(checkpoint: VLCheckpoint, token_to_id: Any) -> None:
 
 @dataclass(eq=False)
 class LoadedVLModel:
-    """A ``Qwen3VLModel`` (vision tower and language model, no head) in eval mode."""
+    """A ``Qwen3VLModel`` (vision tower and language model, no head) in eval mode, with its
+    tokenizer and, for a reranker, its score direction."""
 
     checkpoint: VLCheckpoint
     model: torch.nn.Module
     device: torch.device
     dtype: torch.dtype
+    tokenizer: LiteralTokenizer
     files: FolderFiles | None = None
     """The folder's files as they were before the model was read: it is shared only while
     they are unchanged."""
-    _rows: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, repr=False)
+    score_direction: torch.Tensor | None = None
+    """A reranker's float32 w_yes - w_no on ``device`` (``read_score_direction``); None for
+    an embedding model."""
+    resolved: Mapping[str, Any] = field(default_factory=dict)
+    """The backend options' fields as the load resolved them (device, dtype, decoder,
+    kernels)."""
 
-    def score_direction(self, *, yes_id: int, no_id: int) -> torch.Tensor:
-        """The float32 difference of the head's "yes" and "no" rows (in the model's dtype
-        first, as the full head would hold them), on the model's device."""
-        key = (yes_id, no_id)
-        if key not in self._rows:
-            from safetensors import safe_open
 
-            head = self.checkpoint.head
-            assert head is not None
-            folder = self.checkpoint.folder
-            mapping = weight_map(folder)
-            file = SINGLE_FILE if mapping is None else mapping[head]
-            with safe_open(str(folder / file), framework="pt") as handle:
-                tensor = handle.get_slice(head)
-                rows = torch.cat([tensor[i : i + 1] for i in (yes_id, no_id)])
-            rows = rows.to(self.dtype).float()
-            self._rows[key] = (rows[0] - rows[1]).to(self.device)
-        return self._rows[key]
+def score_token_ids(checkpoint: VLCheckpoint, tokenizer: LiteralTokenizer) -> tuple[int, int]:
+    """A reranker's (yes, no) token ids: those a sentence-transformers cross-encoder names,
+    else the tokenizer's "yes" and "no".
+
+    Raises:
+        ModelKindError: The tokenizer has no "yes" or "no" token.
+    """
+    if checkpoint.score_ids is not None:
+        return checkpoint.score_ids
+    yes_id, no_id = (tokenizer.token_to_id(token) for token in ("yes", "no"))
+    if yes_id is None or no_id is None:
+        raise ModelKindError(f"'{checkpoint.folder}': the tokenizer has no 'yes' or 'no' token")
+    return yes_id, no_id
+
+
+def read_score_direction(
+    checkpoint: VLCheckpoint, yes_id: int, no_id: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """The float32 difference of the head's "yes" and "no" rows (in ``dtype`` first, as the
+    full head would hold them) on ``device``, read from the files without the rest of the
+    head."""
+    from safetensors import safe_open
+
+    head = checkpoint.head
+    assert head is not None  # recognise() names it for a reranker
+    folder = checkpoint.folder
+    mapping = weight_map(folder)
+    file = SINGLE_FILE if mapping is None else mapping[head]
+    with safe_open(str(folder / file), framework="pt") as handle:
+        tensor = handle.get_slice(head)
+        rows = torch.cat([tensor[i : i + 1] for i in (yes_id, no_id)])
+    rows = rows.to(dtype).float()
+    return (rows[0] - rows[1]).to(device)
 
 
 def _current(loaded: LoadedVLModel) -> bool:
@@ -227,11 +260,13 @@ def load_vl_model(
     model: str | Path, kind: VLKind, options: TransformersOptions, hub: HubOptions
 ) -> LoadedVLModel:
     """The checkpoint recognised, then loaded (shared by engines asking for the same folder,
-    kind, device, dtype and model_kwargs while its files are unchanged: weights saved into
-    the folder again are loaded anew).
+    kind, device, dtype, linear kernel and model_kwargs while its files are unchanged:
+    weights saved into the folder again are loaded anew).
 
     Raises:
-        ModelKindError: See ``recognise``; also a load that leaves tensors uninitialised.
+        ModelKindError: See ``recognise``; also a tokenizer whose vision tokens disagree
+            with config.json, a reranker's tokenizer without "yes" and "no", and a load that
+            leaves tensors uninitialised.
         ModelNotFoundError: The model is neither a folder nor a hub id that can be fetched.
         ValueError: A backend setting that Qwen3-VL does not take.
     """
@@ -242,32 +277,44 @@ def load_vl_model(
         )
     if options.share_prefix is not None:
         raise ValueError(f"share_prefix applies to Qwen3Reranker, not to {VL_LOADER[kind]}")
-    device = resolve_device(options.device)
-    dtype = resolve_dtype(options.dtype, device)
+    if options.decoder == "qwen3-rag":
+        raise ValueError(
+            f"decoder='qwen3-rag' covers text Qwen3 models; {VL_LOADER[kind]} runs "
+            "transformers' Qwen3VLModel: leave decoder unset"
+        )
+    plan = plan_load(options)
     folder = resolve_model_folder(model, hub)
-    key = (
-        str(folder.resolve()),
-        kind,
-        str(device),
-        str(dtype),
-        repr(sorted(options.model_kwargs.items())),
-    )
+    key = (str(folder.resolve()), kind, *plan.key())
 
     def build() -> LoadedVLModel:
         files = FolderFiles.of(folder)  # first: a change while it is read shows next time
         checkpoint = recognise(folder, kind)
+        tokenizer = LiteralTokenizer.from_folder(folder)
+        _check_tokens(checkpoint, tokenizer.token_to_id)
+        direction = None
+        if kind == "reranker":
+            yes_id, no_id = score_token_ids(checkpoint, tokenizer)
+            direction = read_score_direction(checkpoint, yes_id, no_id, plan.dtype, plan.device)
+        if plan.device.type == "cpu":
+            prepare_vector_math()
         return LoadedVLModel(
-            checkpoint, _load(folder, device, dtype, options), device, dtype, files
+            checkpoint,
+            _load(folder, plan),
+            plan.device,
+            plan.dtype,
+            tokenizer,
+            files,
+            direction,
+            plan.resolved("transformers"),
         )
 
     return _models.get_or_build(key, build)
 
 
-def _load(
-    folder: Path, device: torch.device, dtype: torch.dtype, options: TransformersOptions
-) -> torch.nn.Module:
+def _load(folder: Path, plan: LoadPlan) -> torch.nn.Module:
+    device, dtype = plan.device, plan.dtype
     (model_class,) = import_names("transformers", "Qwen3VLModel")
-    extra: dict[str, Any] = {"attn_implementation": "sdpa", **options.model_kwargs}
+    extra: dict[str, Any] = {"attn_implementation": "sdpa", **plan.model_kwargs}
     if device.type == "cuda":
         extra["device_map"] = str(device)
     try:
@@ -289,5 +336,11 @@ def _load(
             f"({', '.join(names[:5])}{' and more' if len(names) > 5 else ''}); they would be "
             "left randomly initialised"
         )
-    loaded: torch.nn.Module = model.to(device).eval().requires_grad_(False)
-    return loaded
+    loaded: Any = model.to(device).eval().requires_grad_(False)
+    # The text models' linear kernel (the plan's choice, made once for both), on the
+    # language model's decoder layers and on the vision tower's blocks and mergers.
+    make_linear = plan.make_linear()
+    swap_decoder_linears(loaded, make_linear)
+    swap_linears(loaded.visual, make_linear)
+    vl_model: torch.nn.Module = loaded
+    return vl_model

@@ -20,11 +20,11 @@ from qwen3_core.defaults import (
     VL_RERANKER_MAX_LENGTH,
 )
 from qwen3_core.engine import check_finite
-from qwen3_core.errors import ModelKindError
 from qwen3_core.hub import ModelSource
 from qwen3_core.multimodal import prompts
 from qwen3_core.multimodal.engine import VLEngineBase, check_remote
 from qwen3_core.multimodal.inputs import Item, MultimodalInput, check_input, check_inputs
+from qwen3_core.multimodal.runtime import SharedImages
 from qwen3_core.reranker import p_yes
 from qwen3_core.validation import check_int, check_optional_int, check_text
 
@@ -112,16 +112,9 @@ class Qwen3VLReranker(VLEngineBase):
         remote = check_remote(allow_remote_images, remote_image_max_bytes, remote_image_timeout)
         hub = (revision, token, cache_dir, local_files_only, source)
         self._open(model, backend, self.max_length, remote, hub)
-        named = self._loaded.checkpoint.score_ids
-        ids = (
-            list(named)
-            if named
-            else [self._encoder.tokenizer.token_to_id(t) for t in ("yes", "no")]
-        )
-        yes_id, no_id = ids
-        if yes_id is None or no_id is None:
-            raise ModelKindError(f"'{self.model_path}': the tokenizer has no 'yes' or 'no' token")
-        self._direction = self._loaded.score_direction(yes_id=yes_id, no_id=no_id)
+        direction = self._loaded.score_direction
+        assert direction is not None  # a reranker's rows are read at load
+        self._direction = direction
 
     def score(
         self,
@@ -271,9 +264,11 @@ class Qwen3VLReranker(VLEngineBase):
         self._backend  # noqa: B018 (a closed engine fails before any work)
         out = np.empty(len(pairs), dtype=np.float32)
         direction = self._direction
-        for indices, encoded in self._chunks(len(pairs), self._prompts(pairs, task), shared):
+        images = SharedImages()  # the query's: through the vision tower once per call
+        prompts_of = self._prompts(pairs, task)
+        for indices, encoded in self._chunks(len(pairs), prompts_of, shared, images):
             out[indices.start : indices.stop] = self._run(
-                encoded, lambda s: s.float() @ direction, 0, "reranking"
+                encoded, lambda s: s.float() @ direction, 0, "reranking", images
             )
         return check_finite(out, "scores")
 
