@@ -98,7 +98,7 @@ test-vllm: install-vllm
 	mkdir -p $(VLLM_SCRATCH)
 	QWEN3_RAG_REQUIRE_VLLM=1 VLLM_ENABLE_V1_MULTIPROCESSING=0 TMPDIR=$(VLLM_SCRATCH) \
 		VLLM_CACHE_ROOT=$(VLLM_SCRATCH)/cache \
-		$(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_vllm_backend.py tests/test_vllm_server.py tests/test_backends.py
+		$(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_vllm_backend.py tests/test_vllm_server.py tests/test_vllm_multimodal.py tests/test_backends.py
 
 # The GPU suite (benchmarks/gpu_suite.py): tests/test_gpu.py, the 0.6B-shape embedding and
 # reranking benchmarks in bfloat16 against sentence-transformers, the model card's loops and

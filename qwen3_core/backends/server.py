@@ -143,8 +143,12 @@ class _ServerBackend:
         answer = await self.pool.arequest("POST", self.path, self._body(sequences))
         return self._parse(answer, len(sequences))
 
+    def _split(self, sequences: Sequence[Any]) -> list[slice]:
+        """How ``sequences`` go out: one request per slice."""
+        return list(request_chunks([len(ids) for ids in sequences]))
+
     def _run(self, sequences: Sequence[TokenIds]) -> list[np.ndarray]:
-        chunks = [sequences[s] for s in request_chunks([len(ids) for ids in sequences])]
+        chunks = [sequences[s] for s in self._split(sequences)]
         if len(chunks) <= 1:
             return [self._request(c) for c in chunks]
         if self._threads is None:
@@ -161,7 +165,7 @@ class _ServerBackend:
                 future.cancel()
 
     async def _arun(self, sequences: Sequence[TokenIds]) -> list[np.ndarray]:
-        chunks = [sequences[s] for s in request_chunks([len(ids) for ids in sequences])]
+        chunks = [sequences[s] for s in self._split(sequences)]
         tasks = [asyncio.ensure_future(self._arequest(c)) for c in chunks]
         try:
             return list(await asyncio.gather(*tasks))
@@ -297,7 +301,11 @@ class ServerRerankBackend(_ServerBackend):
         return rows, self._body([sequences[i] for i in rows], activation=True)
 
     def logits(self, prompts: Sequence[RerankPrompt]) -> np.ndarray:
-        sequences = [p.ids for p in prompts]
+        return self._logits([p.ids for p in prompts])
+
+    def _logits(self, sequences: Sequence[Any]) -> np.ndarray:
+        """The log-odds of each sequence (what ``_body`` takes), checking on the first call
+        that the server honours ``use_activation``."""
         parts = self._run(sequences)
         raw = np.concatenate(parts) if parts else np.zeros((0, self._labels), np.float32)
         if not self._raw_logits_seen and len(raw):

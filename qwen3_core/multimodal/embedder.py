@@ -22,6 +22,7 @@ from qwen3_core.hub import ModelSource
 from qwen3_core.multimodal import prompts
 from qwen3_core.multimodal.engine import VLEngineBase, check_remote
 from qwen3_core.multimodal.inputs import Item, MultimodalInput, check_inputs
+from qwen3_core.multimodal.server import VLServerEmbedding
 from qwen3_core.validation import check_int, check_optional_int, check_text
 
 """The official embedder's longest prompt."""
@@ -54,7 +55,9 @@ class Qwen3VLEmbedder(VLEngineBase):
         model: Hugging Face hub id or local folder of a Qwen3-VL-Embedding checkpoint.
         backend: ``"transformers"`` or ``TransformersOptions(device=..., dtype=...,
             max_batch_tokens=..., show_progress=..., model_kwargs=...)``: float32 on CPU,
-            bfloat16 (or float16 on older GPUs) on CUDA by default.
+            bfloat16 (or float16 on older GPUs) on CUDA by default. Or
+            ``ServerOptions(base_url=...)``: vLLM servers run the model (see
+            docs/multimodal.md, "On vLLM").
         instruction: The task given to queries; each call may give its own. None:
             ``QUERY_INSTRUCTION``. A full stop is added when it ends in no punctuation.
         dimensions: Keep the first N dimensions (Matryoshka) before normalising; None: all.
@@ -107,7 +110,8 @@ class Qwen3VLEmbedder(VLEngineBase):
         remote = check_remote(allow_remote_images, remote_image_max_bytes, remote_image_timeout)
         hub = (revision, token, cache_dir, local_files_only, source)
         self._open(model, backend, self.max_length, remote, hub)
-        self._hidden_size = self._loaded.checkpoint.hidden_size
+        if self._server is None:
+            self._hidden_size = self._loaded.checkpoint.hidden_size
         self.dimensions = check_optional_int(
             "dimensions", dimensions, minimum=1, maximum=self._hidden_size
         )
@@ -174,6 +178,13 @@ class Qwen3VLEmbedder(VLEngineBase):
         self._backend  # noqa: B018 (a closed engine fails before any work)
         out = np.empty((len(items), self.dimension), dtype=np.float32)
         width = self.dimension
+        server = self._server
+        if isinstance(server, VLServerEmbedding):
+            for indices, sent in self._served(len(items), self._prompts(items, task)):
+                states = server.embed_prompts(sent)[:, :width]
+                norms = np.linalg.norm(states, axis=1, keepdims=True)
+                out[indices.start : indices.stop] = states / np.maximum(norms, 1e-12)
+            return out
         for indices, encoded in self._chunks(len(items), self._prompts(items, task)):
             states = self._run(encoded, lambda s: s[:, :width], width, "embedding")
             states = check_finite(states, "embeddings")

@@ -9,7 +9,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from qwen3_core.backend_options import BackendChoice, TransformersOptions, backend_options
+from qwen3_core.backend_options import (
+    BackendChoice,
+    ServerOptions,
+    TransformersOptions,
+    backend_options,
+)
 from qwen3_core.engine import EngineBase, logger
 from qwen3_core.extras import require_extra
 from qwen3_core.hub import HubOptions, ModelSource
@@ -18,6 +23,13 @@ from qwen3_core.multimodal.images import RemoteImages
 from qwen3_core.multimodal.inputs import Item
 from qwen3_core.multimodal.loading import LoadedVLModel, VLKind, load_vl_model
 from qwen3_core.multimodal.runtime import SharedImages, VLRuntime
+from qwen3_core.multimodal.server import (
+    PromptSender,
+    ServerPrompt,
+    VLServerEmbedding,
+    VLServerRerank,
+    open_on_servers,
+)
 from qwen3_core.validation import check_int
 from qwen3_core.variants import Variant
 
@@ -59,10 +71,14 @@ class VLEngineBase(EngineBase[VLRuntime]):
         self._backend_or_none = None
         require_extra(type(self).__name__, "multimodal")  # Pillow reads the images
         options = backend_options(backend)
+        if isinstance(options, ServerOptions):
+            self._open_server(model, options, max_length, remote, HubOptions(*hub))
+            return
         if not isinstance(options, TransformersOptions):
             raise ValueError(
                 f"{type(self).__name__} runs on the transformers backend (in this process, "
-                f"CPU or GPU), not on backend={options.name!r}"
+                f"CPU or GPU) or on vLLM servers (ServerOptions), not on "
+                f"backend={options.name!r}"
             )
         loaded = load_vl_model(os.fspath(model), self._kind, options, HubOptions(*hub))
         self._loaded = loaded
@@ -81,6 +97,54 @@ class VLEngineBase(EngineBase[VLRuntime]):
             max_batch_tokens=options.max_batch_tokens,
             show_progress=options.show_progress,
         )
+
+    def _open_server(
+        self,
+        model: str | os.PathLike[str],
+        options: ServerOptions,
+        max_length: int,
+        remote: RemoteImages,
+        hub: HubOptions,
+    ) -> None:
+        """The checkpoint's config and tokenizer only: the servers hold the weights."""
+        served = open_on_servers(model, self._kind, options, max_length, remote, hub)
+        self._encoder, self._sender = served.encoder, PromptSender(served.encoder)
+        self._hidden_size = served.hidden_size
+        self.options = options
+        self.backend = "server"
+        self.device = self.dtype = None
+        self.model_path = served.folder
+        self.base_url = options.urls
+        self.variant = Variant(self._kind, "base", "Qwen3-VL, on servers")
+        # Closed with the engine, as the transformers runtime is.
+        self._backend_or_none = served.backend  # type: ignore[assignment]
+
+    @property
+    def _server(self) -> VLServerEmbedding | VLServerRerank | None:
+        """The servers' client; None on the transformers backend."""
+        backend: object = self._backend
+        return backend if isinstance(backend, (VLServerEmbedding, VLServerRerank)) else None
+
+    def _served(
+        self,
+        count: int,
+        prompts_of: Callable[[range], Iterator[tuple[list[object], list[Item], str]]],
+        shared: Sequence[Item] = (),
+    ) -> Iterator[tuple[range, list[ServerPrompt]]]:
+        """``_chunks`` for an engine on servers: the prompts as sent (see
+        ``qwen3_core.multimodal.server``)."""
+        kept = {id(item): self._sender.images(item) for item in shared}
+        for start in range(0, count, CHUNK):
+            indices = range(start, min(count, start + CHUNK))
+            loaded = dict(kept)
+            sent = []
+            for segments, items, label in prompts_of(indices):
+                for item in items:
+                    if id(item) not in loaded:
+                        loaded[id(item)] = self._sender.images(item)
+                images = [loaded[id(item)] for item in items]
+                sent.append(self._sender.prompt(segments, images, label))  # type: ignore[arg-type]
+            yield indices, sent
 
     @property
     def allow_remote_images(self) -> bool:

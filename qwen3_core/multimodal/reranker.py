@@ -25,6 +25,7 @@ from qwen3_core.multimodal import prompts
 from qwen3_core.multimodal.engine import VLEngineBase, check_remote
 from qwen3_core.multimodal.inputs import Item, MultimodalInput, check_input, check_inputs
 from qwen3_core.multimodal.runtime import SharedImages
+from qwen3_core.multimodal.server import VLServerRerank
 from qwen3_core.reranker import p_yes
 from qwen3_core.validation import check_int, check_optional_int, check_text
 
@@ -66,8 +67,8 @@ class Qwen3VLReranker(VLEngineBase):
 
     Args:
         model: Hugging Face hub id or local folder of a Qwen3-VL-Reranker checkpoint.
-        backend: ``"transformers"`` or ``TransformersOptions(...)``, as for
-            ``Qwen3VLEmbedder``.
+        backend: ``"transformers"``, ``TransformersOptions(...)`` or
+            ``ServerOptions(...)``, as for ``Qwen3VLEmbedder``.
         instruction: The task in the prompt; each call may give its own.
         max_length: Longest prompt in tokens before its closing five; a longer pair's text
             is cut (images and the prompt's frame are kept), as the official code cuts it.
@@ -112,9 +113,10 @@ class Qwen3VLReranker(VLEngineBase):
         remote = check_remote(allow_remote_images, remote_image_max_bytes, remote_image_timeout)
         hub = (revision, token, cache_dir, local_files_only, source)
         self._open(model, backend, self.max_length, remote, hub)
-        direction = self._loaded.score_direction
-        assert direction is not None  # a reranker's rows are read at load
-        self._direction = direction
+        if self._server is None:
+            direction = self._loaded.score_direction
+            assert direction is not None  # a reranker's rows are read at load
+            self._direction = direction
 
     def score(
         self,
@@ -263,6 +265,11 @@ class Qwen3VLReranker(VLEngineBase):
     ) -> np.ndarray:
         self._backend  # noqa: B018 (a closed engine fails before any work)
         out = np.empty(len(pairs), dtype=np.float32)
+        server = self._server
+        if isinstance(server, VLServerRerank):
+            for indices, sent in self._served(len(pairs), self._prompts(pairs, task), shared):
+                out[indices.start : indices.stop] = server.logits_of(sent)
+            return check_finite(out, "scores")
         direction = self._direction
         images = SharedImages()  # the query's: through the vision tower once per call
         prompts_of = self._prompts(pairs, task)
