@@ -63,6 +63,8 @@ def test_options_show_what_runs_on_cpu(vl_models: VLModelPaths) -> None:
         for part, linears in _linears(engine).items():
             assert linears and all(isinstance(m, OneDnnLinear) for m in linears), part
             assert all(m.kernel == "onednn" for m in linears), part
+    said = Qwen3VLEmbedder(vl_models.embedding, backend=replace(CPU, decoder="transformers"))
+    assert said.options == shown and said.loaded_model is engines[0].loaded_model
     with pytest.raises(ValueError, match="decoder='qwen3-rag' covers text Qwen3 models"):
         Qwen3VLEmbedder(vl_models.embedding, backend=replace(CPU, decoder="qwen3-rag"))
 

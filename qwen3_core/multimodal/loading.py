@@ -18,7 +18,7 @@ rows are read from the files at load, never the 151k-row lm_head.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -282,7 +282,8 @@ def load_vl_model(
             f"decoder='qwen3-rag' covers text Qwen3 models; {VL_LOADER[kind]} runs "
             "transformers' Qwen3VLModel: leave decoder unset"
         )
-    plan = plan_load(options)
+    # transformers' Qwen3VLModel whether or not decoder says so: one model for both asks.
+    plan = replace(plan_load(options), decoder="transformers")
     folder = resolve_model_folder(model, hub)
     key = (str(folder.resolve()), kind, *plan.key())
 
