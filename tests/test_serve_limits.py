@@ -30,6 +30,7 @@ from tests.serving import RunningServer
 
 QUERY = "What is the capital of China?"
 KEY = "sk-test-0123456789abcdef"
+EMBED = {"texts": ["a"], "input_type": "search_document"}
 
 
 @contextmanager
@@ -87,6 +88,15 @@ def server(embedder: Qwen3Embedder, reranker: Qwen3Reranker) -> Iterator[Running
         ("/embed", {"inputs": ["a"], "prompt_name": "passage"}, 400, "prompt_name"),
         ("/classify", {"input": [[]]}, 400, "0 tokens"),
         ("/rerank", {"query": QUERY, "texts": ["a"], "long_documents": "split"}, 422, "long_doc"),
+        ("/v2/embed", {**EMBED, "embedding_types": ["int8"]}, 422, "'int8' not supported"),
+        ("/v2/embed", {**EMBED, "embedding_types": []}, 422, "embedding_types: empty"),
+        ("/v2/embed", {**EMBED, "truncate": "START"}, 422, '"START"'),
+        ("/v2/embed", {**EMBED, "model": "embed-v4.0"}, 404, "'embed-v4.0' is not served"),
+        ("/v2/rerank", {"query": QUERY, "documents": ["a"], "truncate": "START"}, 422, "START"),
+        ("/embed", {"inputs": ["a"], "truncation_direction": "left"}, 422, '"left"'),
+        ("/rerank", {"query": QUERY, "texts": ["a"], "truncation_direction": "Left"}, 422, "Left"),
+        ("/v2/rerank", {"query": QUERY, "documents": ["a"], "model": "x"}, 404, "'x' is not"),
+        ("/classify", {"input": [[1]], "model": "x:query"}, 404, "'x:query' is not served"),
     ],
 )
 def test_bad_bodies_get_a_4xx_that_names_the_problem(
@@ -264,15 +274,16 @@ def test_api_key_required_and_never_logged(
         assert "the API key is wrong" in wrong.json()["message"]
         assert httpx.get(server.url + "/health").status_code == 200  # open to load balancers
         assert httpx.get(server.url + "/metrics").status_code == 401
-        # A failure on an authorised request is logged without the key.
+        # A refusal that quotes the request's model keeps a key out of it, and out of the log.
         failing = httpx.post(
             server.url + "/v1/embeddings",
             json={"input": ["a"], "model": f"Bearer {KEY}"},
             headers={"Authorization": f"Bearer {KEY}"},
         )
-        assert failing.status_code == 200
+        assert failing.status_code == 404
+        assert "is not served here" in failing.json()["message"]
     assert KEY not in caplog.text
-    assert all(KEY not in (a.text + str(a.headers)) for a in (missing, wrong))
+    assert all(KEY not in (a.text + str(a.headers)) for a in (missing, wrong, failing))
 
 
 def test_shutdown_drains_the_requests_in_flight(
@@ -310,6 +321,12 @@ def test_command_line_refuses_an_open_address_without_a_key(
     assert "--max-documents must be a positive int" in capsys.readouterr().err
     assert main(["serve"]) == 2
     assert "nothing to serve" in capsys.readouterr().err
+    assert main(["serve", "--tiny", "--served-model-name", "only-one"]) == 2
+    assert "once per model served" in capsys.readouterr().err
+    for name in ("", "embed:query"):
+        served = ["--served-model-name", name, "--served-model-name", "rerank"]
+        assert main(["serve", "--tiny", *served]) == 2
+        assert "--served-model-name" in capsys.readouterr().err
 
 
 def test_command_line_serves_until_terminated(tmp_path: Path) -> None:
@@ -320,8 +337,18 @@ def test_command_line_serves_until_terminated(tmp_path: Path) -> None:
     env = {**os.environ, "QWEN3_RAG_API_KEY": KEY}
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
+        names = ["--served-model-name", "tiny-embed", "--served-model-name", "tiny-rerank"]
         process = subprocess.Popen(
-            [sys.executable, "-m", "qwen3_core.cli", "serve", "--tiny", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "qwen3_core.cli",
+                "serve",
+                "--tiny",
+                "--port",
+                str(port),
+                *names,
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -341,6 +368,12 @@ def test_command_line_serves_until_terminated(tmp_path: Path) -> None:
             body = {"query": QUERY, "documents": ["a", "b"]}
             assert httpx.post(url + "/v2/rerank", json=body, headers=headers).status_code == 200
             assert httpx.post(url + "/v2/rerank", json=body).status_code == 401
+            listed = httpx.get(url + "/v1/models", headers=headers).json()["data"]
+            assert [model["id"] for model in listed] == ["tiny-embed", "tiny-rerank"]
+            named = {**body, "model": "tiny-rerank"}
+            assert httpx.post(url + "/v2/rerank", json=named, headers=headers).status_code == 200
+            wrong = {**body, "model": "tiny-embed"}
+            assert httpx.post(url + "/v2/rerank", json=wrong, headers=headers).status_code == 404
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(60)

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -128,7 +128,8 @@ class ServerPool:
         self._client: httpx.Client | None = httpx.Client(**self._client_options)
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._async: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, asyncio.Semaphore]
+            asyncio.AbstractEventLoop,
+            tuple[httpx.AsyncClient, asyncio.Semaphore, AsyncGenerator[None, None]],
         ] = weakref.WeakKeyDictionary()
 
     @property
@@ -276,23 +277,24 @@ class ServerPool:
 
     # The async path.
 
-    def _async_client(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    async def _async_client(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         if self._client is None:
             raise RuntimeError("this server pool is closed")
         loop = asyncio.get_running_loop()
         with self._lock:
-            pair = self._async.get(loop)
-            if pair is None:
-                pair = (
-                    httpx.AsyncClient(**self._client_options),
-                    asyncio.Semaphore(self.max_concurrency),
-                )
-                self._async[loop] = pair
-        return pair
+            made = self._async.get(loop)
+            new = made is None
+            if made is None:
+                client = httpx.AsyncClient(**self._client_options)
+                made = (client, asyncio.Semaphore(self.max_concurrency), _closing(client))
+                self._async[loop] = made
+        if new:
+            await anext(made[2])  # parked for the loop's life: the loop closes the client
+        return made[0], made[1]
 
     async def arequest(self, method: str, path: str, body: Any = None) -> Any:
         """``request`` on the running event loop, without blocking it."""
-        client, slots = self._async_client()
+        client, slots = await self._async_client()
         async with slots:
             async for attempt in tenacity.AsyncRetrying(**self._policy(method, path)):
                 with attempt:
@@ -306,9 +308,21 @@ class ServerPool:
         raise AssertionError("unreachable: the last try returns or raises")
 
     def close(self) -> None:
-        """Close the connections; the pool is unusable afterwards. Async clients of loops
-        still running are closed by their loop's garbage collection."""
+        """Close the connections; the pool is unusable afterwards. Each async client is
+        closed on its own loop: when its loop shuts down its async generators (as
+        ``asyncio.run`` does at its end), or, for a loop still running, soon after this."""
         client, self._client = self._client, None
         if client is not None:
             client.close()
         self._async.clear()
+
+
+async def _closing(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Waits at its ``yield`` while its event loop lives. An event loop closes the async
+    generators it started when it shuts down (``asyncio.run`` does), and one dropped while its
+    loop runs is closed on that loop: either way ``client`` is closed on its own loop, rather
+    than left, its connections open, to the garbage collector once the loop is gone."""
+    try:
+        yield
+    finally:
+        await client.aclose()

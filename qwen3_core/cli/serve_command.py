@@ -83,6 +83,15 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="N",
         help="embeddings' length unless a request asks for fewer (default: all)",
     )
+    command.add_argument(
+        "--served-model-name",
+        action="append",
+        metavar="NAME",
+        help="a model's name in answers and GET /v1/models, accepted in a request's model "
+        "field besides the hub id or folder and its last path component (any other model "
+        "gets 404): once per model served, the embedding model's first (default: the hub id "
+        "or folder)",
+    )
     limits = command.add_argument_group("limits")
     limits.add_argument(
         "--max-concurrent-requests",
@@ -137,6 +146,8 @@ class ServeRequest:
     instruction: str | None
     max_length: int
     dimensions: int | None
+    embedding_model_name: str | None = None
+    reranker_model_name: str | None = None
 
 
 def check_serve_arguments(
@@ -167,6 +178,7 @@ def check_serve_arguments(
         raise UsageError(f"--max-length must be at least 1, got {args.max_length}")
     if args.dimensions is not None and args.dimensions < 1:
         raise UsageError(f"--dimensions must be at least 1, got {args.dimensions}")
+    embedding_name, reranker_name = _served_names(args)
     try:
         settings = ServeSettings(
             api_key=api_key,
@@ -190,7 +202,36 @@ def check_serve_arguments(
         instruction=args.instruction,
         max_length=args.max_length,
         dimensions=args.dimensions,
+        embedding_model_name=embedding_name,
+        reranker_model_name=reranker_name,
     )
+
+
+def _served_names(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The embedding model's and the reranker's ``--served-model-name`` (one per model
+    served, the embedding model's first), each None when not given."""
+    names: list[str] = args.served_model_name or []
+    kinds = [
+        kind
+        for kind, served in (
+            ("embedding", args.embedding_model or args.tiny),
+            ("reranker", args.reranker_model or args.tiny),
+        )
+        if served
+    ]
+    if names and len(names) != len(kinds):
+        raise UsageError(
+            f"--served-model-name is given once per model served, the embedding model's first: "
+            f"got {len(names)} for {len(kinds)} ({' and '.join(kinds)})"
+        )
+    for name in names:
+        if not name.strip() or name.endswith((":query", ":document")):
+            raise UsageError(
+                f"--served-model-name {name!r} must be a non-empty name not ending in :query "
+                "or :document (requests add those to say what they send)"
+            )
+    given = dict(zip(kinds, names, strict=False))  # none given: no names
+    return given.get("embedding"), given.get("reranker")
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -228,6 +269,8 @@ def run_serve(args: argparse.Namespace) -> int:
         instruction=request.instruction,
         max_length=request.max_length,
         dimensions=request.dimensions,
+        embedding_model_name=request.embedding_model_name,
+        reranker_model_name=request.reranker_model_name,
     )
     key = "with an API key" if request.settings.api_key else "without an API key"
     print(f"Serving on http://{request.host}:{request.port} ({key}); Ctrl-C stops.", flush=True)

@@ -15,12 +15,18 @@ Endpoints (a model's endpoints answer 404 when the server holds no such model):
   clients of this server as of vLLM's.
 - ``GET /health``, ``GET /metrics`` (Prometheus).
 
+A request's ``model`` must name the endpoint's model, as vLLM checks it: its served name,
+the hub id or folder it was loaded from, or that id's last path component (a ``:query`` or
+``:document`` suffix taken off); absent, null or empty is the endpoint's model.
+
 Errors are JSON, ``{"error": {"message", "type", "code"}, "message"}`` (the OpenAI form,
 with Cohere's top-level ``message``): 400 for a body the models cannot take, 401 for a
-missing or wrong key, 404 for a model the server does not hold, 413 for a request over a
-limit, 422 for a body that does not parse, 429 (with ``Retry-After``) when the queue is full,
-503 while shutting down, 504 past the deadline; a 500 says only that the server failed (the
-traceback goes to the server's log).
+missing or wrong key, 404 for a model the server does not hold (or a ``model`` it does not
+serve), 413 for a request over a limit (an input over ``max_length`` that the request asks
+not to cut included), 422 for a body that does not parse or asks for what the server does
+not do, 429 (with ``Retry-After``) when the queue is full, 503 while shutting down, 504 past
+the deadline; a 500 says only that the server failed (the traceback goes to the server's
+log).
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, TypeVar
 
 import numpy as np
@@ -42,16 +50,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from qwen3_core import prompts
 from qwen3_core.backend_options import BackendChoice
+from qwen3_core.batching import unique_with_inverse
 from qwen3_core.defaults import MAX_LENGTH
 from qwen3_core.embedder import Qwen3Embedder
 from qwen3_core.engine import check_finite
 from qwen3_core.redaction import redact
-from qwen3_core.reranker import Qwen3Reranker, _Judged, _pairs, p_yes
+from qwen3_core.reranker import Qwen3Reranker, _CallSettings, _Judged, _pairs, p_yes
 from qwen3_core.serve.auth import BearerAuth
 from qwen3_core.serve.batching import Admission, BatchQueue, BodyLimit
 from qwen3_core.serve.metrics import CONTENT_TYPE, ServeMetrics
 from qwen3_core.serve.schemas import (
+    DOCUMENT_SUFFIX,
+    QUERY_SUFFIX,
     ClassifyRequest,
     CohereEmbedRequest,
     OpenAIEmbeddingRequest,
@@ -60,7 +72,7 @@ from qwen3_core.serve.schemas import (
     TeiRerankRequest,
 )
 from qwen3_core.serve.settings import ServeSettings
-from qwen3_core.tokenization import RerankPrompt
+from qwen3_core.tokenization import RerankInputs, RerankPrompt
 
 logger = logging.getLogger("qwen3_core.serve")
 
@@ -123,6 +135,136 @@ def _common_prefix(sequences: Sequence[np.ndarray]) -> int:
     return int(np.argmin(same)) if not same.all() else len(first)
 
 
+@dataclass(frozen=True)
+class _Served:
+    """A model's names: ``name`` in answers and ``GET /v1/models``; ``accepted`` in a
+    request's ``model``."""
+
+    kind: str
+    name: str
+    accepted: frozenset[str]
+
+    @classmethod
+    def of(cls, kind: str, given: str, served_name: str | None) -> _Served:
+        """``given``: the hub id or folder the model was loaded from."""
+        names = {given, PurePath(given).name or given}
+        if served_name is not None:
+            names.add(served_name)
+        return cls(kind, served_name or given, frozenset(names))
+
+    def check(self, model: str | None) -> None:
+        """A 404 unless ``model`` (a ``:query`` or ``:document`` suffix taken off) names
+        this model; absent or empty names it."""
+        if not model:
+            return
+        asked = model
+        for suffix in (QUERY_SUFFIX, DOCUMENT_SUFFIX):
+            if asked.endswith(suffix):
+                asked = asked[: -len(suffix)]
+                break
+        if asked in self.accepted:
+            return
+        others = sorted(self.accepted - {self.name})
+        also = f" (also accepted: {', '.join(map(repr, others))})" if others else ""
+        raise ApiError(
+            404,
+            f"the model {redact(model)!r} is not served here: this endpoint's {self.kind} model "
+            f"is {self.name!r}{also}",
+        )
+
+
+def _check_served_name(kind: str, name: str | None) -> None:
+    if name is None:
+        return
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{kind}_model_name must be a non-empty str, got {name!r}")
+    if name.endswith((QUERY_SUFFIX, DOCUMENT_SUFFIX)):
+        raise ValueError(
+            f"{kind}_model_name {name!r} may not end in {QUERY_SUFFIX!r} or {DOCUMENT_SUFFIX!r}: "
+            "requests add those to say what they send"
+        )
+
+
+def _over_limit(
+    what: str, inverse: np.ndarray, counts: dict[int, int], limit: str, cut: int
+) -> ApiError:
+    """The 413 for inputs a request asked not to cut: ``counts`` holds the token count of
+    each distinct input over the limit, ``inverse`` maps the request's inputs to them, ``cut``
+    is how many distinct inputs the engine would have cut."""
+    found = [(index, counts[item]) for index, item in enumerate(inverse.tolist()) if item in counts]
+    if not found:  # the engine would cut, though no count says which: refuse all the same
+        return ApiError(
+            413,
+            f"Input validation error: {cut} {what}s are longer than {limit}, and the request "
+            "asks not to cut inputs",
+        )
+    shown = ", ".join(f"{what} {index} has {tokens} tokens" for index, tokens in found[:5])
+    more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+    return ApiError(
+        413,
+        f"Input validation error: {shown}{more}, more than {limit}, and the request asks not "
+        "to cut inputs (send shorter inputs, or allow truncation)",
+    )
+
+
+def _whole_texts(embedder: Qwen3Embedder, texts: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The engine's token ids of ``texts`` (as ``Qwen3Embedder._tokenize``), or a 413 naming
+    each text it would cut, with its token count (``<|endoftext|>`` and, for a query, its
+    instruction included)."""
+    distinct, inverse = unique_with_inverse(texts)
+    sequences, truncation = embedder._tokenizer.encode(distinct)
+    if not truncation.truncated:
+        return sequences, inverse
+    limit = embedder.max_length
+    full = [i for i, ids in enumerate(sequences) if len(ids) >= limit]  # cut, or just fitting
+    whole = embedder._checkpoint.tokenizer.encode_literal([distinct[i] for i in full])
+    counts = {i: len(ids) + 1 for i, ids in zip(full, whole, strict=True) if len(ids) + 1 > limit}
+    raise _over_limit(
+        "input", inverse, counts, f"the model's max_length={limit}", truncation.truncated
+    )
+
+
+def _whole_documents(
+    reranker: Qwen3Reranker, pairs: list[tuple[str, str]], settings: _CallSettings
+) -> tuple[RerankInputs, np.ndarray]:
+    """The engine's prompts of ``pairs`` (as ``Qwen3Reranker._tokenize``), or a 413 naming
+    each document that would not be read whole: cut to fit ``max_length``, or, in windows,
+    past ``max_chunks_per_document`` of them."""
+    distinct, inverse = unique_with_inverse(pairs)
+    budget = settings.budget
+    inputs = reranker._tokenizer.encode(distinct, settings.task, budget)
+    cut = inputs.truncated.truncated + inputs.clipped
+    if not cut:
+        return inputs, inverse
+    literal = reranker._checkpoint.tokenizer
+    queries = list(dict.fromkeys(query for query, _ in distinct))
+    heads = literal.encode_literal([prompts.rerank_head_text(settings.task, q) for q in queries])
+    head_tokens = {q: len(ids) for q, ids in zip(queries, heads, strict=True)}
+    documents = literal.encode_literal([prompts.rerank_document_text(d) for _, d in distinct])
+    frame = len(reranker._tokenizer.prefix) + len(reranker._tokenizer.suffix)
+    asked = budget.max_document_tokens  # a cut the request asks for is no truncation
+    counts = {
+        i: frame
+        + head_tokens[query]
+        + (len(ids) if asked is None or budget.chunked else min(len(ids), asked))
+        for i, ((query, _), ids) in enumerate(zip(distinct, documents, strict=True))
+    }
+    if budget.chunked:  # read whole when its windows reach its end
+        ends: dict[int, int] = {}
+        for owner, (_, end) in zip(inputs.owners.tolist(), inputs.spans, strict=True):
+            ends[owner] = max(ends.get(owner, 0), end)
+        unread = {i for i, (_, text) in enumerate(distinct) if ends.get(i, 0) < len(text)}
+        limit = (
+            f"max_chunks_per_document={budget.max_chunks_per_document} windows within the "
+            f"model's max_length={reranker.max_length} read"
+        )
+    else:
+        unread = {i for i, count in counts.items() if count > reranker.max_length}
+        limit = f"the model's max_length={reranker.max_length} (the whole prompt)"
+    over = {i: counts[i] for i in unread}
+    raise _over_limit("document", inverse, over, limit, cut)
+
+
 class _Service:
     """The models, their queues, and what each endpoint does with them."""
 
@@ -131,13 +273,14 @@ class _Service:
         embedder: Qwen3Embedder | None,
         reranker: Qwen3Reranker | None,
         settings: ServeSettings,
-        names: dict[str, str],
+        served: dict[str, _Served],
         owned: list[Qwen3Embedder | Qwen3Reranker],
     ) -> None:
         self.embedder = embedder
         self.reranker = reranker
         self.settings = settings
-        self.names = names
+        self.served = served
+        self.names = {kind: model.name for kind, model in served.items()}
         self.owned = owned
         self.metrics = ServeMetrics()
         self.created = int(time.time())
@@ -173,14 +316,19 @@ class _Service:
 
     # What every endpoint checks.
 
-    def need_embedder(self) -> tuple[Qwen3Embedder, BatchQueue]:
+    def need_embedder(self, model: str | None = None) -> tuple[Qwen3Embedder, BatchQueue]:
+        """The embedding model and its queue; a 404 without one, or when ``model`` (a
+        request's) names another."""
         if self.embedder is None or self.embed_queue is None:
             raise ApiError(404, "this server holds no embedding model (start it with one)")
+        self.served["embedding"].check(model)
         return self.embedder, self.embed_queue
 
-    def need_reranker(self) -> tuple[Qwen3Reranker, BatchQueue]:
+    def need_reranker(self, model: str | None = None) -> tuple[Qwen3Reranker, BatchQueue]:
+        """The reranker and its queue; a 404 without one, or when ``model`` names another."""
         if self.reranker is None or self.rerank_queue is None:
             raise ApiError(404, "this server holds no reranker (start it with one)")
+        self.served["reranker"].check(model)
         return self.reranker, self.rerank_queue
 
     def check_count(self, count: int, what: str) -> None:
@@ -207,8 +355,10 @@ class _Service:
         instruction: str | None,
         dimensions: int | None,
         normalize: bool = True,
+        cut: bool = True,
     ) -> tuple[np.ndarray, int]:
-        """Unit vectors of ``texts`` (as queries or documents), and their token count."""
+        """Unit vectors of ``texts`` (as queries or documents), and their token count.
+        ``cut=False``: a text over ``max_length`` is refused (413) rather than cut."""
         embedder, queue = self.need_embedder()
         self.check_count(len(texts), "texts")
         size = self.dimensions(dimensions)
@@ -223,7 +373,10 @@ class _Service:
             raise ApiError(400, str(exc)) from exc
         if not prepared:
             return np.zeros((0, size), dtype=np.float32), 0
-        sequences, inverse = await asyncio.to_thread(embedder._tokenize, prepared)
+        if cut:
+            sequences, inverse = await asyncio.to_thread(embedder._tokenize, prepared)
+        else:
+            sequences, inverse = await asyncio.to_thread(_whole_texts, embedder, prepared)
         tokens = sum(len(s) for s in sequences)
         states = await queue.submit(sequences, tokens)
         return _unit_rows(states, size, normalize)[inverse], tokens
@@ -275,8 +428,11 @@ class _Service:
         instruction: str | None,
         max_document_tokens: int | None,
         long_documents: str | None,
+        cut: bool = True,
     ) -> tuple[_Judged, int]:
-        """The log-odds and spans of each document, and the prompts' token count."""
+        """The log-odds and spans of each document, and the prompts' token count.
+        ``cut=False``: a document that would not be read whole within ``max_length`` (cut,
+        or past ``max_chunks_per_document`` windows) is refused (413)."""
         reranker, queue = self.need_reranker()
         self.check_count(len(documents), "documents")
         given = {
@@ -293,7 +449,12 @@ class _Service:
         if not pairs:
             return _Judged(np.zeros(0, dtype=np.float32), []), 0
         try:
-            inputs, inverse = await asyncio.to_thread(reranker._tokenize, pairs, settings)
+            if cut:
+                inputs, inverse = await asyncio.to_thread(reranker._tokenize, pairs, settings)
+            else:
+                inputs, inverse = await asyncio.to_thread(
+                    _whole_documents, reranker, pairs, settings
+                )
         except (TypeError, ValueError) as exc:
             raise ApiError(400, str(exc)) from exc
         tokens = sum(len(p) for p in inputs.prompts)
@@ -443,6 +604,8 @@ def create_app(
     instruction: str | None = None,
     max_length: int = MAX_LENGTH,
     dimensions: int | None = None,
+    embedding_model_name: str | None = None,
+    reranker_model_name: str | None = None,
 ) -> FastAPI:
     """The server's ASGI app for one model or both.
 
@@ -455,11 +618,30 @@ def create_app(
             (models loaded here); None: the engines' defaults.
         max_length: Longest input in tokens (models loaded here).
         dimensions: The embedding's length unless a request asks for fewer (loaded here).
+        embedding_model_name: The embedding model's name in answers and ``GET /v1/models``
+            (vLLM's ``--served-model-name``); None: the hub id or folder it was loaded from.
+        reranker_model_name: The same for the reranker.
+
+    A request's ``model`` must be absent, null, or name the endpoint's model: its name
+    above, the hub id or folder it was loaded from, or that id's last path component (a
+    ``:query`` or ``:document`` suffix is taken off first); any other gets 404.
 
     Engines given are the caller's to close; those loaded here are closed at shutdown.
+
+    Raises:
+        ValueError: No model, or a model name that is empty or ends in ``:query`` or
+            ``:document``.
     """
     if embedding_model is None and reranker_model is None:
         raise ValueError("a server needs an embedding model, a reranker, or both")
+    _check_served_name("embedding", embedding_model_name)
+    _check_served_name("reranker", reranker_model_name)
+    for kind, model, name in (
+        ("embedding", embedding_model, embedding_model_name),
+        ("reranker", reranker_model, reranker_model_name),
+    ):
+        if model is None and name is not None:
+            raise ValueError(f"{kind}_model_name={name!r} names no model: {kind}_model is None")
     settings = settings or ServeSettings()
     owned: list[Qwen3Embedder | Qwen3Reranker] = []
     common: dict[str, Any] = {"backend": backend, "max_length": max_length}
@@ -478,12 +660,15 @@ def create_app(
         for engine in owned:
             engine.close()
         raise
-    names = {
-        kind: name
-        for kind, name in (("embedding", embedding_name), ("reranker", reranker_name))
-        if name is not None
+    served = {
+        kind: _Served.of(kind, given, name)
+        for kind, given, name in (
+            ("embedding", embedding_name, embedding_model_name),
+            ("reranker", reranker_name, reranker_model_name),
+        )
+        if given is not None
     }
-    service = _Service(embedder, reranker, settings, names, owned)
+    service = _Service(embedder, reranker, settings, served, owned)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -557,6 +742,49 @@ def _rerank_answer(
     return results
 
 
+EMBEDDING_TYPES = ("float", "base64")
+"""The Cohere ``embedding_types`` the server answers."""
+
+
+def _cohere_types(asked: list[str] | None) -> list[str]:
+    """The embedding types to answer, or a 422 naming those the server does not make."""
+    if asked is None:
+        return ["float"]
+    supported = " and ".join(map(repr, EMBEDDING_TYPES))
+    unknown = [kind for kind in asked if kind not in EMBEDDING_TYPES]
+    if unknown or not asked:
+        what = f"{', '.join(map(repr, unknown))} not supported" if unknown else "empty"
+        raise ApiError(422, f"embedding_types: {what}: this server answers {supported}")
+    return list(dict.fromkeys(asked))
+
+
+def _cohere_cut(truncate: str | None) -> bool:
+    """Whether Cohere's ``truncate`` lets an input over ``max_length`` be cut (at its end);
+    a 422 for ``"START"``, a cut the engine does not make."""
+    if truncate == "START":
+        raise ApiError(
+            422,
+            'truncate: "START" (cutting the beginning of a long input) is not supported: '
+            'use "END" (the default: keep the beginning) or "NONE" (refuse a long input)',
+        )
+    return truncate != "NONE"
+
+
+def _tei_cut(truncate: bool | None, direction: str | None) -> bool:
+    """Whether TEI's ``truncate`` lets an input over ``max_length`` be cut (at its end); a
+    422 for ``truncation_direction: "Left"``, a cut the engine does not make."""
+    if truncate is False:
+        return False
+    if direction is not None and direction.lower() == "left":
+        raise ApiError(
+            422,
+            f'truncation_direction: "{direction}" (cutting the beginning of a long input) is '
+            'not supported: use "Right" (the default: keep the beginning) or truncate: false '
+            "(refuse a long input)",
+        )
+    return True
+
+
 def _float_or_base64(vectors: np.ndarray, encoding: str) -> list[Any]:
     if encoding == "base64":  # little-endian float32, as the OpenAI SDK decodes it
         rows = vectors.astype("<f4")
@@ -587,6 +815,7 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
         return JSONResponse({"object": "list", "data": data})
 
     async def rerank(request: Request, body: RerankRequest, version: str) -> Response:
+        service.need_reranker(body.model)
         documents = body.texts()
         judged, tokens = await _guarded(
             request,
@@ -596,6 +825,7 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
                 instruction=body.instruction,
                 max_document_tokens=body.max_tokens_per_doc,
                 long_documents=body.long_documents,
+                cut=_cohere_cut(body.truncate),
             ),
             deadline,
         )
@@ -603,7 +833,7 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
         return JSONResponse(
             {
                 "id": str(uuid.uuid4()),
-                "model": body.model or service.names["reranker"],
+                "model": service.names["reranker"],
                 "results": results,
                 "meta": {
                     "api_version": {"version": version},
@@ -631,6 +861,7 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
                 instruction=body.instruction,
                 max_document_tokens=None,
                 long_documents=body.long_documents,
+                cut=_tei_cut(body.truncate, body.truncation_direction),
             ),
             deadline,
         )
@@ -661,6 +892,7 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
                 instruction=body.instruction,
                 dimensions=body.dimensions,
                 normalize=body.normalize,
+                cut=_tei_cut(body.truncate, body.truncation_direction),
             ),
             deadline,
         )
@@ -668,6 +900,7 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
 
     @app.post("/v1/embeddings")
     async def openai_embeddings(request: Request, body: OpenAIEmbeddingRequest) -> Response:
+        service.need_embedder(body.model)
         given = body.input
         work: Awaitable[tuple[np.ndarray, int]]
         if isinstance(given, list) and given and not isinstance(given[0], str):
@@ -694,13 +927,15 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
             {
                 "object": "list",
                 "data": data,
-                "model": body.model or service.names.get("embedding", ""),
+                "model": service.names["embedding"],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
 
     @app.post("/v2/embed")
     async def cohere_embed(request: Request, body: CohereEmbedRequest) -> Response:
+        service.need_embedder(body.model)
+        types = _cohere_types(body.embedding_types)
         vectors, tokens = await _guarded(
             request,
             service.embed(
@@ -708,13 +943,14 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
                 query=body.input_type == "search_query",
                 instruction=body.instruction,
                 dimensions=body.output_dimension,
+                cut=_cohere_cut(body.truncate),
             ),
             deadline,
         )
         return JSONResponse(
             {
                 "id": str(uuid.uuid4()),
-                "embeddings": {"float": vectors.tolist()},
+                "embeddings": {kind: _float_or_base64(vectors, kind) for kind in types},
                 "texts": body.texts,
                 "meta": {
                     "api_version": {"version": "2"},
@@ -726,6 +962,7 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
 
     @app.post("/classify")
     async def classify(request: Request, body: ClassifyRequest) -> Response:
+        service.need_reranker(body.model)
         log_odds, tokens = await _guarded(request, service.classify(body.input), deadline)
         values = p_yes(log_odds) if body.use_activation else log_odds
         data = [
@@ -736,7 +973,7 @@ def _add_routes(app: FastAPI, service: _Service) -> None:
             {
                 "object": "list",
                 "data": data,
-                "model": body.model or service.names["reranker"],
+                "model": service.names["reranker"],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )

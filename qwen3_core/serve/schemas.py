@@ -9,6 +9,13 @@ Fields a client does not know are ignored; ours come on top, under names no clie
 - Requests may carry ``instruction`` (the task, instead of the server's) and, for rerank,
   ``long_documents`` (``"truncate"`` or ``"chunk"``).
 
+Truncation. An input over the model's ``max_length`` is cut, keeping its beginning, unless the
+request says not to (TEI ``truncate: false``, Cohere ``truncate: "NONE"``): it is then refused.
+Cutting from the start (Cohere ``"START"``, TEI ``truncation_direction: "Left"``) is refused.
+
+Model names. ``model`` is checked against the endpoint's model (after a ``:query`` or
+``:document`` suffix is taken off); see ``app.py``.
+
 Queries and documents. An embedding model embeds a query after an instruction and a document
 as it is. Callers say which they send by:
 
@@ -44,6 +51,9 @@ class TextDocument(_Body):
     text: StrictStr
 
 
+CohereTruncate = Literal["NONE", "START", "END"]
+TeiDirection = Literal["Left", "Right", "left", "right"]
+
 NonNegative = Annotated[StrictInt, Field(ge=0)]
 Positive = Annotated[StrictInt, Field(ge=1)]
 
@@ -59,6 +69,7 @@ class RerankRequest(_Body):
     max_tokens_per_doc: Positive | None = None
     instruction: StrictStr | None = None
     long_documents: LongDocuments | None = None
+    truncate: CohereTruncate | None = None
 
     def texts(self) -> list[str]:
         return [d if isinstance(d, str) else d.text for d in self.documents]
@@ -73,6 +84,7 @@ class TeiRerankRequest(_Body):
     raw_scores: StrictBool = False
     return_text: StrictBool = False
     truncate: StrictBool | None = None
+    truncation_direction: TeiDirection | None = None
     instruction: StrictStr | None = None
     long_documents: LongDocuments | None = None
 
@@ -84,6 +96,7 @@ class TeiEmbedRequest(_Body):
     inputs: StrictStr | list[StrictStr]
     normalize: StrictBool = True
     truncate: StrictBool | None = None
+    truncation_direction: TeiDirection | None = None
     prompt_name: StrictStr | None = None
     dimensions: Positive | None = None
     instruction: StrictStr | None = None
@@ -115,14 +128,15 @@ CohereInputType = Literal["search_query", "search_document", "classification", "
 
 
 class CohereEmbedRequest(_Body):
-    """``POST /v2/embed``: Cohere's embed v2 (texts only; float embeddings)."""
+    """``POST /v2/embed``: Cohere's embed v2 (texts only; ``float`` and ``base64``
+    embeddings, the types are checked by the endpoint so that its refusal names them)."""
 
     model: StrictStr | None = None
     texts: list[StrictStr]
     input_type: CohereInputType
-    embedding_types: list[Literal["float"]] | None = None
+    embedding_types: list[StrictStr] | None = None
     output_dimension: Positive | None = None
-    truncate: Literal["NONE", "START", "END"] | None = None
+    truncate: CohereTruncate | None = None
     instruction: StrictStr | None = None
 
 
