@@ -75,7 +75,8 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         type=int,
         default=defaults.MAX_LENGTH,
         metavar="TOKENS",
-        help="longest input in tokens; longer texts are cut (default: %(default)s)",
+        help="longest input in tokens; longer texts are cut, or refused (413) when a request "
+        'asks not to cut them (truncate: false or "NONE") (default: %(default)s)',
     )
     command.add_argument(
         "--dimensions",
