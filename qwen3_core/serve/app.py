@@ -624,7 +624,9 @@ def create_app(
 
     A request's ``model`` must be absent, null, or name the endpoint's model: its name
     above, the hub id or folder it was loaded from, or that id's last path component (a
-    ``:query`` or ``:document`` suffix is taken off first); any other gets 404.
+    ``:query`` or ``:document`` suffix is taken off first); any other gets 404. An engine
+    given was loaded from its folder (``model_path``, a snapshot folder for a hub id): give it
+    a name here for the clients to send.
 
     Engines given are the caller's to close; those loaded here are closed at shutdown.
 
