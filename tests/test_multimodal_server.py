@@ -6,10 +6,13 @@ tests/test_vllm_multimodal.py (the vLLM CI step)."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -83,9 +86,6 @@ def test_prompts_the_server_would_read_otherwise_are_refused_before_sending(
         pytest.raises(ServerError, match=r"the pair of query and documents\[0\]: its text holds"),
     ):
         reranker.score(image, [HOSTILE])
-    short = Qwen3VLEmbedder(vl_models.embedding, backend=server, max_length=40)
-    with pytest.raises(ServerError, match="longer than max_length=40 tokens with its images"):
-        short.embed_documents([{"text": "word " * 100, "image": image}])
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +132,101 @@ def test_the_docs_start_the_servers_as_the_client_expects() -> None:
     page = (Path(__file__).resolve().parents[1] / "docs" / "multimodal.md").read_text()
     assert f"--hf-overrides '{json.dumps(VL_RERANKER_OVERRIDES)}'" in page
     assert page.count(VL_SERVER_FLAGS.removeprefix("--runner pooling ")) == 2
+
+
+class Recorder:
+    """A server that records each request's body and answers with ``answer(body)``."""
+
+    def __init__(self, answer: Any) -> None:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        self.bodies: list[dict[str, Any]] = []
+
+        async def embeddings(request: Request) -> JSONResponse:
+            body = await request.json()
+            self.bodies.append(body)
+            return JSONResponse(answer(body))
+
+        self.app = Starlette(routes=[Route("/v1/embeddings", embeddings, methods=["POST"])])
+
+
+def unit_rows(count: int, prompt_tokens: int | None = None) -> dict[str, Any]:
+    rows = [{"index": i, "embedding": [1.0] + [0.0] * 63} for i in range(count)]
+    usage = {} if prompt_tokens is None else {"usage": {"prompt_tokens": prompt_tokens}}
+    return {"data": rows, **usage}
+
+
+def test_what_an_input_with_images_sends(vl_models: VLModelPaths) -> None:
+    local = Qwen3VLEmbedder(vl_models.embedding, backend=CPU)
+    item = {"text": "a caption", "image": noise(90, 130, 5)}
+    (ids,) = local.tokenize([item])
+    recorder = Recorder(lambda body: unit_rows(len(body["messages"]), len(ids)))
+    with (
+        RunningServer(recorder.app) as running,
+        Qwen3VLEmbedder(vl_models.embedding, backend=ServerOptions(base_url=running.url)) as remote,
+    ):
+        remote.embed_documents([item])
+    (body,) = recorder.bodies
+    assert body["chat_template"] == "{{ messages[0]['content'] }}"
+    assert body["mm_processor_kwargs"] == {
+        "size": {"shortest_edge": 4 * 32 * 32, "longest_edge": 1800 * 32 * 32}
+    }
+    ((message,),) = body["messages"]
+    text, image = message["content"]
+    assert text["text"] == (
+        "<|im_start|>system\nRepresent the user's input.<|im_end|>\n<|im_start|>user\n"
+        "<|vision_start|><|image_pad|><|vision_end|>a caption<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    # The image as the engine sizes it (90 x 130 rounded to 96 x 128, bicubic), losslessly.
+    prefix, data = image["image_url"]["url"].split(",", 1)
+    assert prefix == "data:image/png;base64"
+    sent = Image.open(io.BytesIO(base64.b64decode(data)))
+    assert sent.format == "PNG" and sent.size == (128, 96)
+    want = np.asarray(noise(90, 130, 5).resize((128, 96), Image.Resampling.BICUBIC))
+    np.testing.assert_array_equal(np.asarray(sent), want)
+
+
+def test_a_server_that_counts_other_tokens_is_refused(vl_models: VLModelPaths) -> None:
+    recorder = Recorder(lambda body: unit_rows(len(body.get("messages") or body["input"]), 7))
+    with (
+        RunningServer(recorder.app) as running,
+        Qwen3VLEmbedder(vl_models.embedding, backend=ServerOptions(base_url=running.url)) as remote,
+        pytest.raises(ServerError, match="read 7 prompt tokens where the engine built"),
+    ):
+        remote.embed_documents([noise(64, 64, 6)])
+
+
+def test_a_long_input_with_images_is_cut_as_the_engine_cuts_it(vl_models: VLModelPaths) -> None:
+    """The cut prompt's text, read by the checkpoint's own tokenizer as the server reads it,
+    is the transformers engine's cut prompt; a cut inside a character is refused."""
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(vl_models.embedding)
+    image = noise(64, 64, 7)  # 4 image tokens
+    recorder = Recorder(lambda body: unit_rows(len(body["messages"])))
+    outcomes = []
+    with RunningServer(recorder.app) as running:
+        # "𠀋" is three tokens: one cut in three falls between characters.
+        for text, max_length in [("word " * 100, 40)] + [("𠀋" * 20, n) for n in (36, 37, 38)]:
+            item = {"text": text, "image": image}
+            local = Qwen3VLEmbedder(vl_models.embedding, backend=CPU, max_length=max_length)
+            (want,) = local.tokenize([item])
+            server = ServerOptions(base_url=running.url)
+            with Qwen3VLEmbedder(vl_models.embedding, backend=server, max_length=max_length) as e:
+                try:
+                    e.embed_documents([item])
+                except ServerError as exc:
+                    assert "cut inside a character" in str(exc)
+                    outcomes.append("refused")
+                    continue
+            outcomes.append("sent")
+            ((message,),) = recorder.bodies[-1]["messages"]
+            got = hf(message["content"][0]["text"], add_special_tokens=False).input_ids
+            pad = hf.convert_tokens_to_ids("<|image_pad|>")
+            collapsed = [t for i, t in enumerate(want.tolist()) if t != pad or want[i - 1] != pad]
+            assert got == collapsed and len(want) == max_length + 5
+    assert outcomes[0] == "sent" and sorted(outcomes[1:]) == ["refused", "refused", "sent"]

@@ -133,6 +133,7 @@ class VLEngineBase(EngineBase[VLRuntime]):
     ) -> Iterator[tuple[range, list[ServerPrompt]]]:
         """``_chunks`` for an engine on servers: the prompts as sent (see
         ``qwen3_core.multimodal.server``)."""
+        truncated = 0
         kept = {id(item): self._sender.images(item) for item in shared}
         for start in range(0, count, CHUNK):
             indices = range(start, min(count, start + CHUNK))
@@ -143,8 +144,18 @@ class VLEngineBase(EngineBase[VLRuntime]):
                     if id(item) not in loaded:
                         loaded[id(item)] = self._sender.images(item)
                 images = [loaded[id(item)] for item in items]
-                sent.append(self._sender.prompt(segments, images, label))  # type: ignore[arg-type]
+                prompt, cut = self._sender.prompt(segments, images, label)  # type: ignore[arg-type]
+                truncated += cut
+                sent.append(prompt)
             yield indices, sent
+        if truncated:
+            logger.warning(
+                "%d of %d inputs exceeded max_length=%d tokens and their text was cut (images "
+                "and the prompt's frame were kept)",
+                truncated,
+                count,
+                self._encoder.max_length,
+            )
 
     @property
     def allow_remote_images(self) -> bool:

@@ -20,9 +20,11 @@ server only runs the model. What is sent:
 
 The server tokenises such a prompt's text itself, matching special tokens in it, so before
 sending, the text is tokenised as the server will tokenise it and compared with the ids the
-engine built: text that holds a special token (``<|im_end|>``, ...) beside an image, or a
-prompt with images that is longer than ``max_length`` (its text would have to be cut as
-text), is refused with a ``ServerError`` that says so, rather than scored on other tokens.
+engine built; where they differ the input is refused with a ``ServerError`` that says why,
+rather than scored on other tokens: text that holds a special token (``<|im_end|>``, ...)
+beside an image. A prompt with images longer than ``max_length`` is cut as on the
+transformers backend (its first text tokens kept) and its kept tokens are turned back into
+text; a cut inside a character cannot be written as text and is refused.
 
 The server needs ``--runner pooling``, ``--trust-request-chat-template`` and, for the
 reranker, ``--hf-overrides`` (``VL_RERANKER_OVERRIDES``): the yes/no rows of the lm_head
@@ -32,6 +34,7 @@ folded into a one-output classifier whose raw output is the log-odds.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import os
@@ -160,12 +163,70 @@ def _image_label(item: Item, index: int) -> str:
     return item.label if len(item.images) == 1 else f"{item.label}, image {index}"
 
 
+def _prompt_text(segments: list[prompts.Segment]) -> str:
+    """The prompt as text, each image as one ``<|image_pad|>`` (the server expands it)."""
+    return "".join(
+        s.token
+        if isinstance(s, prompts.Special)
+        else prompts.IMAGE_PAD
+        if isinstance(s, prompts.ImageSlot)
+        else s
+        for s in segments
+    )
+
+
+@functools.cache
+def _byte_values() -> dict[str, int]:
+    """The byte each character of a byte-level BPE token stands for (GPT-2's
+    ``bytes_to_unicode``, reversed): printable bytes stand for themselves, the others for
+    the characters from U+0100 on."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    others = [b for b in range(256) if b not in printable]
+    table = {chr(b): b for b in printable}
+    table.update({chr(256 + n): b for n, b in enumerate(others)})
+    return table
+
+
 class PromptSender:
     """Turns the engine's prompts into what the server is sent."""
 
     def __init__(self, encoder: PromptEncoder) -> None:
         self.encoder = encoder
         self._patches = np.zeros((0, 3 * 2 * PATCH_SIZE * PATCH_SIZE), dtype=np.float32)
+        tokenizer = encoder.tokenizer
+        self._specials = {
+            tokenizer.token_to_id(token): token
+            for token in (
+                prompts.IM_START,
+                prompts.IM_END,
+                prompts.VISION_START,
+                prompts.VISION_END,
+                prompts.IMAGE_PAD,
+            )
+        }
+
+    def _text_of(self, ids: np.ndarray) -> str | None:
+        """The text of a cut prompt's ids (each image one ``<|image_pad|>``); None when the
+        cut falls inside a character. Whether the server reads the same ids from it is
+        checked after."""
+        out: list[str] = []
+        run: list[int] = []
+        values = _byte_values()
+        try:
+            for token_id in ids.tolist():
+                special = self._specials.get(token_id)
+                if special is None:
+                    token = self.encoder.tokenizer.id_to_token(token_id)
+                    if token is None:
+                        return None
+                    run += [values[c] for c in token]
+                    continue
+                out += [bytes(run).decode("utf-8"), special]
+                run = []
+            out.append(bytes(run).decode("utf-8"))
+        except (KeyError, UnicodeDecodeError):
+            return None
+        return "".join(out)
 
     def images(self, item: Item) -> list[tuple[Image.Image, np.ndarray]]:
         """Each image of ``item`` loaded, checked and sized, with its (t, h, w) patch grid."""
@@ -181,8 +242,9 @@ class PromptSender:
         segments: list[prompts.Segment],
         images: Sequence[list[tuple[Image.Image, np.ndarray]]],
         label: str,
-    ) -> ServerPrompt:
-        """``segments`` as sent; ``images[owner][index]`` as ``images`` gives them.
+    ) -> tuple[ServerPrompt, bool]:
+        """``segments`` as sent, and whether its text was cut to ``max_length``;
+        ``images[owner][index]`` as ``images`` gives them.
 
         Raises:
             ServerError: A prompt with images that cannot be sent exactly (see the module).
@@ -190,37 +252,31 @@ class PromptSender:
         grids = [[(self._patches, grid) for _, grid in owner] for owner in images]
         ids = self.encoder.encode(segments, grids, label)
         if not any(isinstance(s, prompts.ImageSlot) for s in segments):
-            return ids.ids
-        if ids.truncated:
-            raise ServerError(
-                f"{label} is longer than max_length={self.encoder.max_length} tokens with its "
-                "images: a prompt with images goes to the server as text, which cannot be cut "
-                "exactly as the official code cuts tokens; shorten its text or raise max_length"
-            )
-        text = "".join(
-            s.token
-            if isinstance(s, prompts.Special)
-            else prompts.IMAGE_PAD
-            if isinstance(s, prompts.ImageSlot)
-            else s
-            for s in segments
-        )
-        # What the server will read: the text with its special tokens matched.
-        served = np.asarray(self.encoder.tokenizer.encode_template(text), dtype=np.int64)
+            return ids.ids, ids.truncated
         pad = self.encoder.image_pad_id
         ours = ids.ids[np.r_[True, (ids.ids[1:] != pad) | (ids.ids[:-1] != pad)]]
+        text = self._text_of(ours) if ids.truncated else _prompt_text(segments)
+        if text is None:
+            raise ServerError(
+                f"{label} is longer than max_length={self.encoder.max_length} tokens with its "
+                "images, and its text is cut inside a character: a prompt with images goes to "
+                "the server as text, which cannot hold part of a character; shorten its text "
+                "or change max_length"
+            )
+        # What the server will read: the text with its special tokens matched.
+        served = np.asarray(self.encoder.tokenizer.encode_template(text), dtype=np.int64)
         if not np.array_equal(served, ours):
             raise ServerError(
-                f"{label}: its text holds a special token (such as {prompts.IM_END!r}) beside "
-                "an image; a prompt with images goes to the server as text, where the server "
-                "would read it as that token, not as text"
+                f"{label}: its text holds a special token (such as {prompts.IM_END!r}), or is "
+                "cut where its tokens read otherwise as text; a prompt with images goes to the "
+                "server as text, which the server would read as other tokens"
             )
         urls = [
             _png_url(images[s.owner][s.index][0])
             for s in segments
             if isinstance(s, prompts.ImageSlot)
         ]
-        return ChatPrompt(text, urls, len(ids.ids))
+        return ChatPrompt(text, urls, len(ids.ids)), ids.truncated
 
 
 def _chat_extras() -> dict[str, Any]:
