@@ -228,19 +228,20 @@ class PromptSender:
             return None
         return "".join(out)
 
-    def images(self, item: Item) -> list[tuple[Image.Image, np.ndarray]]:
-        """Each image of ``item`` loaded, checked and sized, with its (t, h, w) patch grid."""
+    def images(self, item: Item) -> list[tuple[str, np.ndarray]]:
+        """Each image of ``item`` loaded, checked and sized, as a PNG ``data:`` URL (encoded
+        once, however many prompts show it), with its (t, h, w) patch grid."""
         out = []
         for index, source in enumerate(item.images):
             image = load_image(source, _image_label(item, index), self.encoder.remote)
             grid = np.array([1, image.height // PATCH_SIZE, image.width // PATCH_SIZE])
-            out.append((image, grid))
+            out.append((_png_url(image), grid))
         return out
 
     def prompt(
         self,
         segments: list[prompts.Segment],
-        images: Sequence[list[tuple[Image.Image, np.ndarray]]],
+        images: Sequence[list[tuple[str, np.ndarray]]],
         label: str,
     ) -> tuple[ServerPrompt, bool]:
         """``segments`` as sent, and whether its text was cut to ``max_length``;
@@ -271,11 +272,7 @@ class PromptSender:
                 "cut where its tokens read otherwise as text; a prompt with images goes to the "
                 "server as text, which the server would read as other tokens"
             )
-        urls = [
-            _png_url(images[s.owner][s.index][0])
-            for s in segments
-            if isinstance(s, prompts.ImageSlot)
-        ]
+        urls = [images[s.owner][s.index][0] for s in segments if isinstance(s, prompts.ImageSlot)]
         return ChatPrompt(text, urls, len(ids.ids)), ids.truncated
 
 
