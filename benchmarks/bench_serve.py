@@ -287,7 +287,8 @@ class IdCalls:
         """Call ``index`` of the workload, marked, and its prompt tokens."""
         from qwen3_core.backends.server import request_chunks
 
-        request, extra = self.work[workload][index], dict[str, Any]()
+        request = self.work[workload][index]
+        extra: dict[str, Any]
         if workload == "rerank":
             ids = self.engines[workload].tokenize(f"{marker} {QUERY}".lstrip(), request)
             path, extra = "/classify", {"use_activation": False}
