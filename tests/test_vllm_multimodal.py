@@ -80,7 +80,8 @@ def inputs() -> dict[str, Any]:
         "text": "a page about revenue in 2024",
         "image": chart,
         "text and image": {"text": "the chart", "image": chart},
-        "small image (resized up)": noise(90, 130, 2),
+        "small image (90 x 130)": noise(90, 130, 2),
+        "tiny image (scaled up)": noise(20, 30, 5),
         "large image (resized down)": noise(1400, 1700, 3),
         "two texts and two images": {"text": ["left", "right"], "image": [noise(64, 96, 4), chart]},
         "special tokens in a text alone": HOSTILE,
@@ -107,6 +108,16 @@ def test_embeddings_equal_the_transformers_engine(
             worst = np.abs(got - want).max(axis=1)
             assert (worst <= TOLERANCE).all(), dict(zip(inputs, worst.tolist(), strict=True))
             assert name and got.shape == (len(values), remote.dimension)
+    # Cut to max_length: the text's first tokens, the image and the prompt's frame kept.
+    long = [{"text": "word " * 100, "image": noise(64, 64, 6)}, {"text": "长城" * 60}]
+    with Qwen3VLEmbedder(
+        vl_models.embedding, backend=ServerOptions(base_url=servers[0].url), max_length=40
+    ) as cut:
+        np.testing.assert_allclose(
+            cut.embed_documents(long),
+            Qwen3VLEmbedder(vl_models.embedding, backend=CPU, max_length=40).embed_documents(long),
+            atol=TOLERANCE,
+        )
     with Qwen3VLEmbedder(
         vl_models.embedding, backend=ServerOptions(base_url=servers[0].url), dimensions=16
     ) as short:
@@ -140,7 +151,7 @@ def test_log_odds_equal_the_transformers_engine(
                 want = local.logits(query, docs, instruction=instruction)
                 worst = np.abs(got - want)
                 assert (worst <= TOLERANCE).all(), dict(zip(judged, worst.tolist(), strict=True))
-        pairs = [(inputs["image"], "a chart"), ("a chart", inputs["small image (resized up)"])]
+        pairs = [(inputs["image"], "a chart"), ("a chart", inputs["small image (90 x 130)"])]
         np.testing.assert_allclose(
             remote.score_pairs(pairs), local.score_pairs(pairs), atol=TOLERANCE
         )
