@@ -26,9 +26,11 @@ beside an image. A prompt with images longer than ``max_length`` is cut as on th
 transformers backend (its first text tokens kept) and its kept tokens are turned back into
 text; a cut inside a character cannot be written as text and is refused.
 
-The server needs ``--runner pooling``, ``--trust-request-chat-template`` and, for the
-reranker, ``--hf-overrides`` (``VL_RERANKER_OVERRIDES``): the yes/no rows of the lm_head
-folded into a one-output classifier whose raw output is the log-odds.
+The server needs ``--runner pooling``, ``--trust-request-chat-template`` and
+``--trust-request-mm-kwargs`` (the request's template and image processor settings) and, for
+the reranker, ``--hf-overrides`` (``VL_RERANKER_OVERRIDES``): the yes/no rows of the lm_head
+folded into a one-output classifier whose raw output is the log-odds. Each answer's
+``usage.prompt_tokens`` is checked against the tokens the engine built.
 """
 
 from __future__ import annotations
