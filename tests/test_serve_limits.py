@@ -31,6 +31,13 @@ from tests.serving import RunningServer
 QUERY = "What is the capital of China?"
 KEY = "sk-test-0123456789abcdef"
 EMBED = {"texts": ["a"], "input_type": "search_document"}
+# A served name a request could not send, and the start of the refusal's reason.
+SERVED_NAME_PROBLEMS = [
+    ("", "must be a non-empty name"),
+    (" ", "must be a non-empty name"),
+    ("embed:query", "'embed:query' may not end in ':query'"),
+    ("embed:document", "'embed:document' may not end in ':query' or ':document'"),
+]
 
 
 @contextmanager
@@ -323,10 +330,20 @@ def test_command_line_refuses_an_open_address_without_a_key(
     assert "nothing to serve" in capsys.readouterr().err
     assert main(["serve", "--tiny", "--served-model-name", "only-one"]) == 2
     assert "once per model served" in capsys.readouterr().err
-    for name in ("", "embed:query"):
+    for name, problem in SERVED_NAME_PROBLEMS:
         served = ["--served-model-name", name, "--served-model-name", "rerank"]
         assert main(["serve", "--tiny", *served]) == 2
-        assert "--served-model-name" in capsys.readouterr().err
+        assert f"--served-model-name {problem}" in capsys.readouterr().err
+
+
+def test_create_app_refuses_a_served_name_clients_cannot_send(
+    embedder: Qwen3Embedder, reranker: Qwen3Reranker
+) -> None:
+    for name, problem in SERVED_NAME_PROBLEMS:
+        with pytest.raises(ValueError, match=f"embedding_model_name {problem}"):
+            create_app(embedder, reranker, embedding_model_name=name)
+    with pytest.raises(ValueError, match="reranker_model_name='rerank' names no model"):
+        create_app(embedder, reranker_model_name="rerank")
 
 
 def test_command_line_serves_until_terminated(tmp_path: Path) -> None:

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from qwen3_core import defaults, prompts
 from qwen3_core.backend_options import BackendOptions
 from qwen3_core.errors import UsageError
-from qwen3_core.serve.settings import DEFAULT_HOST, DEFAULT_PORT, ServeSettings, is_loopback
+from qwen3_core.serve.settings import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ServeSettings,
+    check_served_name,
+    is_loopback,
+)
 
 API_KEY_VARIABLE = "QWEN3_RAG_API_KEY"
 _OPTIONS = {
@@ -226,11 +232,10 @@ def _served_names(args: argparse.Namespace) -> tuple[str | None, str | None]:
             f"got {len(names)} for {len(kinds)} ({' and '.join(kinds)})"
         )
     for name in names:
-        if not name.strip() or name.endswith((":query", ":document")):
-            raise UsageError(
-                f"--served-model-name {name!r} must be a non-empty name not ending in :query "
-                "or :document (requests add those to say what they send)"
-            )
+        try:
+            check_served_name("--served-model-name", name)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
     given = dict(zip(kinds, names, strict=False))  # none given: no names
     return given.get("embedding"), given.get("reranker")
 

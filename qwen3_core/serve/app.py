@@ -62,8 +62,6 @@ from qwen3_core.serve.auth import BearerAuth
 from qwen3_core.serve.batching import Admission, BatchQueue, BodyLimit
 from qwen3_core.serve.metrics import CONTENT_TYPE, ServeMetrics
 from qwen3_core.serve.schemas import (
-    DOCUMENT_SUFFIX,
-    QUERY_SUFFIX,
     ClassifyRequest,
     CohereEmbedRequest,
     OpenAIEmbeddingRequest,
@@ -71,7 +69,12 @@ from qwen3_core.serve.schemas import (
     TeiEmbedRequest,
     TeiRerankRequest,
 )
-from qwen3_core.serve.settings import ServeSettings
+from qwen3_core.serve.settings import (
+    DOCUMENT_SUFFIX,
+    QUERY_SUFFIX,
+    ServeSettings,
+    check_served_name,
+)
 from qwen3_core.tokenization import RerankInputs, RerankPrompt
 
 logger = logging.getLogger("qwen3_core.serve")
@@ -173,30 +176,18 @@ class _Served:
         )
 
 
-def _check_served_name(kind: str, name: str | None) -> None:
-    if name is None:
-        return
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"{kind}_model_name must be a non-empty str, got {name!r}")
-    if name.endswith((QUERY_SUFFIX, DOCUMENT_SUFFIX)):
-        raise ValueError(
-            f"{kind}_model_name {name!r} may not end in {QUERY_SUFFIX!r} or {DOCUMENT_SUFFIX!r}: "
-            "requests add those to say what they send"
-        )
-
-
 def _over_limit(
-    what: str, inverse: np.ndarray, counts: dict[int, int], limit: str, cut: int
+    what: str, inverse: np.ndarray, over: dict[int, int], limit: str, cut_count: int
 ) -> ApiError:
-    """The 413 for inputs a request asked not to cut: ``counts`` holds the token count of
-    each distinct input over the limit, ``inverse`` maps the request's inputs to them, ``cut``
-    is how many distinct inputs the engine would have cut."""
-    found = [(index, counts[item]) for index, item in enumerate(inverse.tolist()) if item in counts]
+    """The 413 for inputs a request asked not to cut: ``over`` holds the token count of each
+    distinct input over the limit, ``inverse`` maps the request's inputs to them, ``limit``
+    words the limit, ``cut_count`` is how many distinct inputs the engine would have cut."""
+    found = [(index, over[item]) for index, item in enumerate(inverse.tolist()) if item in over]
     if not found:  # the engine would cut, though no count says which: refuse all the same
         return ApiError(
             413,
-            f"Input validation error: {cut} {what}s are longer than {limit}, and the request "
-            "asks not to cut inputs",
+            f"Input validation error: {cut_count} {what}s are longer than {limit}, and the "
+            "request asks not to cut inputs",
         )
     shown = ", ".join(f"{what} {index} has {tokens} tokens" for index, tokens in found[:5])
     more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
@@ -218,9 +209,10 @@ def _whole_texts(embedder: Qwen3Embedder, texts: list[str]) -> tuple[list[np.nda
     limit = embedder.max_length
     full = [i for i, ids in enumerate(sequences) if len(ids) >= limit]  # cut, or just fitting
     whole = embedder._checkpoint.tokenizer.encode_literal([distinct[i] for i in full])
-    counts = {i: len(ids) + 1 for i, ids in zip(full, whole, strict=True) if len(ids) + 1 > limit}
+    lengths = {i: len(ids) + 1 for i, ids in zip(full, whole, strict=True)}  # + <|endoftext|>
+    over = {i: tokens for i, tokens in lengths.items() if tokens > limit}
     raise _over_limit(
-        "input", inverse, counts, f"the model's max_length={limit}", truncation.truncated
+        "input", inverse, over, f"the model's max_length={limit}", truncation.truncated
     )
 
 
@@ -233,8 +225,8 @@ def _whole_documents(
     distinct, inverse = unique_with_inverse(pairs)
     budget = settings.budget
     inputs = reranker._tokenizer.encode(distinct, settings.task, budget)
-    cut = inputs.truncated.truncated + inputs.clipped
-    if not cut:
+    cut_count = inputs.truncated.truncated + inputs.clipped
+    if not cut_count:
         return inputs, inverse
     literal = reranker._checkpoint.tokenizer
     queries = list(dict.fromkeys(query for query, _ in distinct))
@@ -243,7 +235,7 @@ def _whole_documents(
     documents = literal.encode_literal([prompts.rerank_document_text(d) for _, d in distinct])
     frame = len(reranker._tokenizer.prefix) + len(reranker._tokenizer.suffix)
     asked = budget.max_document_tokens  # a cut the request asks for is no truncation
-    counts = {
+    lengths = {
         i: frame
         + head_tokens[query]
         + (len(ids) if asked is None or budget.chunked else min(len(ids), asked))
@@ -259,10 +251,10 @@ def _whole_documents(
             f"model's max_length={reranker.max_length} read"
         )
     else:
-        unread = {i for i, count in counts.items() if count > reranker.max_length}
+        unread = {i for i, tokens in lengths.items() if tokens > reranker.max_length}
         limit = f"the model's max_length={reranker.max_length} (the whole prompt)"
-    over = {i: counts[i] for i in unread}
-    raise _over_limit("document", inverse, over, limit, cut)
+    over = {i: lengths[i] for i in unread}
+    raise _over_limit("document", inverse, over, limit, cut_count)
 
 
 class _Service:
@@ -636,13 +628,14 @@ def create_app(
     """
     if embedding_model is None and reranker_model is None:
         raise ValueError("a server needs an embedding model, a reranker, or both")
-    _check_served_name("embedding", embedding_model_name)
-    _check_served_name("reranker", reranker_model_name)
     for kind, model, name in (
         ("embedding", embedding_model, embedding_model_name),
         ("reranker", reranker_model, reranker_model_name),
     ):
-        if model is None and name is not None:
+        if name is None:
+            continue
+        check_served_name(f"{kind}_model_name", name)
+        if model is None:
             raise ValueError(f"{kind}_model_name={name!r} names no model: {kind}_model is None")
     settings = settings or ServeSettings()
     owned: list[Qwen3Embedder | Qwen3Reranker] = []

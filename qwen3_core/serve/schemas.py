@@ -36,9 +36,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from qwen3_core.document_windows import LongDocuments
-
-QUERY_SUFFIX = ":query"
-DOCUMENT_SUFFIX = ":document"
+from qwen3_core.serve.settings import DOCUMENT_SUFFIX, QUERY_SUFFIX
 
 
 class _Body(BaseModel):

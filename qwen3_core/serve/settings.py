@@ -9,6 +9,11 @@ from dataclasses import dataclass
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+QUERY_SUFFIX = ":query"
+"""Ends a request's ``model`` to say that it sends queries (for clients that cannot add a
+field to the body)."""
+DOCUMENT_SUFFIX = ":document"
+"""Ends a request's ``model`` to say that it sends documents."""
 
 
 @dataclass(frozen=True)
@@ -75,3 +80,16 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:  # a host name: it may resolve to anything
         return False
+
+
+def check_served_name(option: str, name: object) -> None:
+    """Raise ValueError, naming ``option``, unless ``name`` can be a model's served name: a
+    non-empty str that does not end in ``QUERY_SUFFIX`` or ``DOCUMENT_SUFFIX``, which a
+    request's ``model`` adds and the server takes off before comparing names."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{option} must be a non-empty name, got {name!r}")
+    if name.endswith((QUERY_SUFFIX, DOCUMENT_SUFFIX)):
+        raise ValueError(
+            f"{option} {name!r} may not end in {QUERY_SUFFIX!r} or {DOCUMENT_SUFFIX!r}: "
+            "requests add those to say what they send"
+        )

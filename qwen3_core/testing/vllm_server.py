@@ -83,6 +83,15 @@ class VllmServer:
         """The server's base address, ``http://127.0.0.1:{port}``."""
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's id from ``launch`` until ``stop`` or ``crash``, else None.
+
+        Its engine core runs in a child of this process (in the same process group), so a
+        process tree rooted here holds all of the server's memory.
+        """
+        return None if self._process is None else self._process.pid
+
     def launch(self) -> VllmServer:
         """Start the process without waiting (servers start in parallel: each takes 30-100 s).
 
