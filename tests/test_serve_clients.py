@@ -225,11 +225,12 @@ def test_jina_style_documents_and_our_extras(
 ) -> None:
     """Documents as {text} objects; a per-request instruction; long documents in windows."""
     long_document = " ".join(documents)
+    instruction = "Find the passage that names a city"
     body = {
         "query": QUERY,
         "documents": [{"text": text} for text in [*documents[:2], long_document]],
         "return_documents": True,
-        "instruction": "Find the passage that names a city",
+        "instruction": instruction,
         "long_documents": "chunk",
         "max_tokens_per_doc": 24,
     }
@@ -237,7 +238,7 @@ def test_jina_style_documents_and_our_extras(
     want = reranker.rerank(
         QUERY,
         [*documents[:2], long_document],
-        instruction=body["instruction"],
+        instruction=instruction,
         long_documents="chunk",
         max_document_tokens=24,
     )
@@ -412,7 +413,10 @@ def test_embed_refuses_to_cut_what_the_request_asks_to_keep_whole(
     413 naming it and its length, never a vector of its beginning."""
     url = short_server.url
     short = short_server.app.state.service.embedder
-    length = lambda text: len(embedder.tokenize_documents([text])[0])  # noqa: E731
+
+    def length(text: str) -> int:  # uncut: the full-length engine's count
+        return len(embedder.tokenize_documents([text])[0])
+
     fits, over = around_limit(length, SHORT_EMBEDDING)
     refused = httpx.post(
         url + "/embed", json={"inputs": ["a", over, fits, over], "truncate": False}
@@ -470,7 +474,10 @@ def test_rerank_refuses_to_cut_what_the_request_asks_to_keep_whole(
 ) -> None:
     url = short_server.url
     short = short_server.app.state.service.reranker
-    length = lambda text: len(reranker.tokenize(QUERY, [text])[0])  # noqa: E731
+
+    def length(text: str) -> int:  # uncut: the full-length engine's whole prompt
+        return len(reranker.tokenize(QUERY, [text])[0])
+
     fits, over = around_limit(length, SHORT_RERANKER)
     body = {"query": QUERY, "texts": [fits, over, "a"], "truncate": False}
     refused = httpx.post(url + "/rerank", json=body)

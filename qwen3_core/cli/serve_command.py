@@ -153,8 +153,8 @@ class ServeRequest:
     instruction: str | None
     max_length: int
     dimensions: int | None
-    embedding_model_name: str | None = None
-    reranker_model_name: str | None = None
+    embedding_model_name: str | None
+    reranker_model_name: str | None
 
 
 def check_serve_arguments(
