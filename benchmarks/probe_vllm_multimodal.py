@@ -41,33 +41,9 @@ from qwen3_core.multimodal import prompts
 from qwen3_core.multimodal.images import MAX_PIXELS, MIN_PIXELS, RemoteImages, load_image
 from qwen3_core.multimodal.inputs import Item, check_input
 from qwen3_core.testing.vl_models import build_vl_test_models
+from qwen3_core.testing.vllm_vl_server import PIL_STAND_IN as STAND_IN
 
 IMAGE_PAD = "<|image_pad|>"
-
-STAND_IN = """
-import sys, types
-import transformers.models.qwen2_vl.image_processing_pil_qwen2_vl as _pil
-_name = "transformers.models.qwen2_vl.image_processing_qwen2_vl"
-_module = types.ModuleType(_name)
-_module.smart_resize = _pil.smart_resize
-_module.Qwen2VLImageProcessor = _pil.Qwen2VLImageProcessorPil
-sys.modules[_name] = _module
-import transformers, transformers.models.qwen3_vl as _qwen3_vl
-from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor as _v
-_qwen3_vl.Qwen3VLVideoProcessor = transformers.Qwen3VLVideoProcessor = _v
-import transformers.models.auto as _auto
-import transformers.models.auto.video_processing_auto as _vauto
-for _n in ("VIDEO_PROCESSOR_MAPPING", "AutoVideoProcessor"):
-    setattr(_auto, _n, getattr(_vauto, _n))
-    setattr(transformers, _n, getattr(_vauto, _n))
-import transformers.video_processing_utils as _vpu
-for _n in ("BaseVideoProcessor", "VideoProcessorMixin"):
-    setattr(transformers, _n, getattr(_vpu, _n))
-"""
-"""With --pil-stand-in: transformers' Pillow image processor put where vLLM imports the
-torchvision one from, and the real video processor classes in place of the placeholders
-transformers exports without torchvision; in this process and, through sitecustomize, in the
-subprocess vLLM inspects the model in. A probe of what runs past the imports, not a fix."""
 
 
 def noise(height: int, width: int, seed: int) -> Image.Image:
