@@ -252,3 +252,67 @@ def test_onednn_failures_fall_back_to_torch_as_for_text_models(
     assert report["close"] < 1e-5
     (line,) = [line for line in run.stderr.splitlines() if "torch's own kernel" in line]
     assert ("unavailable" if case == "missing" else "failed while running") in line
+
+
+# In a process of its own: other tests keep models (and transformers' reference models,
+# which stay views of the files) alive in this one.
+_RESIDENT = """
+import json, os, sys
+
+from qwen3_core import Qwen3VLEmbedder, Qwen3VLReranker, TransformersOptions
+
+
+def resident(path):
+    # Bytes of the file's pages resident in this process's mappings of it (/proc/self/smaps).
+    stat = os.stat(path)
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:  # a mapping's header
+                major, minor = (int(part, 16) for part in fields[3].split(":"))
+                inside = int(fields[4]) == stat.st_ino and os.makedev(major, minor) == stat.st_dev
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1]) * 1024
+    return total
+
+
+embedding, reranker = sys.argv[1:3]
+cpu = TransformersOptions(device="cpu")
+engines = (Qwen3VLEmbedder(embedding, backend=cpu), Qwen3VLReranker(reranker, backend=cpu))
+files = [os.path.join(folder, "model.safetensors") for folder in (embedding, reranker)]
+# Every tensor the engines hold read once, as running them reads them.
+for engine in engines:
+    for tensor in engine.loaded_model.state_dict().values():
+        tensor.float().sum()
+inodes = [os.stat(f).st_ino for f in files]
+with open("/proc/self/maps") as maps:
+    mapped = [int(line.split()[4]) for line in maps if len(line.split()) >= 6]
+print(json.dumps({
+    "kernels": [e.options.cpu_linear for e in engines],
+    "mappings": [mapped.count(inode) for inode in inodes],
+    "resident": [resident(f) for f in files],
+    "sizes": [os.path.getsize(f) for f in files],
+}))
+"""
+
+
+def test_the_weights_are_held_once_after_load(vl_models: VLModelPaths) -> None:
+    """On CPU with oneDNN's packed linears, the files' pages read at load are not kept
+    resident beside the model's own copies: each tensor is copied out of the mapped
+    safetensors file and the mapping goes, so reading every weight the engines hold maps
+    none of the file back (the results are checked against transformers' full model in
+    tests/test_multimodal_engine.py and above)."""
+    import subprocess
+    import sys
+
+    args = [str(vl_models.embedding), str(vl_models.reranker)]
+    run = subprocess.run(
+        [sys.executable, "-c", _RESIDENT, *args], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["kernels"] == ["onednn", "onednn"]
+    for resident, size in zip(report["resident"], report["sizes"], strict=True):
+        assert resident < 0.05 * size, (resident, size)
+    assert report["mappings"] == [0, 0]  # no tensor is a view of the files any more

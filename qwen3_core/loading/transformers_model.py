@@ -38,6 +38,13 @@ def transformers_decoder(
         reason = first_line(exc)
         raise ModelKindError(f"'{folder}' could not be loaded: {reason[:300]}") from exc
     _check_loading_report(folder, report)
+    return ready_on(model, device)
+
+
+def ready_on(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` moved to ``device`` in eval mode without gradients; on CPU with memory of
+    its own for each tensor (``_own_copies``), so that the process holds one copy of the
+    weights, not a copy beside the files' pages it read."""
     loaded: torch.nn.Module = model.to(device).eval().requires_grad_(False)
     if device.type == "cpu":
         _own_copies(loaded)
