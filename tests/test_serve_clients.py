@@ -195,6 +195,23 @@ def test_llamaindex_cohere_rerank(
     )
 
 
+def test_llamaindex_tei_rerank(
+    server: RunningServer, reranker: Qwen3Reranker, documents: list[str]
+) -> None:
+    tei_rerank = pytest.importorskip("llama_index.postprocessor.tei_rerank")
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    postprocessor = tei_rerank.TextEmbeddingInference(base_url=server.url, top_n=3)
+    nodes = [
+        NodeWithScore(node=TextNode(text=text, id_=str(i))) for i, text in enumerate(documents)
+    ]
+    ranked = postprocessor.postprocess_nodes(nodes, query_str=QUERY)
+    assert_ranking(
+        [(int(hit.node.node_id), float(hit.score or 0.0)) for hit in ranked],
+        expected_ranking(reranker, documents)[:3],
+    )
+
+
 def test_tei_endpoints(
     server: RunningServer, embedder: Qwen3Embedder, reranker: Qwen3Reranker, documents: list[str]
 ) -> None:
