@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from qwen3_core.backend_options import (
     BackendChoice,
@@ -18,7 +18,7 @@ from qwen3_core.backend_options import (
 from qwen3_core.engine import EngineBase, logger
 from qwen3_core.extras import require_extra
 from qwen3_core.hub import HubOptions, ModelSource
-from qwen3_core.multimodal.encoding import Encoded, PromptEncoder
+from qwen3_core.multimodal.encoding import Encoded, Image, PromptEncoder
 from qwen3_core.multimodal.images import RemoteImages
 from qwen3_core.multimodal.inputs import Item
 from qwen3_core.multimodal.loading import LoadedVLModel, VLKind, load_vl_model
@@ -35,6 +35,11 @@ from qwen3_core.variants import Variant
 
 if TYPE_CHECKING:
     import numpy as np
+
+Loaded = TypeVar("Loaded")
+"""An item's images as one backend loads them."""
+Prompt = TypeVar("Prompt")
+"""A prompt as one backend runs or sends it."""
 
 CHUNK = 16
 """Inputs whose images are decoded and patched at a time: at most 16 x 44 MB of float32
@@ -133,29 +138,10 @@ class VLEngineBase(EngineBase[VLRuntime]):
     ) -> Iterator[tuple[range, list[ServerPrompt]]]:
         """``_chunks`` for an engine on servers: the prompts as sent (see
         ``qwen3_core.multimodal.server``)."""
-        truncated = 0
-        kept = {id(item): self._sender.images(item) for item in shared}
-        for start in range(0, count, CHUNK):
-            indices = range(start, min(count, start + CHUNK))
-            loaded = dict(kept)
-            sent = []
-            for segments, items, label in prompts_of(indices):
-                for item in items:
-                    if id(item) not in loaded:
-                        loaded[id(item)] = self._sender.images(item)
-                images = [loaded[id(item)] for item in items]
-                prompt, cut = self._sender.prompt(segments, images, label)  # type: ignore[arg-type]
-                truncated += cut
-                sent.append(prompt)
-            yield indices, sent
-        if truncated:
-            logger.warning(
-                "%d of %d inputs exceeded max_length=%d tokens and their text was cut (images "
-                "and the prompt's frame were kept)",
-                truncated,
-                count,
-                self._encoder.max_length,
-            )
+        sender = self._sender
+        kept = {id(item): sender.images(item) for item in shared}
+        # segments are typed loosely here, as where _chunks encodes them
+        return self._chunked(count, prompts_of, kept, sender.images, sender.prompt)  # type: ignore[arg-type]
 
     @property
     def allow_remote_images(self) -> bool:
@@ -183,24 +169,46 @@ class VLEngineBase(EngineBase[VLRuntime]):
         prompt's segments, the items whose images its slots name, and its label. The images
         of ``shared`` items (a query judged against every document) are decoded once, and
         named in ``shared_images`` so that the vision tower sees them once."""
-        truncated = 0
-        kept = {id(item): self._encoder.images([item])[0] for item in shared}
+
+        def decode(item: Item) -> list[Image]:
+            return self._encoder.images([item])[0]
+
+        def encode(
+            segments: list[object], images: list[list[Image]], label: str
+        ) -> tuple[Encoded, int]:
+            prompt = self._encoder.encode(segments, images, label)  # type: ignore[arg-type]
+            return prompt, prompt.truncated
+
+        kept = {id(item): decode(item) for item in shared}
         for image in (i for images in kept.values() for i in images):
             if shared_images is not None:
                 shared_images.share(image)
+        return self._chunked(count, prompts_of, kept, decode, encode)
+
+    def _chunked(
+        self,
+        count: int,
+        prompts_of: Callable[[range], Iterator[tuple[list[object], list[Item], str]]],
+        kept: dict[int, Loaded],
+        load: Callable[[Item], Loaded],
+        build: Callable[[list[object], list[Loaded], str], tuple[Prompt, int]],
+    ) -> Iterator[tuple[range, list[Prompt]]]:
+        """The prompts ``build`` makes, CHUNK inputs at a time, each item's images loaded
+        once per chunk by ``load`` (those in ``kept`` once per call); one warning for the
+        inputs whose text was cut."""
+        truncated = 0
         for start in range(0, count, CHUNK):
             indices = range(start, min(count, start + CHUNK))
-            decoded = dict(kept)
-            encoded = []
+            loaded = dict(kept)
+            built = []
             for segments, items, label in prompts_of(indices):
                 for item in items:
-                    if id(item) not in decoded:
-                        decoded[id(item)] = self._encoder.images([item])[0]
-                images = [decoded[id(item)] for item in items]
-                prompt = self._encoder.encode(segments, images, label)  # type: ignore[arg-type]
-                truncated += prompt.truncated
-                encoded.append(prompt)
-            yield indices, encoded
+                    if id(item) not in loaded:
+                        loaded[id(item)] = load(item)
+                prompt, cut = build(segments, [loaded[id(item)] for item in items], label)
+                truncated += cut
+                built.append(prompt)
+            yield indices, built
         if truncated:
             logger.warning(
                 "%d of %d inputs exceeded max_length=%d tokens and their text was cut (images "
