@@ -13,6 +13,10 @@ query embedded per call. Settings:
 - ``1 thread``: ``torch.set_num_threads(1)`` after load under torch's default wait, which
   any library user can call.
 
+The first three run with the engines' default ``cpu_threads="adaptive"`` (torch's thread
+count less the cores other processes keep busy), and torch's default and the passive policy
+again with ``cpu_threads="torch"`` (torch's count, whatever the load; so does ``1 thread``).
+
     python -m benchmarks.bench_busy --shape tiny --busy 2      # seconds
     python -m benchmarks.bench_busy --shape 0.6b --busy 1 --calls 20
 
@@ -35,11 +39,13 @@ from benchmarks.background import background_load, exit_on_sigterm, running_proc
 from benchmarks.bench_peers import host
 from benchmarks.common import REPO
 
-SETTINGS: dict[str, tuple[dict[str, str], int | None]] = {
-    "torch's default": ({"GOMP_SPINCOUNT": "300000"}, None),
-    "OMP_WAIT_POLICY=PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, None),
-    "GOMP_SPINCOUNT=10000": ({"GOMP_SPINCOUNT": "10000"}, None),
-    "1 thread": ({"GOMP_SPINCOUNT": "300000"}, 1),
+SETTINGS: dict[str, tuple[dict[str, str], int | None, str]] = {
+    "torch's default": ({"GOMP_SPINCOUNT": "300000"}, None, "adaptive"),
+    "torch's default, cpu_threads=torch": ({"GOMP_SPINCOUNT": "300000"}, None, "torch"),
+    "OMP_WAIT_POLICY=PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, None, "adaptive"),
+    "OMP_WAIT_POLICY=PASSIVE, cpu_threads=torch": ({"OMP_WAIT_POLICY": "PASSIVE"}, None, "torch"),
+    "GOMP_SPINCOUNT=10000": ({"GOMP_SPINCOUNT": "10000"}, None, "adaptive"),
+    "1 thread": ({"GOMP_SPINCOUNT": "300000"}, 1, "torch"),
 }
 QUERY = "What is the capital of China?"
 DOCUMENTS = [
@@ -56,7 +62,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     from qwen3_core.testing import build_test_models
 
     folders = build_test_models(shape=spec["shape"])
-    options = TransformersOptions(device="cpu", show_progress=False)
+    options = TransformersOptions(
+        device="cpu", show_progress=False, cpu_threads=spec["cpu_threads"]
+    )
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     if spec["task"] == "rerank":
@@ -88,8 +96,14 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(setting: str, task: str, args: argparse.Namespace, busy: int) -> dict[str, Any]:
-    environment, threads = SETTINGS[setting]
-    spec = {"shape": args.shape, "task": task, "calls": args.calls, "threads": threads}
+    environment, threads, cpu_threads = SETTINGS[setting]
+    spec = {
+        "shape": args.shape,
+        "task": task,
+        "calls": args.calls,
+        "threads": threads,
+        "cpu_threads": cpu_threads,
+    }
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     with background_load(busy):
         result = subprocess.run(

@@ -89,6 +89,12 @@ ENGINES = (
         "qwen3-rag-spin", "qwen3-rag, torch's default wait", "float32", "qwen3_rag", None,
         ("default",), "torch", environment={"GOMP_SPINCOUNT": "300000"},
     ),
+    # The same, with torch's thread count kept as set whatever the other processes take.
+    Engine(
+        "qwen3-rag-spin-fixed", "qwen3-rag, torch's default wait, cpu_threads=torch", "float32",
+        "qwen3_rag", None, ("default",), "torch", {"cpu_threads": "torch"},
+        environment={"GOMP_SPINCOUNT": "300000"},
+    ),
     Engine(
         "qwen3-rag-openvino", "qwen3-rag backend=openvino", "float32", "qwen3_rag", None,
         ("default",), "openvino", {"backend": "openvino"},

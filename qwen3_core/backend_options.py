@@ -28,6 +28,9 @@ Quantization = Literal["int8"]
 Decoder = Literal["qwen3-rag", "transformers"]
 """Which decoder runs a local model: qwen3-rag's own (CPU) or transformers' ``Qwen3Model``."""
 CpuLinear = Literal["onednn", "torch"]
+CpuThreads = Literal["adaptive", "torch"]
+"""torch's CPU thread count per forward pass: lowered while other processes keep cores busy,
+or always torch's own."""
 """The float32 CPU linear kernel: oneDNN's packed GEMM or torch's ``nn.Linear``."""
 Int8Kernel = Literal["fbgemm", "onednn"]
 """The int8 CPU linear kernel."""
@@ -155,6 +158,11 @@ class TransformersOptions:
         int8_kernel: With ``quantization="int8"``: ``"fbgemm"`` or ``"onednn"``. None:
             oneDNN's where the CPU has AMX int8 tiles (and it passes its check against
             fbgemm's), else fbgemm's.
+        cpu_threads: On CPU, torch's thread count per forward pass: ``"adaptive"`` runs
+            each pass with torch's count (``torch.set_num_threads``) less the cores other
+            processes kept busy since the last pass, at least one (Linux; elsewhere as
+            ``"torch"``); ``"torch"`` always runs torch's count. Results do not depend on
+            it. None: ``"adaptive"`` on CPU.
 
     Raises:
         ValueError: A setting is out of range or misspelt (the device is only checked to
@@ -173,6 +181,7 @@ class TransformersOptions:
     decoder: Decoder | None = None
     cpu_linear: CpuLinear | None = None
     int8_kernel: Int8Kernel | None = None
+    cpu_threads: CpuThreads | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", device_name(self.device))
@@ -182,6 +191,7 @@ class TransformersOptions:
         _check_choice("decoder", self.decoder, ("qwen3-rag", "transformers"))
         _check_choice("cpu_linear", self.cpu_linear, ("onednn", "torch"))
         _check_choice("int8_kernel", self.int8_kernel, ("fbgemm", "onednn"))
+        _check_choice("cpu_threads", self.cpu_threads, ("adaptive", "torch"))
         check_optional_int("max_batch_tokens", self.max_batch_tokens, minimum=1)
         if self.show_progress is not None:
             _check_bool("show_progress", self.show_progress)
@@ -209,6 +219,11 @@ class TransformersOptions:
         if self.int8_kernel is not None and self.quantization is None:
             raise ValueError(
                 f"int8_kernel={self.int8_kernel!r} applies with quantization='int8' only"
+            )
+        if self.cpu_threads is not None and not on_cpu:
+            raise ValueError(
+                f"cpu_threads={self.cpu_threads!r} applies on CPU only, not to "
+                f"device={self.device!r}"
             )
         if self.cpu_linear is not None:
             if self.quantization is not None:

@@ -12,8 +12,10 @@ CPU = TransformersOptions(device="cpu")
 
 def on_cpu(*, reranker: bool = False, **settings: Any) -> TransformersOptions:
     """What a CPU engine made with these options reports as its ``options``: the device, the
-    dtype (float32 unless given), qwen3-rag's decoder, in float32 oneDNN's linears, and for a
-    reranker the shared query prefix (on by default on CPU)."""
+    dtype (float32 unless given), qwen3-rag's decoder, in float32 oneDNN's linears, torch's
+    thread count adapted to the other processes' load, and for a reranker the shared query
+    prefix (on by default on CPU)."""
+    settings.setdefault("cpu_threads", "adaptive")
     if reranker:
         settings.setdefault("share_prefix", True)
     dtype = settings.pop("dtype", "float32")

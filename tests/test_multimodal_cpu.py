@@ -51,7 +51,11 @@ def _linears(engine: Qwen3VLEmbedder | Qwen3VLReranker) -> dict[str, list[torch.
 
 def test_options_show_what_runs_on_cpu(vl_models: VLModelPaths) -> None:
     shown = TransformersOptions(
-        device="cpu", dtype="float32", decoder="transformers", cpu_linear="onednn"
+        device="cpu",
+        dtype="float32",
+        decoder="transformers",
+        cpu_linear="onednn",
+        cpu_threads="adaptive",
     )
     engines = (
         Qwen3VLEmbedder(vl_models.embedding, backend=CPU),

@@ -10,14 +10,19 @@ from typing import Any
 
 class _Engine:
     def __init__(self, spec: dict[str, Any]) -> None:
+        # qwen3_core first, as a program that imports qwen3-rag before torch: it chooses how
+        # torch's threads wait (the rows that set GOMP_SPINCOUNT keep torch's own wait).
+        import qwen3_core  # noqa: F401, I001
         import torch
-
         from qwen3_core import Qwen3Embedder, Qwen3Reranker, TransformersOptions
         from qwen3_core.backend_options import OpenVINOOptions
 
         torch.set_num_threads(spec["threads"])
         options: Any = TransformersOptions(
-            device="cpu", show_progress=False, quantization=spec.get("quantization")
+            device="cpu",
+            show_progress=False,
+            quantization=spec.get("quantization"),
+            cpu_threads=spec.get("cpu_threads"),
         )
         if spec.get("backend") == "openvino":
             options = OpenVINOOptions(show_progress=False, cache_folder=spec["cache_folder"])

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from qwen3_core.backend_options import OpenVINOOptions, TransformersOptions
+from qwen3_core.backend_options import CpuThreads, OpenVINOOptions, TransformersOptions
 from qwen3_core.batching import OutOfMemoryBackoff, is_out_of_memory, progress_bar, run_batched
 from qwen3_core.decoder import KVCache, Qwen3Decoder
 from qwen3_core.defaults import ModelKind
 from qwen3_core.devices import cuda_batch_tokens, default_share_prefix
 from qwen3_core.hub import HubOptions
 from qwen3_core.loading import LoadedModel, load_model
+from qwen3_core.shared_cores import forward_threads, resolve_cpu_threads
 from qwen3_core.tokenization import RerankPrompt, TokenIds
 
 if TYPE_CHECKING:
@@ -70,8 +71,10 @@ class _TorchRunner:
         max_batch_tokens: int | None,
         max_batch_size: int,
         show_progress: bool | None,
+        cpu_threads: CpuThreads | None,
     ) -> None:
         self.loaded = loaded
+        self.cpu_threads = cpu_threads
         self.device = loaded.device
         self.decoder = decoder
         self.max_batch_tokens = max_batch_tokens or default_max_batch_tokens(
@@ -123,7 +126,7 @@ class _TorchRunner:
                     keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1), layer
                 )
             kwargs = {"use_cache": True, self._cache_argument: cache}
-        with torch.inference_mode():
+        with torch.inference_mode(), forward_threads(self.cpu_threads):
             hidden = self.decoder(input_ids=ids, **kwargs).last_hidden_state
             rows = torch.arange(len(sequences), device=self.device)
             last: torch.Tensor = hidden[rows, lengths - 1]
@@ -132,7 +135,7 @@ class _TorchRunner:
     def prefix_cache(self, ids: TokenIds) -> KVCache:
         """Run a prefix once and keep its keys and values."""
         tensor, _ = self._padded([ids])
-        with torch.inference_mode():
+        with torch.inference_mode(), forward_threads(self.cpu_threads):
             output = self.decoder(input_ids=tensor, use_cache=True)
         if self._own:
             own: KVCache = output.cache
@@ -190,6 +193,7 @@ class TransformersEmbeddingBackend(_TorchBackend):
         max_batch_tokens: int | None = None,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         show_progress: bool | None = None,
+        cpu_threads: CpuThreads | None = None,
     ) -> None:
         self._runner = _TorchRunner(
             loaded,
@@ -197,6 +201,7 @@ class TransformersEmbeddingBackend(_TorchBackend):
             max_batch_tokens=max_batch_tokens,
             max_batch_size=max_batch_size,
             show_progress=show_progress,
+            cpu_threads=cpu_threads,
         )
         self._hidden_size = int(loaded.checkpoint.config["hidden_size"])
 
@@ -235,6 +240,7 @@ class TransformersRerankBackend(_TorchBackend):
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         show_progress: bool | None = None,
         share_prefix: bool = True,
+        cpu_threads: CpuThreads | None = None,
     ) -> None:
         self._runner = _TorchRunner(
             loaded,
@@ -242,6 +248,7 @@ class TransformersRerankBackend(_TorchBackend):
             max_batch_tokens=max_batch_tokens,
             max_batch_size=max_batch_size,
             show_progress=show_progress,
+            cpu_threads=cpu_threads,
         )
         assert loaded.score_rows is not None, "an embedding model has no score rows"
         no_row, yes_row = loaded.score_rows
@@ -311,6 +318,12 @@ class LocalModel:
         return self.loaded.checkpoint
 
     @property
+    def cpu_threads(self) -> CpuThreads | None:
+        """torch's threads per pass; OpenVINO's model runs on threads of its own."""
+        options = self.options
+        return options.cpu_threads if isinstance(options, TransformersOptions) else None
+
+    @property
     def device(self) -> torch.device:
         return self.loaded.device
 
@@ -323,6 +336,7 @@ class LocalModel:
             self.loaded,
             max_batch_tokens=self.options.max_batch_tokens,
             show_progress=self.options.show_progress,
+            cpu_threads=self.cpu_threads,
         )
 
     def reranker(
@@ -334,6 +348,7 @@ class LocalModel:
             max_batch_tokens=self.options.max_batch_tokens,
             show_progress=self.options.show_progress,
             share_prefix=self.share_prefix,
+            cpu_threads=self.cpu_threads,
         )
 
 
@@ -349,5 +364,8 @@ def open_model(
     share_prefix = options.share_prefix
     if share_prefix is None and kind == "reranker":
         share_prefix = default_share_prefix(loaded.device.type)
-    resolved = replace(options, share_prefix=share_prefix, **loaded.resolved)
+    cpu_threads = resolve_cpu_threads(options.cpu_threads, loaded.device)
+    resolved = replace(
+        options, share_prefix=share_prefix, cpu_threads=cpu_threads, **loaded.resolved
+    )
     return LocalModel(loaded, resolved, bool(share_prefix))

@@ -30,6 +30,7 @@ from qwen3_core.multimodal.server import (
     VLServerRerank,
     open_on_servers,
 )
+from qwen3_core.shared_cores import resolve_cpu_threads
 from qwen3_core.validation import check_int
 from qwen3_core.variants import Variant
 
@@ -89,7 +90,9 @@ class VLEngineBase(EngineBase[VLRuntime]):
         self._loaded = loaded
         checkpoint = loaded.checkpoint
         self._encoder = PromptEncoder(checkpoint.folder, loaded.tokenizer, max_length, remote)
-        self.options = replace(options, **loaded.resolved)  # what runs: device, dtype, kernel
+        cpu_threads = resolve_cpu_threads(options.cpu_threads, loaded.device)
+        # What runs: device, dtype, kernel, threads.
+        self.options = replace(options, cpu_threads=cpu_threads, **loaded.resolved)
         self.backend = "transformers"
         self.device, self.dtype = loaded.device, loaded.dtype
         self.model_path = checkpoint.folder
@@ -101,6 +104,7 @@ class VLEngineBase(EngineBase[VLRuntime]):
             image_pad_id=self._encoder.image_pad_id,
             max_batch_tokens=options.max_batch_tokens,
             show_progress=options.show_progress,
+            cpu_threads=cpu_threads,
         )
 
     def _open_server(

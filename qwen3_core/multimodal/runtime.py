@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from qwen3_core.backend_options import CpuThreads
 from qwen3_core.batching import OutOfMemoryBackoff, progress_bar, run_batched
 from qwen3_core.devices import cuda_batch_tokens
 from qwen3_core.multimodal.encoding import Encoded, Image
 from qwen3_core.multimodal.loading import LoadedVLModel
+from qwen3_core.shared_cores import forward_threads
 
 DEFAULT_CPU_BATCH_TOKENS = 2048
 """Tokens per forward pass on CPU: one image can take 1,800."""
@@ -74,8 +76,10 @@ class VLRuntime:
         image_pad_id: int,
         max_batch_tokens: int | None,
         show_progress: bool | None,
+        cpu_threads: CpuThreads | None,
     ) -> None:
         self.loaded: LoadedVLModel | None = loaded
+        self.cpu_threads = cpu_threads
         self.device = loaded.device
         self.pad_id = pad_id
         self.image_pad_id = image_pad_id
@@ -107,7 +111,7 @@ class VLRuntime:
             mask[row, : len(prompt.ids)] = 1
         kwargs: dict[str, Any] = {}
         images = [image for p in prompts for image in p.images]
-        with torch.inference_mode():
+        with torch.inference_mode(), forward_threads(self.cpu_threads):
             if images:
                 kwargs["image_grid_thw"] = torch.from_numpy(
                     np.stack([grid for _, grid in images])
