@@ -28,10 +28,10 @@ Quantization = Literal["int8"]
 Decoder = Literal["qwen3-rag", "transformers"]
 """Which decoder runs a local model: qwen3-rag's own (CPU) or transformers' ``Qwen3Model``."""
 CpuLinear = Literal["onednn", "torch"]
+"""The float32 CPU linear kernel: oneDNN's packed GEMM or torch's ``nn.Linear``."""
 CpuThreads = Literal["adaptive", "torch"]
 """torch's CPU thread count per forward pass: lowered while other processes keep cores busy,
 or always torch's own."""
-"""The float32 CPU linear kernel: oneDNN's packed GEMM or torch's ``nn.Linear``."""
 Int8Kernel = Literal["fbgemm", "onednn"]
 """The int8 CPU linear kernel."""
 

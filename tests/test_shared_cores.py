@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,7 +19,7 @@ import pytest
 import torch
 
 from qwen3_core import Qwen3Embedder, Qwen3Reranker, Qwen3VLEmbedder, TransformersOptions
-from qwen3_core.shared_cores import SharedCores, shared_cores
+from qwen3_core.kernels.shared_cores import SharedCores, shared_cores
 from qwen3_core.testing import ModelPaths
 from qwen3_core.testing.vl_models import VLModelPaths, build_vl_test_models
 from tests.options import CPU
@@ -126,6 +127,31 @@ def test_a_pass_beside_busy_cores_runs_on_one_thread_with_the_same_result(
     assert set(threads["adaptive"]) == {1}
     assert set(threads["torch"]) == {len(CPUS)}
     np.testing.assert_allclose(results["adaptive"], results["torch"], rtol=0, atol=1e-6)
+
+
+@needs_two_cores
+def test_a_thread_starting_during_a_lowered_pass_gets_torchs_count(
+    test_models: ModelPaths, busy_cores: None
+) -> None:
+    """torch gives a thread that first runs its kernels the process's count: a pass lowers its
+    own thread's count only, so a thread that starts meanwhile still gets torch's."""
+    torch.set_num_threads(len(CPUS))
+    engine = Qwen3Embedder(test_models.embedding, backend=CPU)
+    seen: list[tuple[int, int]] = []
+
+    def during_the_pass(*_: Any) -> None:
+        other: list[int] = []
+        thread = threading.Thread(target=lambda: other.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        seen.append((torch.get_num_threads(), other[0]))
+
+    handle = engine.loaded_model.register_forward_pre_hook(during_the_pass)
+    try:
+        engine.embed_documents(["Beijing is the capital of China."])
+    finally:
+        handle.remove()
+    assert seen == [(1, len(CPUS))]
 
 
 @needs_two_cores

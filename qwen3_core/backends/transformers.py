@@ -29,8 +29,8 @@ from qwen3_core.decoder import KVCache, Qwen3Decoder
 from qwen3_core.defaults import ModelKind
 from qwen3_core.devices import cuda_batch_tokens, default_share_prefix
 from qwen3_core.hub import HubOptions
+from qwen3_core.kernels.shared_cores import forward_threads, resolve_cpu_threads
 from qwen3_core.loading import LoadedModel, load_model
-from qwen3_core.shared_cores import forward_threads, resolve_cpu_threads
 from qwen3_core.tokenization import RerankPrompt, TokenIds
 
 if TYPE_CHECKING:

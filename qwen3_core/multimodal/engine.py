@@ -18,6 +18,7 @@ from qwen3_core.backend_options import (
 from qwen3_core.engine import EngineBase, logger
 from qwen3_core.extras import require_extra
 from qwen3_core.hub import HubOptions, ModelSource
+from qwen3_core.kernels.shared_cores import resolve_cpu_threads
 from qwen3_core.multimodal.encoding import Encoded, Image, PromptEncoder
 from qwen3_core.multimodal.images import RemoteImages
 from qwen3_core.multimodal.inputs import Item
@@ -30,7 +31,6 @@ from qwen3_core.multimodal.server import (
     VLServerRerank,
     open_on_servers,
 )
-from qwen3_core.shared_cores import resolve_cpu_threads
 from qwen3_core.validation import check_int
 from qwen3_core.variants import Variant
 

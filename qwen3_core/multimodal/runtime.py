@@ -25,9 +25,9 @@ import torch
 from qwen3_core.backend_options import CpuThreads
 from qwen3_core.batching import OutOfMemoryBackoff, progress_bar, run_batched
 from qwen3_core.devices import cuda_batch_tokens
+from qwen3_core.kernels.shared_cores import forward_threads
 from qwen3_core.multimodal.encoding import Encoded, Image
 from qwen3_core.multimodal.loading import LoadedVLModel
-from qwen3_core.shared_cores import forward_threads
 
 DEFAULT_CPU_BATCH_TOKENS = 2048
 """Tokens per forward pass on CPU: one image can take 1,800."""

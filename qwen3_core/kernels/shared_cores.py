@@ -4,8 +4,8 @@ cores (``TransformersOptions(cpu_threads="adaptive")``, the default on CPU).
 torch's threads work in lockstep: every parallel region ends when its slowest thread ends.
 On cores that other processes keep busy, one of torch's threads waits for a core, and the
 others wait for it: with torch's spinning wait (a program that loaded torch before
-qwen3-rag) the 0.6B embedding ran 6x slower beside one busy process on two cores, where one
-thread ran 1.8x slower (docs/performance.md, "A busy machine").
+qwen3-rag) the 0.6B embedding ran 6x slower beside one busy process on two cores than on
+the quiet machine; on one thread it ran 1.8x slower (docs/performance.md, "A busy machine").
 
 So before each forward pass the engine reads how much CPU time other processes took on this
 process's cores since the last pass (``/proc/stat`` less this process's own time) and runs
@@ -17,11 +17,13 @@ count is used as set.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -125,6 +127,25 @@ def shared_cores() -> SharedCores:
         return _shared
 
 
+@functools.cache
+def _team_size_setter() -> Callable[[int], None]:
+    """How a pass sets its own thread's team size. ``torch.set_num_threads`` also sets the
+    count that a thread takes when it first runs torch's kernels, so a thread starting during
+    a lowered pass elsewhere would keep the lowered count. GNU libgomp's
+    ``omp_set_num_threads`` (loaded with torch in its Linux wheels) sets the calling thread's
+    alone; where it is not found, torch's is used."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "/libgomp" in line}
+        for path in sorted(paths, key=lambda path: "/torch/" not in path):  # torch's first
+            library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD)  # the copy torch loaded
+            setter: Callable[[int], None] = library.omp_set_num_threads
+            return setter
+    except (OSError, AttributeError):
+        pass
+    return torch.set_num_threads
+
+
 def resolve_cpu_threads(choice: CpuThreads | None, device: torch.device) -> CpuThreads | None:
     """What runs for ``TransformersOptions.cpu_threads``: ``"adaptive"`` unless chosen, on
     CPU only."""
@@ -135,13 +156,14 @@ def resolve_cpu_threads(choice: CpuThreads | None, device: torch.device) -> CpuT
 def forward_threads(choice: CpuThreads | None) -> Iterator[int]:
     """torch's thread count for one forward pass: with ``"adaptive"``, lowered for the
     cores other processes keep busy and put back after the pass; otherwise torch's own."""
-    wanted = torch.get_num_threads()
+    wanted = torch.get_num_threads()  # also starts torch's count in this thread
     threads = shared_cores().threads(wanted) if choice == "adaptive" else wanted
     if threads == wanted:
         yield threads
         return
-    torch.set_num_threads(threads)
+    set_team_size = _team_size_setter()
+    set_team_size(threads)
     try:
         yield threads
     finally:
-        torch.set_num_threads(wanted)
+        set_team_size(wanted)
