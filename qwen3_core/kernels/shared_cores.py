@@ -17,13 +17,12 @@ count is used as set.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import math
 import os
+import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -127,23 +126,44 @@ def shared_cores() -> SharedCores:
         return _shared
 
 
-@functools.cache
-def _team_size_setter() -> Callable[[int], None]:
-    """How a pass sets its own thread's team size. ``torch.set_num_threads`` also sets the
-    count that a thread takes when it first runs torch's kernels, so a thread starting during
-    a lowered pass elsewhere would keep the lowered count. GNU libgomp's
-    ``omp_set_num_threads`` (loaded with torch in its Linux wheels) sets the calling thread's
-    alone; where it is not found, torch's is used."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "/libgomp" in line}
-        for path in sorted(paths, key=lambda path: "/torch/" not in path):  # torch's first
-            library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD)  # the copy torch loaded
-            setter: Callable[[int], None] = library.omp_set_num_threads
-            return setter
-    except (OSError, AttributeError):
-        pass
-    return torch.set_num_threads
+class _ProcessCount:
+    """torch's count for threads that start running its kernels, kept as the user set it.
+
+    ``torch.set_num_threads`` sets the calling thread's OpenMP and MKL counts and also the
+    process-wide count that a thread takes when it first runs torch's kernels: a thread
+    starting during a lowered pass would keep the lowered count. So once a pass has lowered
+    its own thread's count, a thread of its own sets the process-wide count back (which sets
+    only that thread's counts besides)."""
+
+    def __init__(self) -> None:
+        self._asked: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self.pid = os.getpid()  # a forked child has the object, not the thread
+        threading.Thread(target=self._serve, name="qwen3-rag-threads", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            torch.set_num_threads(self._asked.get())
+            self._done.put(None)
+
+    def set(self, count: int) -> None:
+        with self._lock:
+            self._asked.put(count)
+            self._done.get()
+
+
+_process_count: _ProcessCount | None = None
+
+
+def _lower(threads: int, wanted: int) -> None:
+    """This thread's count lowered to ``threads``; every other thread's kept."""
+    global _process_count
+    torch.set_num_threads(threads)
+    with _shared_lock:
+        if _process_count is None or _process_count.pid != os.getpid():
+            _process_count = _ProcessCount()
+    _process_count.set(wanted)
 
 
 def resolve_cpu_threads(choice: CpuThreads | None, device: torch.device) -> CpuThreads | None:
@@ -161,9 +181,8 @@ def forward_threads(choice: CpuThreads | None) -> Iterator[int]:
     if threads == wanted:
         yield threads
         return
-    set_team_size = _team_size_setter()
-    set_team_size(threads)
+    _lower(threads, wanted)
     try:
         yield threads
     finally:
-        set_team_size(wanted)
+        torch.set_num_threads(wanted)
