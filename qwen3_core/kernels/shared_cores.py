@@ -52,22 +52,22 @@ def _cpus() -> set[int]:
 
 
 def _sample(cpus: set[int]) -> _Sample | None:
-    """Now, or None where ``/proc/stat`` cannot be read."""
+    """Now, or None where ``/proc/stat`` cannot be read (or reads as something else)."""
+    ticks = 0
     try:
         with open(_STAT) as stat:
             lines = stat.read().splitlines()
-    except OSError:
+        for line in lines:
+            name, _, rest = line.partition(" ")
+            if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+                continue
+            # user nice system idle iowait irq softirq steal: all but idle and iowait are
+            # cores taken, steal (another virtual machine's time) included.
+            fields = [int(value) for value in rest.split()[:8]]
+            fields += [0] * (8 - len(fields))
+            ticks += sum(fields) - fields[3] - fields[4]
+    except (OSError, ValueError):
         return None
-    ticks = 0
-    for line in lines:
-        name, _, rest = line.partition(" ")
-        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
-            continue
-        # user nice system idle iowait irq softirq steal: all but idle and iowait are cores
-        # taken, steal (another virtual machine's time) included.
-        fields = [int(value) for value in rest.split()[:8]]
-        fields += [0] * (8 - len(fields))
-        ticks += sum(fields) - fields[3] - fields[4]
     times = os.times()
     return _Sample(
         wall=time.monotonic(),
