@@ -264,22 +264,7 @@ _RESIDENT = """
 import json, os, sys
 
 from qwen3_core import Qwen3VLEmbedder, Qwen3VLReranker, TransformersOptions
-
-
-def resident(path):
-    # Bytes of the file's pages resident in this process's mappings of it (/proc/self/smaps).
-    stat = os.stat(path)
-    total, inside = 0, False
-    with open("/proc/self/smaps") as smaps:
-        for line in smaps:
-            fields = line.split()
-            if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:  # a mapping's header
-                major, minor = (int(part, 16) for part in fields[3].split(":"))
-                inside = int(fields[4]) == stat.st_ino and os.makedev(major, minor) == stat.st_dev
-            elif inside and fields[0] == "Rss:":
-                total += int(fields[1]) * 1024
-    return total
-
+from tests.resident_pages import resident_bytes
 
 embedding, reranker = sys.argv[1:3]
 cpu = TransformersOptions(device="cpu")
@@ -295,7 +280,7 @@ with open("/proc/self/maps") as maps:
 print(json.dumps({
     "kernels": [e.options.cpu_linear for e in engines],
     "mappings": [mapped.count(inode) for inode in inodes],
-    "resident": [resident(f) for f in files],
+    "resident": [resident_bytes(f) for f in files],
     "sizes": [os.path.getsize(f) for f in files],
 }))
 """
@@ -312,7 +297,11 @@ def test_the_weights_are_held_once_after_load(vl_models: VLModelPaths) -> None:
 
     args = [str(vl_models.embedding), str(vl_models.reranker)]
     run = subprocess.run(
-        [sys.executable, "-c", _RESIDENT, *args], capture_output=True, text=True, check=False
+        [sys.executable, "-c", _RESIDENT, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],  # where `tests` is importable
     )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout.strip().splitlines()[-1])

@@ -18,24 +18,10 @@ from qwen3_core.backends.mapped_pages import _madvise, drop_pages
 from qwen3_core.backends.openvino import MODEL_FILE, WEIGHTS_FILE
 from qwen3_core.testing import ModelPaths
 from tests.options import CPU
+from tests.resident_pages import resident_bytes
 
 if _madvise() is None:
     pytest.skip("needs Linux's madvise and /proc/self/smaps", allow_module_level=True)
-
-
-def _resident(path: Path) -> int:
-    """Bytes of ``path``'s pages resident in this process's mappings of it."""
-    stat = os.stat(path)
-    total, inside = 0, False
-    with open("/proc/self/smaps") as smaps:
-        for line in smaps:
-            fields = line.split()
-            if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:  # a mapping's header
-                major, minor = (int(part, 16) for part in fields[3].split(":"))
-                inside = int(fields[4]) == stat.st_ino and os.makedev(major, minor) == stat.st_dev
-            elif inside and fields[0] == "Rss:":
-                total += int(fields[1]) * 1024
-    return total
 
 
 def _identity(path: Path) -> tuple[int, int, int]:
@@ -52,12 +38,12 @@ def test_the_weights_file_read_to_compile_is_not_kept_resident(
     assert f" {os.stat(weights).st_ino} " in Path("/proc/self/maps").read_text()
     # ... but of the pages it read while packing the rest, none stays resident: before they
     # were handed back, every page of the file was.
-    assert _resident(weights) < 0.05 * weights.stat().st_size
+    assert resident_bytes(weights) < 0.05 * weights.stat().st_size
     texts = ["What is the capital of China?", "a longer text " * 40]
     reference = Qwen3Embedder(test_models.embedding, backend=CPU).embed_documents(texts)
     np.testing.assert_allclose(engine.embed_documents(texts), reference, atol=1e-4, rtol=0)
     # What it reads again as it runs comes back, from the file: still less than all of it.
-    assert _resident(weights) < weights.stat().st_size
+    assert resident_bytes(weights) < weights.stat().st_size
 
 
 def test_dropping_a_shared_read_only_mapping_loses_nothing(tmp_path: Path) -> None:
@@ -68,11 +54,11 @@ def test_dropping_a_shared_read_only_mapping_loses_nothing(tmp_path: Path) -> No
     assert madvise is not None
     with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
         assert view[:] == data  # every page read: resident
-        assert _resident(path) == len(data)
+        assert resident_bytes(path) == len(data)
         assert drop_pages(_identity(path), madvise) == 1
-        assert _resident(path) == 0
+        assert resident_bytes(path) == 0
         assert view[:] == data  # read again, from the file
-        assert _resident(path) == len(data)
+        assert resident_bytes(path) == len(data)
 
 
 def test_a_private_mapping_is_left_alone(tmp_path: Path) -> None:
@@ -86,4 +72,4 @@ def test_a_private_mapping_is_left_alone(tmp_path: Path) -> None:
         view[:4] = b"kept"
         assert drop_pages(_identity(path), madvise) == 0
         assert view[:4] == b"kept"
-        assert _resident(path) > 0
+        assert resident_bytes(path) > 0
